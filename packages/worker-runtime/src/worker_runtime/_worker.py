@@ -1,0 +1,190 @@
+"""The in-memory state of one Worker and of its turns (private to the Runtime)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict, deque
+from typing import Any, Generic, Literal, TypeVar
+
+import anyio
+
+from .models import (
+    InputAck,
+    InputRequest,
+    StopAck,
+    TurnCounts,
+    Usage,
+    WorkerDetail,
+    WorkerOverview,
+    WorkerRef,
+    WorkerSummary,
+)
+from .profiles import Profile
+
+Status = Literal["idle", "running", "stopped"]
+T = TypeVar("T")
+
+
+class Turn:
+    """A turn that is running. ``scope`` is created with the turn so a cancel that arrives
+    before the turn's task first runs still cancels it."""
+
+    __slots__ = (
+        "cancel_reason",
+        "done",
+        "input_sequence",
+        "interrupt_reason",
+        "scope",
+        "settled_cursor",
+        "started",
+        "turn_id",
+    )
+
+    def __init__(self, turn_id: str, input_sequence: int, started: float) -> None:
+        self.turn_id = turn_id
+        self.input_sequence = input_sequence
+        self.started = started
+        self.scope = anyio.CancelScope()
+        self.done = anyio.Event()
+        self.cancel_reason: str | None = None
+        self.interrupt_reason: str | None = None
+        self.settled_cursor: str | None = None
+
+
+class QueuedInput:
+    """An acknowledged user input waiting for its turn."""
+
+    __slots__ = ("transcript_sequence", "turn_id")
+
+    def __init__(self, turn_id: str, transcript_sequence: int) -> None:
+        self.turn_id = turn_id
+        self.transcript_sequence = transcript_sequence
+
+
+class IdempotencyCache(Generic[T]):
+    """Remembers the first answer to each idempotency key, with the body it answered.
+
+    Bounded: past ``capacity`` keys the oldest is forgotten (documented limit).
+    """
+
+    __slots__ = ("_capacity", "_items")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[str, tuple[str, T]] = OrderedDict()
+
+    def get(self, key: str) -> tuple[str, T] | None:
+        return self._items.get(key)
+
+    def put(self, key: str, fingerprint: str, value: T) -> None:
+        self._items[key] = (fingerprint, value)
+        if len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+
+def fingerprint(model: InputRequest | Any) -> str:
+    """A digest of a request body (without its idempotency key) for idempotency checks."""
+    body = model.model_dump_json(exclude={"idempotency_key"})
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class Worker:
+    """One Worker's state. Mutated only by the Runtime, without awaiting in between."""
+
+    __slots__ = (
+        "active",
+        "cancelled",
+        "completed",
+        "created_at",
+        "failed",
+        "idempotency",
+        "input_tokens",
+        "interrupted",
+        "last_activity_at",
+        "last_cursor",
+        "name",
+        "ordinal",
+        "output_tokens",
+        "profile",
+        "queue",
+        "status",
+        "stop_ack",
+        "stop_done",
+        "transcript_len",
+        "turns_total",
+        "worker_id",
+    )
+
+    def __init__(
+        self,
+        worker_id: str,
+        name: str | None,
+        profile: Profile,
+        ordinal: int,
+        created_at: str,
+        cursor: str,
+    ) -> None:
+        self.worker_id = worker_id
+        self.name = name
+        self.profile = profile
+        self.ordinal = ordinal
+        self.created_at = created_at
+        self.status: Status = "idle"
+        self.active: Turn | None = None
+        self.queue: deque[QueuedInput] | None = None
+        self.transcript_len = 0
+        self.turns_total = 0
+        self.completed = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.interrupted = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.last_activity_at = created_at
+        self.last_cursor = cursor
+        self.idempotency: IdempotencyCache[InputAck] | None = None
+        self.stop_ack: StopAck | None = None
+        self.stop_done: anyio.Event | None = None
+
+    @property
+    def queued(self) -> int:
+        return len(self.queue) if self.queue else 0
+
+    def ref(self, runtime_id: str) -> WorkerRef:
+        return WorkerRef(runtime_id=runtime_id, worker_id=self.worker_id)
+
+    def summary_fields(self, runtime_id: str) -> dict[str, Any]:
+        return {
+            "worker_ref": self.ref(runtime_id),
+            "runtime_id": runtime_id,
+            "worker_id": self.worker_id,
+            "name": self.name,
+            "status": self.status,
+            "profile": self.profile.name,
+            "active_turn_id": self.active.turn_id if self.active else None,
+            "queued_inputs": self.queued,
+            "transcript_len": self.transcript_len,
+            "last_cursor": self.last_cursor,
+            "created_at": self.created_at,
+        }
+
+    def summary(self, runtime_id: str) -> WorkerSummary:
+        return WorkerSummary(**self.summary_fields(runtime_id))
+
+    def detail(self, runtime_id: str) -> WorkerDetail:
+        overview = WorkerOverview(
+            turns=TurnCounts(
+                total=self.turns_total,
+                completed=self.completed,
+                failed=self.failed,
+                cancelled=self.cancelled,
+                interrupted=self.interrupted,
+            ),
+            usage=Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens),
+            transcript_len=self.transcript_len,
+            last_activity_at=self.last_activity_at,
+            last_cursor=self.last_cursor,
+        )
+        return WorkerDetail(
+            **self.summary_fields(runtime_id), overview=overview, profile_info=self.profile.info
+        )

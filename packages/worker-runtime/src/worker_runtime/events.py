@@ -1,0 +1,415 @@
+"""The runtime-wide event log, its cursors, and subscriptions (SPEC §3–§4).
+
+Every change is an :class:`Event` in one ordered log. The log keeps a bounded backlog in memory:
+a runtime-wide window of the newest ``runtime_event_window`` events, and for each Worker a ring
+of its newest ``event_backlog`` events. A cursor names one event: it encodes the log's
+*incarnation* and the event's position, and clients compare cursors only for equality.
+
+Subscriptions pull from the backlog instead of receiving copies: appending an event costs the
+same whatever the number of subscribers, and no subscriber can block the Runtime or another
+subscriber. A subscription's queue is its unread stretch of the backlog (bounded by the backlog
+itself). Overflow policy: a subscriber that falls behind catches up from the backlog for as long
+as the backlog still holds its next event; once it does not (a proven gap), the subscriber gets a
+``diagnostic`` notice with ``code: resync_required`` and its iterator ends. Nothing is skipped
+silently.
+"""
+
+from __future__ import annotations
+
+import bisect
+import secrets
+import string
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final
+
+import anyio
+
+from .errors import CursorExpired, CursorMalformed, CursorUnknown
+
+__all__ = ["Event", "EventKind", "Subscription"]
+
+EventKind = str
+
+_INCARNATION_ALPHABET: Final = string.ascii_lowercase + string.digits
+_INCARNATION_LEN: Final = 16
+
+
+def now_rfc3339() -> str:
+    """The current time as RFC 3339 UTC with microseconds and a ``Z`` suffix."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_incarnation() -> str:
+    """A fresh random incarnation id (16 lowercase alphanumerics)."""
+    return "".join(secrets.choice(_INCARNATION_ALPHABET) for _ in range(_INCARNATION_LEN))
+
+
+def encode_cursor(incarnation: str, position: int) -> str:
+    return f"{incarnation}-{position:x}"
+
+
+def decode_cursor(cursor: str) -> tuple[str, int]:
+    """Split a cursor into ``(incarnation, position)``; :class:`CursorMalformed` if it is not
+    one."""
+    incarnation, sep, pos = cursor.partition("-")
+    if (
+        not sep
+        or len(incarnation) != _INCARNATION_LEN
+        or not incarnation.isascii()
+        or not incarnation.isalnum()
+        or not 0 < len(pos) <= 16
+        or any(c not in string.hexdigits for c in pos)
+    ):
+        raise CursorMalformed("not a cursor", details={"cursor": cursor[:200]})
+    return incarnation, int(pos, 16)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the event log.
+
+    ``position`` orders events inside one incarnation and is for the Runtime's own use; clients
+    use ``cursor``. Stream notices (``resync_required``, ``runtime_shutdown``) are ``diagnostic``
+    events that are not part of the log: their ``cursor`` is ``None``.
+    """
+
+    position: int
+    cursor: str | None
+    kind: EventKind
+    runtime_id: str
+    worker_id: str | None
+    turn_id: str | None
+    at: str
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire shape: ``{cursor, kind, runtime_id, worker_id, turn_id, at, data}``."""
+        return {
+            "cursor": self.cursor,
+            "kind": self.kind,
+            "runtime_id": self.runtime_id,
+            "worker_id": self.worker_id,
+            "turn_id": self.turn_id,
+            "at": self.at,
+            "data": self.data,
+        }
+
+
+class _Gap(Exception):
+    """The backlog no longer holds the next event a reader needs."""
+
+
+class _Signal:
+    """Wakes every waiter on the next notify; costs nothing while nobody waits."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event: anyio.Event | None = None
+
+    def notify(self) -> None:
+        event = self._event
+        if event is not None:
+            self._event = None
+            event.set()
+
+    async def wait(self) -> None:
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
+
+
+class _WorkerLog:
+    __slots__ = ("evicted", "ring", "signal")
+
+    def __init__(self, capacity: int) -> None:
+        self.ring: deque[Event] = deque(maxlen=capacity)
+        self.evicted = 0  # position of the newest event pushed out of the ring
+        self.signal: _Signal | None = None
+
+
+class EventLog:
+    """The in-memory backlog of the event log, with publication and subscriptions.
+
+    Appending makes an event part of the log; :meth:`publish` makes every appended event visible
+    to readers (the Runtime publishes once the store has made the events durable).
+    """
+
+    def __init__(
+        self,
+        *,
+        runtime_id: str,
+        incarnation: str,
+        window: int,
+        worker_backlog: int,
+        head: int = 0,
+    ) -> None:
+        self.runtime_id = runtime_id
+        self.incarnation = incarnation
+        self._cap = window
+        self._buf: list[Event | None] = [None] * window
+        self._first = head + 1
+        self._head = head
+        self._visible = head
+        self._worker_backlog = worker_backlog
+        self._workers: dict[str, _WorkerLog] = {}
+        self._signal = _Signal()
+        self._notify_workers: set[str] = set()
+        self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        self.closed = False
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(
+        self,
+        kind: EventKind,
+        worker_id: str | None,
+        turn_id: str | None,
+        data: dict[str, Any],
+    ) -> Event:
+        position = self._head + 1
+        event = Event(
+            position,
+            f"{self.incarnation}-{position:x}",
+            kind,
+            self.runtime_id,
+            worker_id,
+            turn_id,
+            now_rfc3339(),
+            data,
+        )
+        self._head = position
+        self._buf[position % self._cap] = event
+        if position - self._first >= self._cap:
+            self._first = position - self._cap + 1
+        if worker_id is not None:
+            wlog = self._workers.get(worker_id)
+            if wlog is None:
+                wlog = self._workers[worker_id] = _WorkerLog(self._worker_backlog)
+            ring = wlog.ring
+            if len(ring) == self._worker_backlog:
+                wlog.evicted = ring[0].position
+            ring.append(event)
+            if wlog.signal is not None:
+                self._notify_workers.add(worker_id)
+        return event
+
+    def publish(self) -> None:
+        """Make every appended event visible and wake the readers waiting for it."""
+        if self._visible == self._head:
+            return
+        self._visible = self._head
+        self._signal.notify()
+        if self._notify_workers:
+            for worker_id in self._notify_workers:
+                signal = self._workers[worker_id].signal
+                if signal is not None:
+                    signal.notify()
+            self._notify_workers.clear()
+
+    def close(self) -> None:
+        """End every subscription once it has read what was published."""
+        self.closed = True
+        self._signal.notify()
+        for wlog in self._workers.values():
+            if wlog.signal is not None:
+                wlog.signal.notify()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def head(self) -> int:
+        """Position of the newest visible event."""
+        return self._visible
+
+    def cursor_at(self, position: int) -> str:
+        return encode_cursor(self.incarnation, position)
+
+    @property
+    def head_cursor(self) -> str:
+        return self.cursor_at(self._visible)
+
+    def position_of(self, cursor: str) -> int:
+        """The position a cursor names in this log, or a typed cursor error."""
+        incarnation, position = decode_cursor(cursor)
+        if incarnation != self.incarnation or position > self._visible:
+            raise CursorUnknown(
+                "the cursor belongs to another incarnation or Runtime, or is beyond the head",
+                details={"cursor": cursor[:200]},
+            )
+        return position
+
+    def check_resumable(self, position: int, worker_id: str | None) -> None:
+        """Raise :class:`CursorExpired` if the events after ``position`` are no longer held."""
+        try:
+            self.read_after(position, 1, worker_id)
+        except _Gap:
+            oldest = self.oldest_retained(worker_id)
+            raise CursorExpired(
+                "the cursor is older than the retained backlog; re-read the transcript "
+                "and subscribe from its cursor",
+                details={"oldest_cursor": self.cursor_at(oldest)},
+            ) from None
+
+    def oldest_retained(self, worker_id: str | None) -> int:
+        """Position of the oldest event a read (of one Worker, if given) can still return."""
+        if worker_id is not None:
+            wlog = self._workers.get(worker_id)
+            if wlog is not None and wlog.ring and wlog.ring[0].position < self._first:
+                return wlog.ring[0].position
+        return self._first
+
+    def read_after(self, position: int, limit: int, worker_id: str | None = None) -> list[Event]:
+        """Up to ``limit`` visible events after ``position`` (one Worker's, if given), oldest
+        first; raises :class:`_Gap` when the backlog no longer holds the next one."""
+        visible = self._visible
+        if worker_id is None:
+            if position < self._first - 1:
+                raise _Gap
+            end = min(visible, position + limit)
+            buf, cap = self._buf, self._cap
+            return [buf[p % cap] for p in range(position + 1, end + 1)]  # type: ignore[misc]
+        wlog = self._workers.get(worker_id)
+        if wlog is None:
+            return []
+        if position >= wlog.evicted:
+            ring = wlog.ring
+            if not ring or ring[-1].position <= position:
+                return []
+            start = bisect.bisect_right(ring, position, key=_position)
+            out: list[Event] = []
+            for i in range(start, min(len(ring), start + limit)):
+                event = ring[i]
+                if event.position > visible:
+                    break
+                out.append(event)
+            return out
+        if position < self._first - 1:
+            raise _Gap
+        return self._scan_window(position, limit, worker_id)
+
+    def _scan_window(self, position: int, limit: int, worker_id: str) -> list[Event]:
+        out: list[Event] = []
+        buf, cap = self._buf, self._cap
+        for p in range(position + 1, self._visible + 1):
+            event = buf[p % cap]
+            if event is not None and event.worker_id == worker_id:
+                out.append(event)
+                if len(out) == limit:
+                    break
+        return out
+
+    # -- subscribing -------------------------------------------------------------------------
+
+    def subscribe(self, position: int, worker_id: str | None) -> Subscription:
+        subscription = Subscription(self, position, worker_id)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(1 for s in self._subscriptions if not s.closed)
+
+    async def wait(self, worker_id: str | None) -> None:
+        if worker_id is None:
+            await self._signal.wait()
+            return
+        wlog = self._workers.get(worker_id)
+        if wlog is None:
+            wlog = self._workers[worker_id] = _WorkerLog(self._worker_backlog)
+        if wlog.signal is None:
+            wlog.signal = _Signal()
+        await wlog.signal.wait()
+
+    def notice(self, code: str, message: str, worker_id: str | None) -> Event:
+        """A stream notice: a ``diagnostic`` event that is not part of the log."""
+        return Event(
+            self._visible,
+            None,
+            "diagnostic",
+            self.runtime_id,
+            worker_id,
+            None,
+            now_rfc3339(),
+            {"severity": "warning", "code": code, "message": message},
+        )
+
+
+def _position(event: Event) -> int:
+    return event.position
+
+
+class Subscription:
+    """An async iterator over the events after a cursor, runtime-wide or for one Worker.
+
+    Use it as ``async with runtime.subscribe(...) as events: async for event in events``. It
+    ends after a ``resync_required`` notice (it fell behind the backlog) or a
+    ``runtime_shutdown`` notice (the Runtime closed); closing it frees it at once.
+    """
+
+    _BATCH: Final = 512
+
+    def __init__(self, log: EventLog, position: int, worker_id: str | None) -> None:
+        self._log = log
+        self._position = position
+        self._worker_id = worker_id
+        self._batch: list[Event] = []
+        self._index = 0
+        self.closed = False
+
+    @property
+    def worker_id(self) -> str | None:
+        return self._worker_id
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            if self._index < len(self._batch):
+                event = self._batch[self._index]
+                self._index += 1
+                return event
+            if self.closed:
+                raise StopAsyncIteration
+            log = self._log
+            try:
+                batch = log.read_after(self._position, self._BATCH, self._worker_id)
+            except _Gap:
+                self.closed = True
+                return log.notice(
+                    "resync_required",
+                    "this subscriber fell behind the retained backlog; re-read the "
+                    "transcript and subscribe again from its cursor",
+                    self._worker_id,
+                )
+            if batch:
+                self._batch = batch
+                self._index = 0
+                self._position = batch[-1].position
+                continue
+            if log.closed:
+                self.closed = True
+                return log.notice("runtime_shutdown", "the Runtime is shutting down", None)
+            await log.wait(self._worker_id)
+
+    async def aclose(self) -> None:
+        """Stop the subscription and release it."""
+        self.closed = True
+        self._batch = []
+        self._index = 0
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

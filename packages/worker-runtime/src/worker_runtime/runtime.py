@@ -1,0 +1,873 @@
+"""The Runtime: the authority over its Workers (SPEC §1–§4).
+
+A Runtime is used as an async context manager, which owns the task group its turns run in::
+
+    async with Runtime(runtime_id="local") as runtime:
+        worker = await runtime.create_worker({"name": "demo"})
+        ack = await runtime.send_input(worker.worker_ref, {"content": "hello"})
+        async with runtime.subscribe(cursor=ack.cursor, worker=worker.worker_ref) as events:
+            async for event in events:
+                ...
+
+Its public API has four groups: management (:meth:`summary`, :meth:`diagnostics`,
+:meth:`close`), catalog and lifecycle (:meth:`create_worker`, :meth:`list_workers`,
+:meth:`get_worker`, :meth:`stop_worker`, :meth:`cancel`), interaction (:meth:`send_input`) and
+observation (:meth:`read_transcript`, :meth:`read_events`, :meth:`subscribe`).
+
+Every command decides and mutates state without awaiting in between, so concurrent commands on
+one Worker are serialized by construction; it then awaits the store's sync before it answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+from pydantic import BaseModel, ValidationError
+
+from ._worker import IdempotencyCache, QueuedInput, Status, Turn, Worker, fingerprint
+from .errors import (
+    ExecutionError,
+    IdempotencyConflict,
+    InvalidInput,
+    LimitTooLarge,
+    RuntimeUnavailable,
+    UnsupportedOperation,
+    WorkerBusy,
+    WorkerNotFound,
+    WorkerStopped,
+    WrongRuntime,
+)
+from .events import EventLog, Subscription, now_rfc3339
+from .execution import ContextMessage, ExecutionBackend, TextDelta, TurnRequest, TurnUsage
+from .execution.echo import EchoBackend
+from .models import (
+    CancelAck,
+    CreateWorkerRequest,
+    Diagnostic,
+    EventPage,
+    InputAck,
+    InputRequest,
+    Limits,
+    RuntimeCounts,
+    RuntimeSummary,
+    StopAck,
+    TranscriptItem,
+    TranscriptPage,
+    WorkerDetail,
+    WorkerPage,
+    WorkerRef,
+    WorkerSummary,
+    is_valid_id,
+)
+from .profiles import Profiles
+from .store import RuntimeStore, TranscriptEntry
+from .store.memory import MemoryStore
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("worker_runtime")
+
+M = TypeVar("M", bound=BaseModel)
+
+_STATUSES = ("idle", "running", "stopped")
+
+
+def _parse(model: type[M], value: M | Mapping[str, Any] | None) -> M:
+    """Validate a request given as a model or a mapping; failures are ``invalid_input``."""
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value if value is not None else {})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"])
+        raise InvalidInput(
+            f"{field or 'body'}: {error['msg']}", details={"field": field, "reason": error["type"]}
+        ) from None
+
+
+class Runtime:
+    """The authority over a set of Workers: lifecycle, turns, event log and transcripts."""
+
+    def __init__(
+        self,
+        *,
+        runtime_id: str = "local",
+        display_name: str | None = None,
+        limits: Limits | None = None,
+        profiles: Profiles | None = None,
+        store: RuntimeStore | None = None,
+        backends: Mapping[str, ExecutionBackend] | None = None,
+    ) -> None:
+        if not is_valid_id(runtime_id):
+            raise InvalidInput(
+                "runtime_id must be 1-120 characters of [A-Za-z0-9._:-], not starting with '.'"
+            )
+        self._runtime_id = runtime_id
+        self._display_name = display_name or runtime_id
+        self._limits = limits or Limits()
+        self._profiles = profiles or Profiles()
+        self._store: RuntimeStore = store if store is not None else MemoryStore()
+        self._backends: dict[str, ExecutionBackend] = {"echo": EchoBackend()}
+        self._backends.update(backends or {})
+        self._workers: dict[str, Worker] = {}
+        self._order: list[Worker] = []
+        self._counts = dict.fromkeys(_STATUSES, 0)
+        self._creates: IdempotencyCache[str] = IdempotencyCache(self._limits.max_idempotency_keys)
+        self._diagnostics: deque[Diagnostic] = deque(maxlen=self._limits.max_diagnostics)
+        self._diagnostics_total = 0
+        self._log: EventLog | None = None
+        self._tg: TaskGroup | None = None
+        self._stack: AsyncExitStack | None = None
+        self._state = "new"  # new → running → stopping → closed
+        self._closed = anyio.Event()
+        self._started_at = ""
+
+    # -- lifecycle of the Runtime ----------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        if self._state != "new":
+            raise RuntimeUnavailable("this Runtime was already started")
+        opened = await self._store.open(runtime_id=self._runtime_id, limits=self._limits)
+        self._log = EventLog(
+            runtime_id=self._runtime_id,
+            incarnation=opened.incarnation,
+            window=self._limits.runtime_event_window,
+            worker_backlog=self._limits.event_backlog,
+            head=opened.head,
+        )
+        async with AsyncExitStack() as stack:
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            self._stack = stack.pop_all()
+        self._state = "running"
+        self._started_at = now_rfc3339()
+        self._emit(
+            "runtime_started",
+            None,
+            None,
+            {
+                "incarnation": opened.incarnation,
+                "recovered_turns": 0,
+            },
+        )
+        if self._profiles.default_name is None:
+            self._diagnose(
+                "info",
+                "profile.default_echo",
+                "no default profile is configured: the runtime default is the builtin 'echo' "
+                "profile, which echoes input back and is not a model",
+            )
+        await self._commit()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        cancelled = exc_type is not None and issubclass(exc_type, anyio.get_cancelled_exc_class())
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.close(grace_s=0 if cancelled else None)
+        finally:
+            stack, self._stack = self._stack, None
+            if stack is not None:
+                # Every turn has settled in close(), so the task group has nothing left to
+                # wait for; the caller's own exception propagates unwrapped.
+                await stack.__aexit__(None, None, None)
+
+    async def close(self, *, grace_s: float | None = None) -> None:
+        """Stop accepting commands, let running turns finish within the grace period
+        (default ``limits.shutdown_grace_s``), interrupt the rest, flush the store and end
+        every subscription with a ``runtime_shutdown`` notice. Idempotent."""
+        if self._state in ("stopping", "closed"):
+            await self._closed.wait()
+            return
+        if self._state == "new":
+            self._state = "closed"
+            self._closed.set()
+            return
+        self._state = "stopping"
+        grace = self._limits.shutdown_grace_s if grace_s is None else grace_s
+        try:
+            running = [w.active for w in self._order if w.active is not None]
+            with anyio.move_on_after(grace):
+                for turn in running:
+                    await turn.done.wait()
+            for turn in running:
+                if not turn.done.is_set():
+                    turn.interrupt_reason = "runtime_shutdown"
+                    turn.scope.cancel()
+            for turn in running:
+                await turn.done.wait()
+            await self._commit()
+            await self._store.close()
+        finally:
+            self._state = "closed"
+            if self._log is not None:
+                self._log.close()
+            self._closed.set()
+
+    # -- management --------------------------------------------------------------------------
+
+    @property
+    def runtime_id(self) -> str:
+        return self._runtime_id
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    def ref(self, worker_id: str) -> WorkerRef:
+        """A WorkerRef of this Runtime; ``invalid_input`` if ``worker_id`` is not an id."""
+        if not isinstance(worker_id, str) or not is_valid_id(worker_id):
+            raise InvalidInput(
+                "worker_id must be 1-120 characters of [A-Za-z0-9._:-], not starting with '.'",
+                details={"field": "worker_id"},
+            )
+        return WorkerRef(runtime_id=self._runtime_id, worker_id=worker_id)
+
+    async def summary(self) -> RuntimeSummary:
+        """The Runtime's identity, status, limits and counts."""
+        log_ = self._require_log()
+        capabilities = [
+            "workers.create",
+            "workers.input",
+            "workers.stop",
+            "workers.cancel",
+            "transcript.read",
+            "events.stream",
+        ]
+        if self._store.durable:
+            capabilities.append("store.durable")
+        return RuntimeSummary(
+            runtime_id=self._runtime_id,
+            display_name=self._display_name,
+            status="running" if self._state == "running" else "stopping",
+            store=self._store.kind,
+            incarnation=log_.incarnation,
+            capabilities=capabilities,
+            limits=self._limits,
+            counts=RuntimeCounts(workers=len(self._order), **self._counts),
+            diagnostics_count=self._diagnostics_total,
+            started_at=self._started_at,
+            subscribers=log_.subscriber_count,
+        )
+
+    async def diagnostics(self, limit: int | None = None) -> list[Diagnostic]:
+        """The newest diagnostics, oldest first (at most ``limits.max_diagnostics``)."""
+        limit = self._check_limit(limit, self._limits.max_diagnostics, self._limits.max_diagnostics)
+        items = list(self._diagnostics)
+        return items[-limit:]
+
+    # -- catalog and lifecycle ---------------------------------------------------------------
+
+    async def create_worker(
+        self, request: CreateWorkerRequest | Mapping[str, Any] | None = None
+    ) -> WorkerDetail:
+        """Create a Worker (and accept its ``initial_input`` in the same step)."""
+        self._check_accepting()
+        req = _parse(CreateWorkerRequest, request)
+        key_print = fingerprint(req) if req.idempotency_key is not None else ""
+        if req.idempotency_key is not None:
+            prior = self._creates.get(req.idempotency_key)
+            if prior is not None:
+                if prior[0] != key_print:
+                    raise IdempotencyConflict(
+                        "this idempotency key was used with another body",
+                        details={"idempotency_key": req.idempotency_key},
+                    )
+                return self._workers[prior[1]].detail(self._runtime_id)
+        profile = self._profiles.resolve(req.profile)
+        if profile.provider not in self._backends:
+            raise UnsupportedOperation(
+                f"provider '{profile.provider}' is not available in this Runtime",
+                details={"provider": profile.provider, "profile": profile.name},
+            )
+        if req.name is not None and len(req.name) > self._limits.max_name_chars:
+            raise InvalidInput(
+                f"name: at most {self._limits.max_name_chars} characters",
+                details={"field": "name"},
+            )
+        if req.initial_input is not None:
+            self._check_content(req.initial_input, field="initial_input.content")
+
+        log_ = self._require_log()
+        worker_id = self._new_worker_id()
+        w = Worker(worker_id, req.name, profile, len(self._order), now_rfc3339(), log_.head_cursor)
+        self._workers[worker_id] = w
+        self._order.append(w)
+        self._counts["idle"] += 1
+        self._emit("worker_created", w, None, {"worker": self._summary_json(w)})
+        if req.initial_input is not None:
+            self._accept_input(w, req.initial_input)
+        if req.idempotency_key is not None:
+            self._creates.put(req.idempotency_key, key_print, worker_id)
+        await self._commit()
+        return w.detail(self._runtime_id)
+
+    async def list_workers(
+        self, *, status: str | None = None, limit: int | None = None, after: str | None = None
+    ) -> WorkerPage:
+        """A page of Workers in creation order; ``after`` is the last worker_id of the previous
+        page, and ``next_after`` is ``None`` on the last page."""
+        limit = self._check_limit(limit, 100, self._limits.max_list_workers)
+        if status is not None and status not in _STATUSES:
+            raise InvalidInput(
+                "status must be one of idle, running, stopped", details={"field": "status"}
+            )
+        start = 0
+        if after is not None:
+            prior = self._workers.get(after) if isinstance(after, str) else None
+            if prior is None:
+                raise InvalidInput(
+                    "after must be the worker_id of a Worker of this Runtime",
+                    details={"field": "after"},
+                )
+            start = prior.ordinal + 1
+        page: list[WorkerSummary] = []
+        next_after: str | None = None
+        for w in self._order[start:] if start else self._order:
+            if status is not None and w.status != status:
+                continue
+            if len(page) == limit:
+                next_after = page[-1].worker_id
+                break
+            page.append(w.summary(self._runtime_id))
+        return WorkerPage(workers=page, next_after=next_after)
+
+    async def get_worker(self, ref: WorkerRef) -> WorkerDetail:
+        """A Worker's detail: summary, overview/usage and profile info."""
+        return self._worker(ref).detail(self._runtime_id)
+
+    async def stop_worker(self, ref: WorkerRef, *, reason: str | None = None) -> StopAck:
+        """Cancel the running turn, discard queued inputs and make the Worker ``stopped``
+        forever. A repeated stop returns the first acknowledgement and emits nothing."""
+        w = self._worker(ref)
+        if w.stop_ack is not None:
+            return w.stop_ack
+        if w.stop_done is not None:
+            await w.stop_done.wait()
+            assert w.stop_ack is not None
+            return w.stop_ack
+        self._check_accepting()
+        reason = self._check_reason(reason) or "stopped"
+        w.stop_done = anyio.Event()
+        try:
+            turn = w.active
+            if turn is not None:
+                if turn.cancel_reason is None:
+                    turn.cancel_reason = reason
+                turn.scope.cancel()
+                await turn.done.wait()
+            while w.queue:
+                queued = w.queue.popleft()
+                self._emit(
+                    "input_discarded",
+                    w,
+                    queued.turn_id,
+                    {
+                        "transcript_sequence": queued.transcript_sequence,
+                        "reason": "worker_stopped",
+                    },
+                )
+            self._set_status(w, "stopped")
+            cursor = self._emit("worker_stopped", w, None, {"reason": reason})
+            w.stop_ack = StopAck(
+                worker_ref=w.ref(self._runtime_id), status="stopped", cursor=cursor
+            )
+            await self._commit()
+        finally:
+            w.stop_done.set()
+        return w.stop_ack
+
+    async def cancel(
+        self, ref: WorkerRef, *, turn_id: str | None = None, reason: str | None = None
+    ) -> CancelAck:
+        """Abort the turn in flight (its backend call is cancelled, partial text is committed)
+        and return the Worker to ``idle``; queued inputs then proceed. With no turn in flight,
+        or a ``turn_id`` that is not the one in flight, nothing changes."""
+        w = self._worker(ref)
+        self._check_accepting()
+        reason = self._check_reason(reason) or "cancelled"
+        turn = w.active
+        if turn is None or (turn_id is not None and turn_id != turn.turn_id):
+            return CancelAck(
+                worker_ref=w.ref(self._runtime_id),
+                status=w.status,
+                cancelled_turn_id=None,
+                cursor=self._require_log().head_cursor,
+            )
+        if turn.cancel_reason is None:
+            turn.cancel_reason = reason
+        turn.scope.cancel()
+        await turn.done.wait()
+        return CancelAck(
+            worker_ref=w.ref(self._runtime_id),
+            status=w.status,
+            cancelled_turn_id=turn.turn_id,
+            cursor=turn.settled_cursor or self._require_log().head_cursor,
+        )
+
+    # -- interaction -------------------------------------------------------------------------
+
+    async def send_input(
+        self, ref: WorkerRef, request: InputRequest | Mapping[str, Any]
+    ) -> InputAck:
+        """Give a Worker input. ``user`` input starts a turn (or waits in the queue with
+        ``on_busy="enqueue"``); ``system`` input becomes context for the next turn."""
+        w = self._worker(ref)
+        self._check_accepting()
+        req = _parse(InputRequest, request)
+        self._check_content(req, field="content")
+        key = req.idempotency_key
+        if key is not None and w.idempotency is not None:
+            prior = w.idempotency.get(key)
+            if prior is not None:
+                if prior[0] != fingerprint(req):
+                    raise IdempotencyConflict(
+                        "this idempotency key was used with another body",
+                        details={"idempotency_key": key},
+                    )
+                return prior[1]
+        ack = self._accept_input(w, req)
+        await self._commit()
+        return ack
+
+    # -- observation -------------------------------------------------------------------------
+
+    async def read_transcript(
+        self, ref: WorkerRef, *, start: int = 0, limit: int | None = None
+    ) -> TranscriptPage:
+        """A bounded page of the transcript. Its ``cursor`` is the head of the event log when
+        the page was read: subscribe from it to continue with no gap."""
+        w = self._worker(ref)
+        limit = self._check_limit(limit, 100, self._limits.max_transcript_items)
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+            raise InvalidInput("start must be an integer >= 0", details={"field": "start"})
+        cursor = self._require_log().head_cursor
+        total = w.transcript_len
+        entries = (
+            await self._store.read_transcript(w.worker_id, start, limit) if start < total else ()
+        )
+        items = [
+            TranscriptItem(
+                sequence=e.sequence,
+                turn_id=e.turn_id,
+                role=e.role,
+                content=e.content,
+                cursor=e.cursor,
+                at=e.at,
+                partial=e.partial,
+            )
+            for e in entries
+        ]
+        end = start + len(items)
+        return TranscriptPage(
+            worker_ref=w.ref(self._runtime_id),
+            start=start,
+            limit=limit,
+            total_items=total,
+            items=items,
+            next_start=end if items and end < total else None,
+            cursor=cursor,
+        )
+
+    async def read_events(
+        self,
+        *,
+        cursor: str | None = None,
+        limit: int | None = None,
+        worker: WorkerRef | None = None,
+    ) -> EventPage:
+        """Up to ``limit`` events after ``cursor`` (from the oldest retained without one),
+        runtime-wide or for one Worker. ``next_cursor`` continues the read."""
+        log_ = self._require_log()
+        limit = self._check_limit(limit, 100, self._limits.max_events_read)
+        worker_id = self._worker(worker).worker_id if worker is not None else None
+        if cursor is None:
+            position = max(0, log_.oldest_retained(worker_id) - 1)
+        else:
+            position = log_.position_of(cursor)
+        log_.check_resumable(position, worker_id)
+        events = log_.read_after(position, limit, worker_id)
+        next_cursor = events[-1].cursor if events else log_.cursor_at(position)
+        return EventPage(events=[e.to_dict() for e in events], next_cursor=next_cursor or "")
+
+    def subscribe(
+        self, *, cursor: str | None = None, worker: WorkerRef | None = None
+    ) -> Subscription:
+        """An async iterator of events after ``cursor`` (new events only without one),
+        runtime-wide or for one Worker. Cursor errors are raised here, before any event."""
+        log_ = self._require_log()
+        worker_id = self._worker(worker).worker_id if worker is not None else None
+        if cursor is None:
+            position = log_.head
+        else:
+            position = log_.position_of(cursor)
+            log_.check_resumable(position, worker_id)
+        return log_.subscribe(position, worker_id)
+
+    # -- internals: commands -----------------------------------------------------------------
+
+    def _accept_input(self, w: Worker, req: InputRequest) -> InputAck:
+        """Decide and record an input synchronously (no await), returning its ack."""
+        if w.status == "stopped" or w.stop_done is not None:
+            raise WorkerStopped("the Worker is stopped", details={"worker_id": w.worker_id})
+        sequence = w.transcript_len + 1
+        if req.kind == "system":
+            cursor = self._emit(
+                "input_accepted",
+                w,
+                None,
+                {
+                    "input_kind": "system",
+                    "content": req.content,
+                    "transcript_sequence": sequence,
+                    "queued": False,
+                },
+            )
+            self._append_transcript(w, None, "system", req.content, cursor)
+            ack = self._ack(w, None, False, sequence, cursor)
+        else:
+            active = w.active
+            queued = active is not None
+            if active is not None:
+                if req.on_busy == "reject":
+                    raise WorkerBusy(
+                        "the Worker is running a turn",
+                        details={"active_turn_id": active.turn_id},
+                    )
+                if w.queued >= self._limits.max_queued_inputs:
+                    raise WorkerBusy(
+                        "the Worker's input queue is full",
+                        details={
+                            "active_turn_id": active.turn_id,
+                            "max_queued_inputs": self._limits.max_queued_inputs,
+                        },
+                    )
+            turn_id = "turn_" + secrets.token_hex(8)
+            cursor = self._emit(
+                "input_accepted",
+                w,
+                turn_id,
+                {
+                    "input_kind": "user",
+                    "content": req.content,
+                    "transcript_sequence": sequence,
+                    "queued": queued,
+                },
+            )
+            self._append_transcript(w, turn_id, "user", req.content, cursor)
+            if queued:
+                if w.queue is None:
+                    w.queue = deque()
+                w.queue.append(QueuedInput(turn_id, sequence))
+            else:
+                self._start_turn(w, turn_id, sequence)
+            ack = self._ack(w, turn_id, queued, sequence, cursor)
+        if req.idempotency_key is not None:
+            if w.idempotency is None:
+                w.idempotency = IdempotencyCache(self._limits.max_idempotency_keys)
+            w.idempotency.put(req.idempotency_key, fingerprint(req), ack)
+        return ack
+
+    def _ack(
+        self, w: Worker, turn_id: str | None, queued: bool, sequence: int, cursor: str
+    ) -> InputAck:
+        return InputAck(
+            worker_ref=w.ref(self._runtime_id),
+            turn_id=turn_id,
+            queued=queued,
+            transcript_sequence=sequence,
+            cursor=cursor,
+            status=w.status,
+        )
+
+    # -- internals: turns --------------------------------------------------------------------
+
+    def _start_turn(self, w: Worker, turn_id: str, input_sequence: int) -> None:
+        turn = Turn(turn_id, input_sequence, time.monotonic())
+        w.active = turn
+        w.turns_total += 1
+        self._set_status(w, "running")
+        self._emit(
+            "turn_started",
+            w,
+            turn_id,
+            {
+                "profile": w.profile.name,
+                "model": w.profile.info.model,
+            },
+        )
+        assert self._tg is not None
+        self._tg.start_soon(self._run_turn, w, turn, name=f"turn {turn_id}")
+
+    async def _run_turn(self, w: Worker, turn: Turn) -> None:
+        parts: list[str] = []
+        usage: TurnUsage | None = None
+        failure: tuple[str, str] | None = None
+        log_ = self._require_log()
+        try:
+            with turn.scope:
+                request = TurnRequest(
+                    worker_ref=w.ref(self._runtime_id),
+                    turn_id=turn.turn_id,
+                    profile=w.profile,
+                    messages=await self._context(w, turn),
+                )
+                stream = self._backends[w.profile.provider].stream(request)
+                try:
+                    async for item in stream:
+                        if isinstance(item, TextDelta):
+                            if item.text:
+                                parts.append(item.text)
+                                self._emit("output_delta", w, turn.turn_id, {"text": item.text})
+                                log_.publish()
+                        elif isinstance(item, TurnUsage):
+                            usage = item
+                finally:
+                    aclose = getattr(stream, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+        except ExecutionError as exc:
+            failure = (exc.code, exc.message)
+        except Exception:
+            log.exception("execution backend failed", extra={"turn_id": turn.turn_id})
+            failure = ("internal_error", "the execution backend failed unexpectedly")
+        self._settle(w, turn, "".join(parts), usage, failure)
+        try:
+            await self._commit()
+        finally:
+            turn.done.set()
+
+    async def _context(self, w: Worker, turn: Turn) -> list[ContextMessage]:
+        """The model context of a turn: the system prompt, then the transcript in conversation
+        order. Inputs still queued for later turns are left out, error entries are not model
+        messages, and the turn's own input comes last."""
+        entries = await self._store.read_transcript(w.worker_id, 0, w.transcript_len)
+        pending = {q.turn_id for q in w.queue} if w.queue else set()
+        messages: list[ContextMessage] = []
+        if w.profile.system_prompt:
+            messages.append(ContextMessage("system", w.profile.system_prompt))
+        own: ContextMessage | None = None
+        for e in entries:
+            if e.role == "error":
+                continue
+            if e.role == "user":
+                if e.turn_id == turn.turn_id:
+                    own = ContextMessage("user", e.content)
+                    continue
+                if e.turn_id in pending:
+                    continue
+            messages.append(ContextMessage(e.role, e.content))
+        if own is not None:
+            messages.append(own)
+        return messages
+
+    def _settle(
+        self,
+        w: Worker,
+        turn: Turn,
+        text: str,
+        usage: TurnUsage | None,
+        failure: tuple[str, str] | None,
+    ) -> None:
+        """Record how a turn ended (exactly one terminal event), then start the next queued
+        input unless the Worker is stopping or the Runtime is closing."""
+        tid = turn.turn_id
+        if turn.interrupt_reason is not None:
+            w.interrupted += 1
+            cursor = self._emit("turn_interrupted", w, tid, {"reason": turn.interrupt_reason})
+        elif turn.cancel_reason is not None:
+            if text:
+                self._commit_message(w, tid, text, partial=True)
+            w.cancelled += 1
+            cursor = self._emit("turn_cancelled", w, tid, {"reason": turn.cancel_reason})
+        elif failure is not None:
+            code, message = failure
+            sequence = w.transcript_len + 1
+            w.failed += 1
+            cursor = self._emit(
+                "turn_failed",
+                w,
+                tid,
+                {
+                    "error": {"code": code, "message": message},
+                    "transcript_sequence": sequence,
+                },
+            )
+            self._append_transcript(w, tid, "error", f"{code}: {message}", cursor)
+        else:
+            self._commit_message(w, tid, text, partial=False)
+            input_tokens = usage.input_tokens if usage else 0
+            output_tokens = usage.output_tokens if usage else 0
+            w.completed += 1
+            w.input_tokens += input_tokens
+            w.output_tokens += output_tokens
+            cursor = self._emit(
+                "turn_completed",
+                w,
+                tid,
+                {
+                    "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+                    "duration_ms": round((time.monotonic() - turn.started) * 1000, 3),
+                },
+            )
+        turn.settled_cursor = cursor
+        w.active = None
+        if w.queue and w.stop_done is None and self._state == "running":
+            queued = w.queue.popleft()
+            self._start_turn(w, queued.turn_id, queued.transcript_sequence)
+        elif w.status == "running":
+            self._set_status(w, "idle")
+
+    def _commit_message(self, w: Worker, turn_id: str, text: str, *, partial: bool) -> None:
+        data: dict[str, Any] = {
+            "role": "assistant",
+            "content": text,
+            "transcript_sequence": w.transcript_len + 1,
+        }
+        if partial:
+            data["partial"] = True
+        cursor = self._emit("message_completed", w, turn_id, data)
+        self._append_transcript(w, turn_id, "assistant", text, cursor, partial)
+
+    # -- internals: log, store, state --------------------------------------------------------
+
+    def _emit(self, kind: str, w: Worker | None, turn_id: str | None, data: dict[str, Any]) -> str:
+        """Append an event to the log and the store; returns its cursor."""
+        log_ = self._require_log()
+        event = log_.append(kind, w.worker_id if w is not None else None, turn_id, data)
+        self._store.append_events((event,))
+        cursor = event.cursor or ""
+        if w is not None:
+            w.last_cursor = cursor
+            w.last_activity_at = event.at
+        return cursor
+
+    async def _commit(self) -> None:
+        """Make recorded events durable, then visible to readers."""
+        if self._store.durable:
+            await self._store.sync()
+        self._require_log().publish()
+
+    def _append_transcript(
+        self,
+        w: Worker,
+        turn_id: str | None,
+        role: Any,
+        content: str,
+        cursor: str,
+        partial: bool = False,
+    ) -> None:
+        w.transcript_len += 1
+        entry = TranscriptEntry(
+            w.transcript_len, turn_id, role, content, cursor, w.last_activity_at, partial
+        )
+        self._store.append_transcript(w.worker_id, entry)
+
+    def _diagnose(
+        self,
+        severity: Literal["info", "warning", "error"],
+        code: str,
+        message: str,
+        worker_id: str | None = None,
+    ) -> None:
+        self._diagnostics_total += 1
+        diagnostic = Diagnostic(
+            id=f"diag-{self._diagnostics_total}",
+            severity=severity,
+            code=code,
+            message=message,
+            worker_id=worker_id,
+            at=now_rfc3339(),
+        )
+        self._diagnostics.append(diagnostic)
+        self._emit(
+            "diagnostic",
+            self._workers.get(worker_id or ""),
+            None,
+            {
+                "severity": severity,
+                "code": code,
+                "message": message,
+            },
+        )
+
+    def _set_status(self, w: Worker, status: Status) -> None:
+        self._counts[w.status] -= 1
+        self._counts[status] += 1
+        w.status = status
+
+    def _summary_json(self, w: Worker) -> dict[str, Any]:
+        return w.summary(self._runtime_id).model_dump(mode="json")
+
+    def _new_worker_id(self) -> str:
+        while True:
+            worker_id = "wkr_" + secrets.token_hex(10)
+            if worker_id not in self._workers:
+                return worker_id
+
+    def _require_log(self) -> EventLog:
+        if self._log is None:
+            raise RuntimeUnavailable("the Runtime is not started; use 'async with Runtime(...)'")
+        return self._log
+
+    def _check_accepting(self) -> None:
+        if self._state != "running":
+            raise RuntimeUnavailable(
+                "the Runtime is not accepting commands",
+                details={"reason": "shutting_down" if self._state != "new" else "not_started"},
+            )
+
+    def _worker(self, ref: WorkerRef) -> Worker:
+        if not isinstance(ref, WorkerRef):
+            raise InvalidInput("a WorkerRef is required", details={"field": "worker_ref"})
+        if ref.runtime_id != self._runtime_id:
+            raise WrongRuntime(
+                "the WorkerRef names another Runtime", details={"runtime_id": ref.runtime_id}
+            )
+        w = self._workers.get(ref.worker_id)
+        if w is None:
+            raise WorkerNotFound("no Worker with that id", details={"worker_id": ref.worker_id})
+        return w
+
+    def _check_content(self, req: InputRequest, *, field: str) -> None:
+        size = len(req.content.encode("utf-8"))
+        if size > self._limits.max_input_bytes:
+            raise InvalidInput(
+                f"{field}: {size} bytes is over the limit of {self._limits.max_input_bytes}",
+                details={"field": field, "max_input_bytes": self._limits.max_input_bytes},
+            )
+
+    def _check_reason(self, reason: str | None) -> str | None:
+        if reason is None:
+            return None
+        if not isinstance(reason, str) or len(reason) > 1000 or "\x00" in reason:
+            raise InvalidInput(
+                "reason must be a string of at most 1000 characters", details={"field": "reason"}
+            )
+        return reason.strip() or None
+
+    @staticmethod
+    def _check_limit(limit: int | None, default: int, maximum: int) -> int:
+        if limit is None:
+            return min(default, maximum)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InvalidInput("limit must be an integer >= 1", details={"field": "limit"})
+        if limit > maximum:
+            raise LimitTooLarge(
+                f"limit must be at most {maximum}", details={"field": "limit", "maximum": maximum}
+            )
+        return limit

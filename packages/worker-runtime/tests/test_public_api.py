@@ -1,0 +1,79 @@
+"""The public surface of worker_runtime and what importing it pulls in."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import worker_runtime
+
+EXPECTED = {
+    "BUILTIN_PROFILES", "CancelAck", "Conflict", "ContextMessage", "CreateWorkerRequest",
+    "CursorExpired", "CursorMalformed", "CursorUnknown", "Diagnostic", "EchoBackend", "Event",
+    "EventPage", "ExecutionBackend", "ExecutionError", "IdempotencyConflict", "InputAck",
+    "InputRequest", "InternalError", "InvalidInput", "LimitTooLarge", "Limits", "MemoryStore",
+    "MethodNotAllowed", "MissingExtraError", "NotFound", "PayloadTooLarge", "Profile",
+    "ProfileError", "ProfileInfo", "ProfileNotFound", "Profiles", "ProviderAuthFailed",
+    "ProviderError", "ProviderRateLimited", "ProviderTimeout", "ProviderUnavailable", "Runtime",
+    "RuntimeStore", "RuntimeSummary", "RuntimeUnavailable", "StopAck", "StoreCorrupt",
+    "Subscription", "TextDelta", "TranscriptItem", "TranscriptPage", "TurnRequest", "TurnUsage",
+    "Unauthorized", "UnsupportedOperation", "WorkerBusy", "WorkerDetail", "WorkerNotFound",
+    "WorkerOverview", "WorkerPage", "WorkerRef", "WorkerRuntimeError", "WorkerStopped",
+    "WorkerSummary", "WrongRuntime", "__version__",
+}  # fmt: skip
+
+
+def test_all_is_exactly_the_public_api() -> None:
+    """__all__ lists exactly the public names, and each of them exists."""
+    assert set(worker_runtime.__all__) == EXPECTED
+    assert len(worker_runtime.__all__) == len(EXPECTED)
+    for name in worker_runtime.__all__:
+        assert hasattr(worker_runtime, name), name
+
+
+def test_public_names_not_in_all_are_modules_only() -> None:
+    """Anything public on the package that is not in __all__ is a submodule."""
+    import types
+
+    extra = {
+        name
+        for name, value in vars(worker_runtime).items()
+        if not name.startswith("_") and name not in EXPECTED
+    }
+    assert all(isinstance(getattr(worker_runtime, n), types.ModuleType) for n in extra), extra
+
+
+def test_importing_the_core_pulls_in_no_web_or_server_module() -> None:
+    """In a fresh interpreter, `import worker_runtime` (and its testing helpers) leaves no web,
+    server, HTTP client or store-extra module in sys.modules."""
+    forbidden = [
+        "fastapi", "starlette", "uvicorn", "httpx", "httpx_sse", "sse_starlette", "h11",
+        "aiofiles", "sqlite3", "openai", "anthropic", "llama_cpp",
+    ]  # fmt: skip
+    code = (
+        "import sys, worker_runtime, worker_runtime.testing\n"
+        f"bad = [m for m in {forbidden!r} if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_missing_extra_error_is_raised_when_a_dependency_is_blocked() -> None:
+    """With a dependency blocked in sys.modules, MissingExtraError still renders the pip
+    command, in a fresh interpreter."""
+    code = (
+        "import sys\n"
+        "sys.modules['fastapi'] = None\n"
+        "from worker_runtime import MissingExtraError\n"
+        "try:\n"
+        "    import fastapi\n"
+        "except ImportError:\n"
+        "    print(MissingExtraError('http-server'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "pip install 'worker-runtime[http-server]'" in result.stdout

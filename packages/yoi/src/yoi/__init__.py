@@ -1,0 +1,5 @@
+"""The yoi command line."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
