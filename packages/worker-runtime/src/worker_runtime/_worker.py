@@ -8,6 +8,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import anyio
 
+from .execution import ContextMessage
 from .models import (
     InputAck,
     InputRequest,
@@ -31,6 +32,7 @@ class Turn:
 
     __slots__ = (
         "cancel_reason",
+        "context_len",
         "done",
         "input_sequence",
         "interrupt_reason",
@@ -40,9 +42,10 @@ class Turn:
         "turn_id",
     )
 
-    def __init__(self, turn_id: str, input_sequence: int, started: float) -> None:
+    def __init__(self, turn_id: str, input_sequence: int, started: float, context_len: int) -> None:
         self.turn_id = turn_id
         self.input_sequence = input_sequence
+        self.context_len = context_len
         self.started = started
         self.scope = anyio.CancelScope()
         self.done = anyio.Event()
@@ -54,11 +57,12 @@ class Turn:
 class QueuedInput:
     """An acknowledged user input waiting for its turn."""
 
-    __slots__ = ("transcript_sequence", "turn_id")
+    __slots__ = ("content", "transcript_sequence", "turn_id")
 
-    def __init__(self, turn_id: str, transcript_sequence: int) -> None:
+    def __init__(self, turn_id: str, transcript_sequence: int, content: str) -> None:
         self.turn_id = turn_id
         self.transcript_sequence = transcript_sequence
+        self.content = content
 
 
 class IdempotencyCache(Generic[T]):
@@ -97,6 +101,7 @@ class Worker:
         "completed",
         "created_at",
         "failed",
+        "history",
         "idempotency",
         "input_tokens",
         "interrupted",
@@ -143,6 +148,10 @@ class Worker:
         self.last_activity_at = created_at
         self.last_cursor = cursor
         self.idempotency: IdempotencyCache[InputAck] | None = None
+        # The conversation in the order the model sees it: system inputs when accepted, a user
+        # input when its turn starts, assistant messages when committed. A turn's context is
+        # the prefix that existed when it started.
+        self.history: list[ContextMessage] = []
         self.stop_ack: StopAck | None = None
         self.stop_done: anyio.Event | None = None
 

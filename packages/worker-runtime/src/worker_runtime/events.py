@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import secrets
 import string
+import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
@@ -38,9 +39,19 @@ _INCARNATION_ALPHABET: Final = string.ascii_lowercase + string.digits
 _INCARNATION_LEN: Final = 16
 
 
+_stamp_second = -1
+_stamp_prefix = ""
+
+
 def now_rfc3339() -> str:
     """The current time as RFC 3339 UTC with microseconds and a ``Z`` suffix."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    global _stamp_second, _stamp_prefix
+    now = time.time()
+    second = int(now)
+    if second != _stamp_second:
+        _stamp_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _stamp_second = second
+    return f"{_stamp_prefix}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def new_incarnation() -> str:

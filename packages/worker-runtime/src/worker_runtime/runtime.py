@@ -354,8 +354,42 @@ class Runtime:
         """Cancel the running turn, discard queued inputs and make the Worker ``stopped``
         forever. A repeated stop returns the first acknowledgement and emits nothing."""
         w = self._worker(ref)
+        while w.stop_ack is None and w.stop_done is not None:
+            await w.stop_done.wait()  # another stop is under way; share its outcome
         if w.stop_ack is not None:
             return w.stop_ack
+        self._check_accepting()
+        reason = self._check_reason(reason) or "stopped"
+        done = w.stop_done = anyio.Event()
+        try:
+            turn = w.active
+            if turn is not None:
+                if turn.cancel_reason is None:
+                    turn.cancel_reason = reason
+                turn.scope.cancel()
+                await turn.done.wait()
+            while w.queue:
+                queued = w.queue.popleft()
+                self._emit(
+                    "input_discarded",
+                    w,
+                    queued.turn_id,
+                    {
+                        "transcript_sequence": queued.transcript_sequence,
+                        "reason": "worker_stopped",
+                    },
+                )
+            self._set_status(w, "stopped")
+            cursor = self._emit("worker_stopped", w, None, {"reason": reason})
+            ack = w.stop_ack = StopAck(
+                worker_ref=w.ref(self._runtime_id), status="stopped", cursor=cursor
+            )
+            await self._commit()
+        finally:
+            if w.stop_ack is None:
+                w.stop_done = None  # the stop did not happen: a later stop tries again
+            done.set()
+        return ack
         if w.stop_done is not None:
             await w.stop_done.wait()
             assert w.stop_ack is not None
@@ -538,6 +572,7 @@ class Runtime:
                 },
             )
             self._append_transcript(w, None, "system", req.content, cursor)
+            w.history.append(ContextMessage("system", req.content))
             ack = self._ack(w, None, False, sequence, cursor)
         else:
             active = w.active
@@ -572,9 +607,9 @@ class Runtime:
             if queued:
                 if w.queue is None:
                     w.queue = deque()
-                w.queue.append(QueuedInput(turn_id, sequence))
+                w.queue.append(QueuedInput(turn_id, sequence, req.content))
             else:
-                self._start_turn(w, turn_id, sequence)
+                self._start_turn(w, turn_id, sequence, req.content)
             ack = self._ack(w, turn_id, queued, sequence, cursor)
         if req.idempotency_key is not None:
             if w.idempotency is None:
@@ -596,8 +631,9 @@ class Runtime:
 
     # -- internals: turns --------------------------------------------------------------------
 
-    def _start_turn(self, w: Worker, turn_id: str, input_sequence: int) -> None:
-        turn = Turn(turn_id, input_sequence, time.monotonic())
+    def _start_turn(self, w: Worker, turn_id: str, input_sequence: int, content: str) -> None:
+        w.history.append(ContextMessage("user", content))
+        turn = Turn(turn_id, input_sequence, time.monotonic(), len(w.history))
         w.active = turn
         w.turns_total += 1
         self._set_status(w, "running")
@@ -624,7 +660,7 @@ class Runtime:
                     worker_ref=w.ref(self._runtime_id),
                     turn_id=turn.turn_id,
                     profile=w.profile,
-                    messages=await self._context(w, turn),
+                    messages=self._context(w, turn),
                 )
                 stream = self._backends[w.profile.provider].stream(request)
                 try:
@@ -651,29 +687,13 @@ class Runtime:
         finally:
             turn.done.set()
 
-    async def _context(self, w: Worker, turn: Turn) -> list[ContextMessage]:
-        """The model context of a turn: the system prompt, then the transcript in conversation
-        order. Inputs still queued for later turns are left out, error entries are not model
-        messages, and the turn's own input comes last."""
-        entries = await self._store.read_transcript(w.worker_id, 0, w.transcript_len)
-        pending = {q.turn_id for q in w.queue} if w.queue else set()
-        messages: list[ContextMessage] = []
+    def _context(self, w: Worker, turn: Turn) -> list[ContextMessage]:
+        """The model context of a turn: the profile's system prompt, then the conversation as
+        it stood when the turn started (its own input last)."""
+        prefix = w.history[: turn.context_len]
         if w.profile.system_prompt:
-            messages.append(ContextMessage("system", w.profile.system_prompt))
-        own: ContextMessage | None = None
-        for e in entries:
-            if e.role == "error":
-                continue
-            if e.role == "user":
-                if e.turn_id == turn.turn_id:
-                    own = ContextMessage("user", e.content)
-                    continue
-                if e.turn_id in pending:
-                    continue
-            messages.append(ContextMessage(e.role, e.content))
-        if own is not None:
-            messages.append(own)
-        return messages
+            return [ContextMessage("system", w.profile.system_prompt), *prefix]
+        return prefix
 
     def _settle(
         self,
@@ -728,7 +748,7 @@ class Runtime:
         w.active = None
         if w.queue and w.stop_done is None and self._state == "running":
             queued = w.queue.popleft()
-            self._start_turn(w, queued.turn_id, queued.transcript_sequence)
+            self._start_turn(w, queued.turn_id, queued.transcript_sequence, queued.content)
         elif w.status == "running":
             self._set_status(w, "idle")
 
@@ -742,6 +762,8 @@ class Runtime:
             data["partial"] = True
         cursor = self._emit("message_completed", w, turn_id, data)
         self._append_transcript(w, turn_id, "assistant", text, cursor, partial)
+        if text:
+            w.history.append(ContextMessage("assistant", text))
 
     # -- internals: log, store, state --------------------------------------------------------
 
