@@ -45,11 +45,14 @@ async def test_mixed_concurrent_commands_keep_every_invariant() -> None:
                 await anyio.sleep(local.random() * 0.002)
 
         async with anyio.create_task_group() as tg:
-            for i in range(12):
+            for _ in range(12):
                 tg.start_soon(actor, rng.randrange(1 << 30))
         with anyio.fail_after(10):
-            while (await rt.get_worker(ref)).status != "idle":
-                await anyio.sleep(0.01)
+            async with rt.subscribe(worker=ref) as tail:
+                if (await rt.get_worker(ref)).status != "idle":
+                    async for event in tail:
+                        if event.kind in TERMINAL and (await rt.get_worker(ref)).status == "idle":
+                            break
 
         events = (await rt.read_events(worker=ref, limit=1000)).events
         assert len(events) < 1000
