@@ -14,5 +14,5 @@ else
 fi
 
 sync_workspace() {
-  uv sync --frozen --all-packages --quiet
+  uv sync --frozen --all-packages --all-extras --quiet
 }

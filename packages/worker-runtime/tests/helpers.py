@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,9 +12,13 @@ from worker_runtime import (
     Profile,
     Profiles,
     Runtime,
+    RuntimeStore,
     WorkerDetail,
 )
 from worker_runtime.testing import ScriptedBackend
+
+#: Set per test by conftest: makes the store each open_runtime uses (None: memory).
+STORE_FACTORY: Callable[[], RuntimeStore] | None = None
 
 SCRIPTED = Profile(name="scripted", provider="scripted", model="script-1")
 SLOW_ECHO = Profile(name="slow-echo", provider="echo", chunk_delay_ms=20)
@@ -39,6 +43,7 @@ async def open_runtime(
         limits=limits or Limits(shutdown_grace_s=0.2),
         profiles=Profiles(named, default=default),
         backends=all_backends,
+        store=STORE_FACTORY() if STORE_FACTORY is not None else None,
     ) as runtime:
         yield runtime
 

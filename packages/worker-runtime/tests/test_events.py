@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import anyio.lowlevel
 import pytest
@@ -16,6 +18,7 @@ from worker_runtime import (
 )
 from worker_runtime.testing import EventCapture
 
+from . import helpers
 from .helpers import create, open_runtime
 
 pytestmark = pytest.mark.anyio
@@ -115,9 +118,16 @@ async def test_cursor_errors_are_typed() -> None:
             await rt1.read_events(cursor="nope")
 
 
-async def test_expired_is_reported_only_for_a_proven_gap() -> None:
-    """Once the backlog has dropped the events after a cursor, resuming from it is
-    cursor_expired with details.oldest_cursor; a cursor whose events are all retained is not."""
+async def test_expired_is_reported_only_for_a_proven_gap(store_kind: str, tmp_path: Path) -> None:
+    """Once the backlog (memory) or the retained log (fs, pruned by retention) has dropped the
+    events after a cursor, resuming from it is cursor_expired with details.oldest_cursor; a
+    cursor whose events are all retained is not."""
+    if store_kind == "fs":
+        from worker_runtime.store.fs import FsRuntimeStore
+
+        helpers.STORE_FACTORY = lambda: FsRuntimeStore(
+            tmp_path / "pruned", fsync="never", segment_max_events=4, max_segments=2
+        )
     limits = Limits(runtime_event_window=16, event_backlog=8, shutdown_grace_s=0.2)
     async with open_runtime(limits=limits) as rt:
         w = await create(rt)
@@ -141,9 +151,10 @@ async def test_expired_is_reported_only_for_a_proven_gap() -> None:
         assert first.kind == "input_accepted"
 
 
-async def test_a_slow_subscriber_blocks_nobody_and_gets_resync_required() -> None:
-    """A subscriber that stops reading does not slow the Runtime or a fast subscriber; when it
-    falls behind the backlog it gets a resync_required notice and its stream ends."""
+async def test_a_slow_subscriber_blocks_nobody_and_never_skips(store_kind: str) -> None:
+    """A subscriber that stops reading does not slow the Runtime or a fast subscriber. When it
+    falls behind the memory backlog it gets a resync_required notice and its stream ends; with
+    the fs store it catches up from disk instead, missing nothing."""
     limits = Limits(runtime_event_window=32, event_backlog=16, shutdown_grace_s=0.2)
     async with open_runtime(limits=limits) as rt:
         w = await create(rt)
@@ -152,11 +163,19 @@ async def test_a_slow_subscriber_blocks_nobody_and_gets_resync_required() -> Non
             for i in range(10):
                 await _turn(rt, w.worker_ref, f"words {i} here")
             await fast.wait_for("turn_completed", count=10)
-        seen: list[Event] = [e async for e in slow]
-        assert seen[-1].kind == "diagnostic"
-        assert seen[-1].data["code"] == "resync_required"
-        assert seen[-1].cursor is None
-        assert len(seen) == 1
+        if store_kind == "memory":
+            seen: list[Event] = [e async for e in slow]
+            assert seen[-1].kind == "diagnostic"
+            assert seen[-1].data["code"] == "resync_required"
+            assert seen[-1].cursor is None
+            assert len(seen) == 1
+        else:
+            caught_up = []
+            async for event in slow:
+                caught_up.append(event.cursor)
+                if len(caught_up) == len(fast.events):
+                    break
+            assert caught_up == [e.cursor for e in fast.events]
 
 
 async def test_a_lagging_subscriber_catches_up_from_the_backlog() -> None:

@@ -151,7 +151,7 @@ class Worker:
         # The conversation in the order the model sees it: system inputs when accepted, a user
         # input when its turn starts, assistant messages when committed. A turn's context is
         # the prefix that existed when it started.
-        self.history: list[ContextMessage] = []
+        self.history: list[ContextMessage] | None = []
         self.stop_ack: StopAck | None = None
         self.stop_done: anyio.Event | None = None
 

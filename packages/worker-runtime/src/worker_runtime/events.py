@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import anyio
 
@@ -137,10 +137,19 @@ class _Signal:
 class _WorkerLog:
     __slots__ = ("evicted", "ring", "signal")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, evicted: int) -> None:
         self.ring: deque[Event] = deque(maxlen=capacity)
-        self.evicted = 0  # position of the newest event pushed out of the ring
+        self.evicted = evicted  # the newest position the ring cannot answer for
         self.signal: _Signal | None = None
+
+
+class Archive(Protocol):
+    """Where events older than the in-memory backlog can still be read (a durable store)."""
+
+    def read_events(self, after: int, limit: int, worker_id: str | None) -> list[Event] | None: ...
+
+    @property
+    def oldest_position(self) -> int: ...
 
 
 class EventLog:
@@ -158,6 +167,7 @@ class EventLog:
         window: int,
         worker_backlog: int,
         head: int = 0,
+        archive: Archive | None = None,
     ) -> None:
         self.runtime_id = runtime_id
         self.incarnation = incarnation
@@ -167,6 +177,8 @@ class EventLog:
         self._head = head
         self._visible = head
         self._worker_backlog = worker_backlog
+        self._base = head  # events up to here are only in the archive
+        self._archive = archive
         self._workers: dict[str, _WorkerLog] = {}
         self._signal = _Signal()
         self._notify_workers: set[str] = set()
@@ -200,7 +212,7 @@ class EventLog:
         if worker_id is not None:
             wlog = self._workers.get(worker_id)
             if wlog is None:
-                wlog = self._workers[worker_id] = _WorkerLog(self._worker_backlog)
+                wlog = self._workers[worker_id] = _WorkerLog(self._worker_backlog, self._base)
             ring = wlog.ring
             if len(ring) == self._worker_backlog:
                 wlog.evicted = ring[0].position
@@ -237,6 +249,11 @@ class EventLog:
         """Position of the newest visible event."""
         return self._visible
 
+    @property
+    def next_position(self) -> int:
+        """The position the next appended event will get."""
+        return self._head + 1
+
     def cursor_at(self, position: int) -> str:
         return encode_cursor(self.incarnation, position)
 
@@ -268,6 +285,8 @@ class EventLog:
 
     def oldest_retained(self, worker_id: str | None) -> int:
         """Position of the oldest event a read (of one Worker, if given) can still return."""
+        if self._archive is not None:
+            return min(self._archive.oldest_position, self._first)
         if worker_id is not None:
             wlog = self._workers.get(worker_id)
             if wlog is not None and wlog.ring and wlog.ring[0].position < self._first:
@@ -280,13 +299,13 @@ class EventLog:
         visible = self._visible
         if worker_id is None:
             if position < self._first - 1:
-                raise _Gap
+                return self._from_archive(position, limit, None)
             end = min(visible, position + limit)
             buf, cap = self._buf, self._cap
             return [buf[p % cap] for p in range(position + 1, end + 1)]  # type: ignore[misc]
         wlog = self._workers.get(worker_id)
         if wlog is None:
-            return []
+            wlog = self._workers[worker_id] = _WorkerLog(self._worker_backlog, self._base)
         if position >= wlog.evicted:
             ring = wlog.ring
             if not ring or ring[-1].position <= position:
@@ -299,9 +318,18 @@ class EventLog:
                     break
                 out.append(event)
             return out
-        if position < self._first - 1:
+        if position >= self._first - 1:
+            return self._scan_window(position, limit, worker_id)
+        return self._from_archive(position, limit, worker_id)
+
+    def _from_archive(self, position: int, limit: int, worker_id: str | None) -> list[Event]:
+        if self._archive is None:
             raise _Gap
-        return self._scan_window(position, limit, worker_id)
+        events = self._archive.read_events(position, limit, worker_id)
+        if events is None:
+            raise _Gap
+        visible = self._visible
+        return [e for e in events if e.position <= visible]
 
     def _scan_window(self, position: int, limit: int, worker_id: str) -> list[Event]:
         out: list[Event] = []
@@ -331,7 +359,7 @@ class EventLog:
             return
         wlog = self._workers.get(worker_id)
         if wlog is None:
-            wlog = self._workers[worker_id] = _WorkerLog(self._worker_backlog)
+            wlog = self._workers[worker_id] = _WorkerLog(self._worker_backlog, self._base)
         if wlog.signal is None:
             wlog.signal = _Signal()
         await wlog.signal.wait()

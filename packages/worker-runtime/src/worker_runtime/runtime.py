@@ -43,6 +43,7 @@ from .errors import (
     UnsupportedOperation,
     WorkerBusy,
     WorkerNotFound,
+    WorkerRuntimeError,
     WorkerStopped,
     WrongRuntime,
 )
@@ -68,8 +69,8 @@ from .models import (
     WorkerSummary,
     is_valid_id,
 )
-from .profiles import Profiles
-from .store import RuntimeStore, TranscriptEntry
+from .profiles import Profile, Profiles
+from .store import RecoveredWorker, RuntimeStore, WorkerRecord
 from .store.memory import MemoryStore
 
 __all__ = ["Runtime"]
@@ -131,6 +132,8 @@ class Runtime:
         self._state = "new"  # new → running → stopping → closed
         self._closed = anyio.Event()
         self._started_at = ""
+        self._store_error: RuntimeUnavailable | None = None
+        self._pending_diagnostics: list[tuple[Any, str, str, str | None]] = []
 
     # -- lifecycle of the Runtime ----------------------------------------------------------
 
@@ -144,21 +147,35 @@ class Runtime:
             window=self._limits.runtime_event_window,
             worker_backlog=self._limits.event_backlog,
             head=opened.head,
+            archive=self._store if self._store.durable else None,
         )
         async with AsyncExitStack() as stack:
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             self._stack = stack.pop_all()
         self._state = "running"
         self._started_at = now_rfc3339()
+        open_turns = [self._restore(r) for r in opened.workers]
+        interrupted = [w for w in open_turns if w is not None]
         self._emit(
             "runtime_started",
             None,
             None,
             {
                 "incarnation": opened.incarnation,
-                "recovered_turns": 0,
+                "recovered_turns": len(interrupted),
             },
         )
+        for d in opened.diagnostics:
+            self._diagnose(d.severity, d.code, d.message, d.worker_id)
+        for severity, code, message, worker_id in self._pending_diagnostics:
+            self._diagnose(severity, code, message, worker_id)
+        self._pending_diagnostics.clear()
+        for w in interrupted:
+            self._interrupt_recovered(w)
+        for w in self._order:
+            if w.status == "idle" and w.queue:
+                queued = w.queue.popleft()
+                self._start_turn(w, queued.turn_id, queued.transcript_sequence, queued.content)
         if self._profiles.default_name is None:
             self._diagnose(
                 "info",
@@ -185,6 +202,68 @@ class Runtime:
                 # Every turn has settled in close(), so the task group has nothing left to
                 # wait for; the caller's own exception propagates unwrapped.
                 await stack.__aexit__(None, None, None)
+
+    def _restore(self, recovered: RecoveredWorker) -> Worker | None:
+        """Rebuild a Worker from the store; returns it when it had a turn open at the crash."""
+        record, state = recovered.record, recovered.state
+        try:
+            profile = Profile.model_validate(record.profile)
+        except ValidationError:
+            self._pending_diagnostics.append(
+                (
+                    "warning",
+                    "worker_snapshot_ignored",
+                    "a Worker's profile record is invalid; the Worker was skipped",
+                    record.worker_id,
+                )
+            )
+            return None
+        w = Worker(
+            record.worker_id,
+            record.name,
+            profile,
+            len(self._order),
+            record.created_at,
+            state.last_cursor,
+        )
+        w.history = None
+        w.transcript_len = state.transcript_len
+        w.turns_total = state.turns_total
+        w.completed, w.failed = state.completed, state.failed
+        w.cancelled, w.interrupted = state.cancelled, state.interrupted
+        w.input_tokens, w.output_tokens = state.input_tokens, state.output_tokens
+        w.last_activity_at = state.last_activity_at or record.created_at
+        if state.queue:
+            w.queue = deque(
+                QueuedInput(q.turn_id, q.transcript_sequence, q.content) for q in state.queue
+            )
+        self._workers[w.worker_id] = w
+        self._order.append(w)
+        self._counts["idle"] += 1
+        if state.status == "stopped":
+            self._set_status(w, "stopped")
+            w.stop_ack = StopAck(
+                worker_ref=w.ref(self._runtime_id),
+                status="stopped",
+                cursor=state.stop_cursor or state.last_cursor,
+            )
+            return None
+        if state.active_turn_id is not None:
+            w.active = Turn(state.active_turn_id, state.active_input_sequence, 0.0, 0)
+            return w
+        return None
+
+    def _interrupt_recovered(self, w: Worker) -> None:
+        """Settle a turn that was open when the previous process died."""
+        turn = w.active
+        if turn is None:
+            return
+        w.interrupted += 1
+        turn.settled_cursor = self._emit(
+            "turn_interrupted", w, turn.turn_id, {"reason": "runtime_restart"}
+        )
+        w.active = None
+        turn.done.set()
 
     async def close(self, *, grace_s: float | None = None) -> None:
         """Stop accepting commands, let running turns finish within the grace period
@@ -266,6 +345,7 @@ class Runtime:
 
     async def diagnostics(self, limit: int | None = None) -> list[Diagnostic]:
         """The newest diagnostics, oldest first (at most ``limits.max_diagnostics``)."""
+        self._drain_store_diagnostics()
         limit = self._check_limit(limit, self._limits.max_diagnostics, self._limits.max_diagnostics)
         items = list(self._diagnostics)
         return items[-limit:]
@@ -304,7 +384,19 @@ class Runtime:
 
         log_ = self._require_log()
         worker_id = self._new_worker_id()
-        w = Worker(worker_id, req.name, profile, len(self._order), now_rfc3339(), log_.head_cursor)
+        created_at = now_rfc3339()
+        self._store.add_worker(
+            WorkerRecord(
+                worker_id=worker_id,
+                name=req.name,
+                profile=profile.model_dump(mode="json"),
+                created_at=created_at,
+                ordinal=len(self._order),
+                position=log_.next_position,
+            )
+        )
+        w = Worker(worker_id, req.name, profile, len(self._order), created_at, log_.head_cursor)
+        w.history = []
         self._workers[worker_id] = w
         self._order.append(w)
         self._counts["idle"] += 1
@@ -571,8 +663,9 @@ class Runtime:
                     "queued": False,
                 },
             )
-            self._append_transcript(w, None, "system", req.content, cursor)
-            w.history.append(ContextMessage("system", req.content))
+            w.transcript_len += 1
+            if w.history is not None:
+                w.history.append(ContextMessage("system", req.content))
             ack = self._ack(w, None, False, sequence, cursor)
         else:
             active = w.active
@@ -603,7 +696,7 @@ class Runtime:
                     "queued": queued,
                 },
             )
-            self._append_transcript(w, turn_id, "user", req.content, cursor)
+            w.transcript_len += 1
             if queued:
                 if w.queue is None:
                     w.queue = deque()
@@ -632,6 +725,8 @@ class Runtime:
     # -- internals: turns --------------------------------------------------------------------
 
     def _start_turn(self, w: Worker, turn_id: str, input_sequence: int, content: str) -> None:
+        if w.history is None:  # a recovered Worker: load its conversation once
+            w.history = self._store.load_history(w.worker_id)
         w.history.append(ContextMessage("user", content))
         turn = Turn(turn_id, input_sequence, time.monotonic(), len(w.history))
         w.active = turn
@@ -653,7 +748,6 @@ class Runtime:
         parts: list[str] = []
         usage: TurnUsage | None = None
         failure: tuple[str, str] | None = None
-        log_ = self._require_log()
         try:
             with turn.scope:
                 request = TurnRequest(
@@ -669,7 +763,7 @@ class Runtime:
                             if item.text:
                                 parts.append(item.text)
                                 self._emit("output_delta", w, turn.turn_id, {"text": item.text})
-                                log_.publish()
+                                self._publish_flushed()
                         elif isinstance(item, TurnUsage):
                             usage = item
                 finally:
@@ -684,13 +778,15 @@ class Runtime:
         self._settle(w, turn, "".join(parts), usage, failure)
         try:
             await self._commit()
+        except WorkerRuntimeError:
+            pass  # the store failed: recorded by _commit, the Runtime now refuses commands
         finally:
             turn.done.set()
 
     def _context(self, w: Worker, turn: Turn) -> list[ContextMessage]:
         """The model context of a turn: the profile's system prompt, then the conversation as
         it stood when the turn started (its own input last)."""
-        prefix = w.history[: turn.context_len]
+        prefix = (w.history or [])[: turn.context_len]
         if w.profile.system_prompt:
             return [ContextMessage("system", w.profile.system_prompt), *prefix]
         return prefix
@@ -727,7 +823,7 @@ class Runtime:
                     "transcript_sequence": sequence,
                 },
             )
-            self._append_transcript(w, tid, "error", f"{code}: {message}", cursor)
+            w.transcript_len += 1
         else:
             self._commit_message(w, tid, text, partial=False)
             input_tokens = usage.input_tokens if usage else 0
@@ -760,9 +856,9 @@ class Runtime:
         }
         if partial:
             data["partial"] = True
-        cursor = self._emit("message_completed", w, turn_id, data)
-        self._append_transcript(w, turn_id, "assistant", text, cursor, partial)
-        if text:
+        self._emit("message_completed", w, turn_id, data)
+        w.transcript_len += 1
+        if text and w.history is not None:
             w.history.append(ContextMessage("assistant", text))
 
     # -- internals: log, store, state --------------------------------------------------------
@@ -771,7 +867,11 @@ class Runtime:
         """Append an event to the log and the store; returns its cursor."""
         log_ = self._require_log()
         event = log_.append(kind, w.worker_id if w is not None else None, turn_id, data)
-        self._store.append_events((event,))
+        if self._store_error is None:
+            try:
+                self._store.append_events((event,))
+            except WorkerRuntimeError as exc:
+                self._store_failed(exc)
         cursor = event.cursor or ""
         if w is not None:
             w.last_cursor = cursor
@@ -780,24 +880,40 @@ class Runtime:
 
     async def _commit(self) -> None:
         """Make recorded events durable, then visible to readers."""
+        if self._store_error is not None:
+            raise self._store_error
         if self._store.durable:
-            await self._store.sync()
+            try:
+                await self._store.sync()
+            except WorkerRuntimeError as exc:
+                self._store_failed(exc)
+                raise
+
         self._require_log().publish()
 
-    def _append_transcript(
-        self,
-        w: Worker,
-        turn_id: str | None,
-        role: Any,
-        content: str,
-        cursor: str,
-        partial: bool = False,
-    ) -> None:
-        w.transcript_len += 1
-        entry = TranscriptEntry(
-            w.transcript_len, turn_id, role, content, cursor, w.last_activity_at, partial
+    def _publish_flushed(self) -> None:
+        """Publish streamed output once the OS has it (no fsync: it is not acknowledged)."""
+        if self._store_error is None and self._store.durable:
+            try:
+                self._store.flush()
+            except WorkerRuntimeError as exc:
+                self._store_failed(exc)
+                return
+        self._require_log().publish()
+
+    def _store_failed(self, exc: WorkerRuntimeError) -> None:
+        """Fail-stop after a store write failed: refuse commands, interrupt running turns."""
+        if self._store_error is not None:
+            return
+        log.error("store failed: %s", exc.message)
+        self._store_error = RuntimeUnavailable(
+            "the Runtime's store failed; it accepts no more commands",
+            details={"reason": "store_failed"},
         )
-        self._store.append_transcript(w.worker_id, entry)
+        for w in self._order:
+            if w.active is not None:
+                w.active.interrupt_reason = "store_failed"
+                w.active.scope.cancel()
 
     def _diagnose(
         self,
@@ -827,6 +943,10 @@ class Runtime:
             },
         )
 
+    def _drain_store_diagnostics(self) -> None:
+        for d in self._store.take_diagnostics():
+            self._diagnose(d.severity, d.code, d.message, d.worker_id)
+
     def _set_status(self, w: Worker, status: Status) -> None:
         self._counts[w.status] -= 1
         self._counts[status] += 1
@@ -847,6 +967,8 @@ class Runtime:
         return self._log
 
     def _check_accepting(self) -> None:
+        if self._store_error is not None:
+            raise self._store_error
         if self._state != "running":
             raise RuntimeUnavailable(
                 "the Runtime is not accepting commands",

@@ -1,21 +1,34 @@
 """The store interface of the Runtime (SPEC §5) and its in-memory implementation.
 
-The Runtime keeps its working state in memory and writes through a store. Writes are recorded
-in call order (``append_*``) and made durable by :meth:`RuntimeStore.sync`, which the Runtime
-awaits before it acknowledges a command or lets a subscriber see an event. Reads of the
-transcript go through the store, so a durable store can serve bounded pages from disk.
+The Runtime keeps its working state in memory and writes through a store. The event log is the
+source of truth: a store records events in log order (``append_events``) and derives each
+Worker's transcript from them. :meth:`RuntimeStore.flush` hands everything recorded to the OS
+(enough to survive a killed process); :meth:`RuntimeStore.sync` makes it durable per the
+store's policy. The Runtime awaits ``sync`` before it acknowledges a command, and publishes an
+event to subscribers only once it was flushed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from ..events import Event
 from ..models import Limits
 
-__all__ = ["RuntimeStore", "StoreOpened", "TranscriptEntry"]
+if TYPE_CHECKING:
+    from ..events import Event
+    from ..execution import ContextMessage
+    from ._projection import WorkerState
+
+__all__ = [
+    "RecoveredWorker",
+    "RuntimeStore",
+    "StoreDiagnostic",
+    "StoreOpened",
+    "TranscriptEntry",
+    "WorkerRecord",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +45,44 @@ class TranscriptEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """What a Worker was created with: its record in the store (``worker.json``)."""
+
+    worker_id: str
+    name: str | None
+    profile: dict[str, Any]
+    created_at: str
+    ordinal: int
+    position: int  # of its worker_created event
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredWorker:
+    """A Worker found when a store was opened: its record and the projection of its events."""
+
+    record: WorkerRecord
+    state: WorkerState
+
+
+@dataclass(frozen=True, slots=True)
+class StoreDiagnostic:
+    """Something the store noticed (a repair, a skipped Worker …); never holds a path."""
+
+    severity: Literal["info", "warning", "error"]
+    code: str
+    message: str
+    worker_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoreOpened:
     """What the Runtime learns from opening its store."""
 
     runtime_id: str
     incarnation: str
     head: int
+    workers: Sequence[RecoveredWorker] = field(default_factory=tuple)
+    diagnostics: Sequence[StoreDiagnostic] = field(default_factory=tuple)
 
 
 @runtime_checkable
@@ -53,25 +98,48 @@ class RuntimeStore(Protocol):
         ...
 
     async def open(self, *, runtime_id: str, limits: Limits) -> StoreOpened:
-        """Open (or create) the store for ``runtime_id``."""
+        """Open (or create) the store for ``runtime_id`` and recover what it holds."""
+        ...
+
+    def add_worker(self, record: WorkerRecord) -> None:
+        """Record a new Worker (before its ``worker_created`` event); may raise an I/O
+        error, in which case nothing was created."""
         ...
 
     def append_events(self, events: Sequence[Event]) -> None:
         """Record events, in log order."""
         ...
 
-    def append_transcript(self, worker_id: str, entry: TranscriptEntry) -> None:
-        """Record a Worker's next transcript entry."""
+    def flush(self) -> None:
+        """Hand everything recorded to the OS (no fsync)."""
         ...
 
     async def sync(self) -> None:
         """Make everything recorded so far durable (per the store's policy)."""
         ...
 
+    def read_events(self, after: int, limit: int, worker_id: str | None) -> list[Event] | None:
+        """Events after a position that the in-memory backlog no longer holds, or ``None``
+        when the store does not hold them either."""
+        ...
+
+    @property
+    def oldest_position(self) -> int:
+        """The oldest event position :meth:`read_events` can still return."""
+        ...
+
     async def read_transcript(
         self, worker_id: str, start: int, limit: int
     ) -> Sequence[TranscriptEntry]:
         """Entries ``start`` (0-based offset) to ``start + limit`` of a Worker's transcript."""
+        ...
+
+    def load_history(self, worker_id: str) -> list[ContextMessage]:
+        """A recovered Worker's conversation in model order."""
+        ...
+
+    def take_diagnostics(self) -> list[StoreDiagnostic]:
+        """Diagnostics the store recorded since the last call."""
         ...
 
     async def close(self) -> None:

@@ -1,7 +1,8 @@
 """The in-memory store: nothing survives the process.
 
-The event backlog lives in the Runtime's event log; this store keeps the transcripts. Each
-start is a new incarnation, so cursors of an earlier process are ``cursor_unknown``.
+The event backlog lives in the Runtime's event log; this store keeps the transcripts, which it
+projects from the events. Each start is a new incarnation, so cursors of an earlier process are
+``cursor_unknown``.
 """
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..events import Event, new_incarnation
+from ..execution import ContextMessage
 from ..models import Limits
-from . import StoreOpened, TranscriptEntry
+from . import StoreDiagnostic, StoreOpened, TranscriptEntry, WorkerRecord
+from ._projection import transcript_entry
 
 __all__ = ["MemoryStore"]
+
+_TRANSCRIPT_KINDS = frozenset({"input_accepted", "message_completed", "turn_failed"})
 
 
 class MemoryStore:
@@ -31,22 +36,48 @@ class MemoryStore:
         self._opened = True
         return StoreOpened(runtime_id=runtime_id, incarnation=new_incarnation(), head=0)
 
-    def append_events(self, events: Sequence[Event]) -> None:
-        """The backlog is the Runtime's event log; nothing more is kept."""
+    def add_worker(self, record: WorkerRecord) -> None:
+        """Nothing to record beyond the Runtime's own state."""
 
-    def append_transcript(self, worker_id: str, entry: TranscriptEntry) -> None:
-        entries = self._transcripts.get(worker_id)
-        if entries is None:
-            entries = self._transcripts[worker_id] = []
-        entries.append(entry)
+    def append_events(self, events: Sequence[Event]) -> None:
+        for event in events:
+            if event.kind not in _TRANSCRIPT_KINDS or event.worker_id is None:
+                continue
+            entry = transcript_entry(
+                event.kind, event.turn_id, event.cursor or "", event.at, event.data
+            )
+            if entry is None:
+                continue
+            entries = self._transcripts.get(event.worker_id)
+            if entries is None:
+                entries = self._transcripts[event.worker_id] = []
+            entries.append(entry)
+
+    def flush(self) -> None:
+        """Nothing to write."""
 
     async def sync(self) -> None:
         """Nothing to flush."""
+
+    def read_events(self, after: int, limit: int, worker_id: str | None) -> list[Event] | None:
+        """The in-memory backlog is all there is."""
+        return None
+
+    @property
+    def oldest_position(self) -> int:
+        return 1
 
     async def read_transcript(
         self, worker_id: str, start: int, limit: int
     ) -> Sequence[TranscriptEntry]:
         return self._transcripts.get(worker_id, [])[start : start + limit]
+
+    def load_history(self, worker_id: str) -> list[ContextMessage]:
+        """Memory Workers are never recovered; their history lives in the Runtime."""
+        return []
+
+    def take_diagnostics(self) -> list[StoreDiagnostic]:
+        return []
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -1,0 +1,258 @@
+"""Low-level files of the filesystem store: atomic snapshots, append-only JSONL files with a
+dense offset index, and id encoding. Every OS error becomes a typed, path-free error."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import RuntimeUnavailable
+
+__all__ = [
+    "AppendFile",
+    "IndexedLog",
+    "StoreIOError",
+    "atomic_write_json",
+    "decode_id",
+    "encode_id",
+    "fsync_dir",
+    "io_errors",
+    "read_json",
+]
+
+_OFFSET = struct.Struct(">Q")
+_PLAIN_ID = re.compile(r"^[a-z0-9_\-]{1,120}$")
+
+
+class StoreIOError(RuntimeUnavailable):
+    """A store file could not be read or written (read-only directory, disk full …)."""
+
+
+@contextmanager
+def io_errors(what: str) -> Iterator[None]:
+    """Turn an OSError into a :class:`StoreIOError` whose message names no path."""
+    try:
+        yield
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+        raise StoreIOError(
+            f"store I/O failed while {what}: {reason}",
+            details={"reason": "store_io", "errno": exc.errno},
+        ) from None
+
+
+def encode_id(value: str) -> str:
+    """A path component for an id that can never escape its directory: ``w-<id>`` for plain
+    lowercase ids, ``x-<base32>`` for anything else (dots, colons, capitals …)."""
+    if _PLAIN_ID.fullmatch(value):
+        return "w-" + value
+    return "x-" + base64.b32encode(value.encode("utf-8")).decode("ascii").rstrip("=").lower()
+
+
+def decode_id(component: str) -> str | None:
+    """The id of a path component made by :func:`encode_id`, or ``None``."""
+    if component.startswith("w-"):
+        value = component[2:]
+        return value if _PLAIN_ID.fullmatch(value) else None
+    if component.startswith("x-"):
+        body = component[2:].upper()
+        try:
+            return base64.b32decode(body + "=" * (-len(body) % 8)).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return None
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: Path, value: Any, *, durable: bool) -> None:
+    """Write a snapshot atomically: temp file in the same directory, fsync, rename, fsync the
+    directory (the fsyncs only when ``durable``)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    data = orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; raises ``ValueError`` (with a reason, no path) when it is not JSON."""
+    data = path.read_bytes()
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg})") from None
+
+
+class AppendFile:
+    """An append-only file descriptor that tracks its size."""
+
+    __slots__ = ("fd", "size")
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        self.size += len(data)
+
+    def fsync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class IndexedLog:
+    """A JSONL file plus a dense index of the byte offset of each record.
+
+    Record ``k`` (0-based) starts at the offset stored at bytes ``8k..8k+8`` of the index, so a
+    read of ``n`` records costs two small reads, whatever the size of the file. Lines that are
+    not records (such as turn markers in a transcript) sit between records and are not indexed.
+    """
+
+    def __init__(self, data: Path, index: Path) -> None:
+        self.data_path = data
+        self.index_path = index
+        self._data: AppendFile | None = None
+        self._index: AppendFile | None = None
+
+    @property
+    def count(self) -> int:
+        if self._index is not None:
+            return self._index.size // 8
+        try:
+            return self.index_path.stat().st_size // 8
+        except FileNotFoundError:
+            return 0
+
+    def _open(self) -> tuple[AppendFile, AppendFile]:
+        if self._data is None or self._index is None:
+            self._data = AppendFile(self.data_path)
+            self._index = AppendFile(self.index_path)
+        return self._data, self._index
+
+    def append(self, lines: list[tuple[bytes, bool]]) -> None:
+        """Append lines; each ``(line, indexed)`` (a record, or an unindexed marker line)."""
+        data, index = self._open()
+        offsets = bytearray()
+        chunk = bytearray()
+        base = data.size
+        for line, indexed in lines:
+            if indexed:
+                offsets += _OFFSET.pack(base + len(chunk))
+            chunk += line
+        data.write(bytes(chunk))
+        if offsets:
+            index.write(bytes(offsets))
+
+    def sizes(self) -> tuple[int, int]:
+        """``(data bytes, record count)`` as written so far."""
+        if self._data is not None and self._index is not None:
+            return self._data.size, self._index.size // 8
+        data = self.data_path.stat().st_size if self.data_path.exists() else 0
+        return data, self.count
+
+    def truncate(self, data_bytes: int, count: int) -> bool:
+        """Cut the files back to a checkpointed size; ``False`` if they are shorter."""
+        self.close()
+        have_data, have_count = self.sizes()
+        if have_data < data_bytes or have_count < count:
+            return False
+        if not self.data_path.exists() or not self.index_path.exists():
+            return True  # both checkpointed sizes are zero here
+        if have_data > data_bytes:
+            os.truncate(self.data_path, data_bytes)
+        if have_count > count or self.index_path.stat().st_size != count * 8:
+            os.truncate(self.index_path, count * 8)
+        return True
+
+    def fsync(self) -> None:
+        if self._data is not None and self._index is not None:
+            self._data.fsync()
+            self._index.fsync()
+
+    def close(self) -> None:
+        for f in (self._data, self._index):
+            if f is not None:
+                f.close()
+        self._data = self._index = None
+
+    def offsets(self, start: int, count: int) -> list[int]:
+        """The offsets of records ``start`` … ``start + count - 1`` (fewer at the end)."""
+        with open(self.index_path, "rb") as f:
+            f.seek(start * 8)
+            raw = f.read(count * 8)
+        return [_OFFSET.unpack_from(raw, i)[0] for i in range(0, len(raw) - len(raw) % 8, 8)]
+
+    def read_records(self, start: int, count: int) -> list[bytes]:
+        """The raw lines from record ``start`` up to (not including) record ``start + count``,
+        markers included, split on newlines."""
+        offs = self.offsets(start, count + 1)
+        if not offs:
+            return []
+        with open(self.data_path, "rb") as f:
+            f.seek(offs[0])
+            if len(offs) == count + 1:
+                raw = f.read(offs[-1] - offs[0])
+            else:
+                raw = f.read()
+        return [line for line in raw.split(b"\n") if line]
+
+    def scan(self) -> Iterator[tuple[int, bytes]]:
+        """Every line of the data file with its offset (a torn last line included)."""
+        try:
+            raw = self.data_path.read_bytes()
+        except FileNotFoundError:
+            return
+        offset = 0
+        for line in raw.split(b"\n"):
+            if line:
+                yield offset, line
+            offset += len(line) + 1
+
+    def rewrite(self, lines: list[tuple[bytes, bool]], *, durable: bool) -> None:
+        """Replace the data file and its index with ``lines`` (a repair), atomically."""
+        self.close()
+        tmp_data = self.data_path.with_name(f".{self.data_path.name}.tmp")
+        tmp_index = self.index_path.with_name(f".{self.index_path.name}.tmp")
+        for tmp in (tmp_data, tmp_index):
+            tmp.unlink(missing_ok=True)
+        rebuilt = IndexedLog(tmp_data, tmp_index)
+        if lines:
+            rebuilt.append(lines)
+        else:
+            rebuilt._open()
+        if durable:
+            rebuilt.fsync()
+        rebuilt.close()
+        os.replace(tmp_data, self.data_path)
+        os.replace(tmp_index, self.index_path)
+        if durable:
+            fsync_dir(self.data_path.parent)
