@@ -77,3 +77,21 @@ def test_missing_extra_error_is_raised_when_a_dependency_is_blocked() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert "pip install 'worker-runtime[http-server]'" in result.stdout
+
+
+def test_the_fs_store_without_its_extra_names_the_install_command() -> None:
+    """Importing the fs store with orjson unavailable raises MissingExtraError naming
+    `pip install 'worker-runtime[fs-store]'`, while the core keeps importing."""
+    code = (
+        "import sys\n"
+        "sys.modules['orjson'] = None\n"
+        "import worker_runtime\n"
+        "try:\n"
+        "    import worker_runtime.store.fs\n"
+        "except worker_runtime.MissingExtraError as exc:\n"
+        "    print(exc.install_command)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "pip install 'worker-runtime[fs-store]'"

@@ -223,7 +223,7 @@ class FsRuntimeStore:
             incarnation=self._incarnation,
             head=head,
             workers=workers,
-            diagnostics=list(self._diagnostics),
+            diagnostics=self.take_diagnostics(),
         )
 
     def _lock(self) -> None:
