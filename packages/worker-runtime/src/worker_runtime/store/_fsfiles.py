@@ -193,6 +193,10 @@ class IndexedLog:
             os.truncate(self.index_path, count * 8)
         return True
 
+    def fsync_data(self) -> None:
+        if self._data is not None:
+            self._data.fsync()
+
     def fsync(self) -> None:
         if self._data is not None and self._index is not None:
             self._data.fsync()

@@ -31,7 +31,7 @@ import bisect
 import fcntl
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -409,8 +409,8 @@ class FsRuntimeStore:
         ``None`` when the log no longer holds the next one (pruned by retention)."""
         if self._failed is not None:
             return None
+        self._flush_projections((worker_id,) if worker_id is not None else ())
         with io_errors("reading the event log"):
-            self.flush()
             if after + 1 < self._oldest:
                 return None
             if worker_id is None:
@@ -649,16 +649,17 @@ class FsRuntimeStore:
         return [(_entry_line(entry), True)] if entry is not None else []
 
     def flush(self) -> None:
-        """Write everything appended so far to the OS (no fsync)."""
+        """Write the log records appended so far to the OS (no fsync). Projection files are
+        written at checkpoints and before they are read: the log can always rebuild them."""
         self._check_failed()
-        if not (self._pending_events or self._pending_records or self._dirty):
+        if not (self._pending_events or self._pending_records):
             return
         try:
-            self._flush()
+            self._flush_log()
         except OSError as exc:
             self._fail(exc)
 
-    def _flush(self) -> None:
+    def _flush_log(self) -> None:
         for path, record in self._pending_records:
             atomic_write_json(path, record, durable=self.fsync_mode != "never")
         self._pending_records.clear()
@@ -675,17 +676,23 @@ class FsRuntimeStore:
             index += len(chunk)
         if pending:
             self._written = pending[-1][0]
-        for files in (
-            self._workers.values()
-            if len(self._dirty) > 64
-            else (self._workers[w] for w in self._dirty if w in self._workers)
-        ):
-            if files.pending_transcript:
-                files.transcript.append(files.pending_transcript)
-                files.pending_transcript = []
-            if files.pending_positions:
-                files.events.append(files.pending_positions)
-                files.pending_positions = []
+
+    def _flush_projections(self, worker_ids: Iterable[str]) -> None:
+        """Write the pending projection lines of some Workers (after the log they derive from)."""
+        self.flush()
+        try:
+            for worker_id in worker_ids:
+                files = self._workers.get(worker_id)
+                if files is None:
+                    continue
+                if files.pending_transcript:
+                    files.transcript.append(files.pending_transcript)
+                    files.pending_transcript = []
+                if files.pending_positions:
+                    files.events.append(files.pending_positions)
+                    files.pending_positions = []
+        except OSError as exc:
+            self._fail(exc)
 
     def _roll_segment(self, first: int) -> None:
         old = self._segments[-1]
@@ -712,6 +719,10 @@ class FsRuntimeStore:
                 continue
             done = self._syncing = anyio.Event()
             try:
+                if self.fsync_mode == "batch":
+                    # Let every task that is ready run first, so the writers woken by the last
+                    # round append before this one starts: one fsync then covers them all.
+                    await anyio.sleep(0)
                 upto = self._appended
                 self.flush()
                 if self.fsync_mode == "batch":
@@ -728,14 +739,15 @@ class FsRuntimeStore:
             self.checkpoint()
 
     def _fsync_log(self) -> None:
-        self._segments[-1].log.fsync()
+        # The data file only: the active segment's index is rebuilt from it on open.
+        self._segments[-1].log.fsync_data()
 
     def checkpoint(self) -> None:
         """Write the state and overview snapshots of every changed Worker atomically (their
         projection files fsynced first), then record the checkpoint position."""
         self._check_failed()
+        self._flush_projections(sorted(self._dirty))
         try:
-            self.flush()
             position = self._written
             durable = self.fsync_mode != "never"
             for worker_id in sorted(self._dirty):
@@ -788,8 +800,8 @@ class FsRuntimeStore:
         files = self._workers.get(worker_id)
         if files is None:
             return []
+        self._flush_projections((worker_id,))
         with io_errors("reading a transcript"):
-            self.flush()
             lines = files.transcript.read_records(start, limit)
         entries: list[TranscriptEntry] = []
         for line in lines:
@@ -823,8 +835,8 @@ class FsRuntimeStore:
         files = self._workers.get(worker_id)
         if files is None:
             return []
+        self._flush_projections((worker_id,))
         with io_errors("reading a transcript"):
-            self.flush()
             items: list[TranscriptEntry | TurnMarker] = []
             for _, line in files.transcript.scan():
                 record = orjson.loads(line)

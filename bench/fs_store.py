@@ -1,0 +1,176 @@
+"""Benchmark of the filesystem store (``fs-store`` extra).
+
+Baselines measured in the same run, on the same disk: the raw append rate (``os.write`` of
+event-sized lines) and the raw append+fsync rate (one fsync per line). Then:
+
+- durable acknowledged events/s with ``--fsync batch`` and 32 concurrent writers (group
+  commit; target >= 3x the raw append+fsync rate), and with ``always``;
+- open time with 10,000 Workers and N events, and with 10 N events (target: < 2 s, flat);
+- a transcript page of 50 from a Worker with many entries, and a resume from a cursor 100
+  events before the head, each on a freshly opened store (so from disk), at two log sizes
+  (target: < 5 ms, flat).
+
+Run: ``uv run python bench/fs_store.py`` (about 10 minutes; ``--quick`` is smaller).
+Data goes to a temporary directory under ``--dir`` (default: bench/results/tmp), removed after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _report import Row, report
+
+from worker_runtime import Limits, Runtime, WorkerRef
+from worker_runtime.store.fs import FsRuntimeStore
+
+LINE = b'{"p":1,"c":"abcdefghijklmnop-1","k":"input_accepted","w":"wkr_0123456789abcdef0123",' + (
+    b'"t":null,"a":"2026-11-22T10:00:00.000000Z","d":{"input_kind":"system","content":"x"}}\n'
+)
+LIMITS = Limits(max_list_workers=10_000, max_transcript_items=256)
+
+
+def raw_append(directory: Path, count: int, fsync: bool) -> float:
+    path = directory / ("raw-fsync.jsonl" if fsync else "raw.jsonl")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    start = time.perf_counter()
+    for _ in range(count):
+        os.write(fd, LINE)
+        if fsync:
+            os.fsync(fd)
+    elapsed = time.perf_counter() - start
+    os.close(fd)
+    path.unlink()
+    return count / elapsed
+
+
+async def durable_acks(directory: Path, mode: str, writers: int, per_writer: int) -> float:
+    """Acknowledged events/s: ``writers`` tasks each send system inputs to their own Worker;
+    each ack waits until its event is durable per ``mode``."""
+    store = FsRuntimeStore(directory / f"acks-{mode}", fsync=mode)  # type: ignore[arg-type]
+    async with Runtime(runtime_id="bench", store=store, limits=LIMITS) as rt:
+        refs = [(await rt.create_worker()).worker_ref for _ in range(writers)]
+
+        async def writer(ref: WorkerRef) -> None:
+            for i in range(per_writer):
+                await rt.send_input(ref, {"content": f"note {i}", "kind": "system"})
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for ref in refs:
+                tg.start_soon(writer, ref)
+        elapsed = time.perf_counter() - start
+    return writers * per_writer / elapsed
+
+
+async def fill(root: Path, workers: int, events: int, hot_entries: int = 0) -> tuple[str, str]:
+    """Create ``workers`` Workers and about ``events`` events (system inputs spread over the
+    Workers, plus ``hot_entries`` on the first Worker). Returns (first worker id, head cursor)."""
+    store = FsRuntimeStore(root, fsync="never")
+    async with Runtime(runtime_id="bench", store=store, limits=LIMITS) as rt:
+        refs = [(await rt.create_worker()).worker_ref for _ in range(workers)]
+        remaining = max(0, events - workers - hot_entries)
+
+        async def spread(offset: int, stride: int) -> None:
+            for i in range(offset, remaining, stride):
+                await rt.send_input(refs[i % workers], {"content": "x", "kind": "system"})
+
+        async def hot() -> None:
+            for _ in range(hot_entries):
+                await rt.send_input(refs[0], {"content": "hot entry", "kind": "system"})
+
+        async with anyio.create_task_group() as tg:
+            for offset in range(8):
+                tg.start_soon(spread, offset, 8)
+            tg.start_soon(hot)
+        head = (await rt.read_transcript(refs[0], limit=1)).cursor
+    return refs[0].worker_id, head
+
+
+async def open_time(root: Path) -> float:
+    start = time.perf_counter()
+    async with Runtime(runtime_id="bench", store=FsRuntimeStore(root), limits=LIMITS) as rt:
+        elapsed = time.perf_counter() - start
+        await rt.summary()
+    return elapsed
+
+
+async def read_latencies(root: Path, worker_id: str, head: str) -> tuple[float, float]:
+    """Median ms of a 50-entry transcript page (middle of the transcript) and of a resume
+    from 100 events before the head, on a freshly opened store."""
+    async with Runtime(runtime_id="bench", store=FsRuntimeStore(root), limits=LIMITS) as rt:
+        ref = rt.ref(worker_id)
+        total = (await rt.get_worker(ref)).transcript_len
+        pages: list[float] = []
+        for i in range(50):
+            start = time.perf_counter()
+            page = await rt.read_transcript(ref, start=(total // 2 + i * 997) % total, limit=50)
+            pages.append(time.perf_counter() - start)
+            assert page.items
+        prefix, _, pos = head.rpartition("-")
+        before = f"{prefix}-{int(pos, 16) - 100:x}"
+        resumes: list[float] = []
+        for _ in range(50):
+            start = time.perf_counter()
+            events = (await rt.read_events(cursor=before, limit=100)).events
+            resumes.append(time.perf_counter() - start)
+            assert len(events) == 100
+    return statistics.median(pages) * 1000, statistics.median(resumes) * 1000
+
+
+async def main(args: argparse.Namespace) -> None:
+    base = Path(args.dir)
+    base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="fs-bench-", dir=base))
+    quick = args.quick
+    rows: list[Row] = []
+    try:
+        raw = raw_append(work, 200_000, fsync=False)
+        raw_sync = raw_append(work, 300 if quick else 2000, fsync=True)
+        rows.append(Row("raw append (no fsync)", raw, "lines/s"))
+        rows.append(Row("raw append + fsync", raw_sync, "lines/s"))
+        per_writer = 100 if quick else 500
+        batch = await durable_acks(work, "batch", 32, per_writer)
+        rows.append(Row("durable acks, batch, 32 writers", batch, "events/s", raw_sync,
+                        "raw append+fsync", ">= 3x baseline", batch >= 3 * raw_sync))
+        always = await durable_acks(work, "always", 32, per_writer // 2)
+        rows.append(Row("durable acks, always, 32 writers", always, "events/s", raw_sync,
+                        "raw append+fsync"))
+        never = await durable_acks(work, "never", 32, per_writer)
+        rows.append(Row("acks, never, 32 writers", never, "events/s", raw, "raw append"))
+
+        workers = 1000 if quick else 10_000
+        small = 100_000 if quick else 1_000_000
+        for n in (small, small * 10):
+            root = work / f"open-{n}"
+            hot = n // 10
+            worker_id, head = await fill(root, workers, n, hot_entries=hot)
+            opened = await open_time(root)
+            rows.append(Row(f"open, {workers:,} Workers, {n:,} events", opened * 1000, "ms",
+                            target="< 2,000", ok=opened < 2))
+            page_ms, resume_ms = await read_latencies(root, worker_id, head)
+            rows.append(Row(f"transcript page of 50 ({hot:,} entries)", page_ms, "ms",
+                            target="< 5", ok=page_ms < 5))
+            rows.append(Row(f"resume 100 before head ({n:,} events)", resume_ms, "ms",
+                            target="< 5", ok=resume_ms < 5))
+            shutil.rmtree(root)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report("fs_store", rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller, faster run")
+    parser.add_argument("--dir", default=str(Path(__file__).parent / "results" / "tmp"))
+    anyio.run(main, parser.parse_args())
