@@ -29,6 +29,7 @@ from anyio.abc import ObjectReceiveStream
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _report import Row, report
+
 from worker_runtime import Limits, Runtime, WorkerRef
 
 TEXT = "hello world"

@@ -141,11 +141,23 @@ async def main(args: argparse.Namespace) -> None:
         rows.append(Row("raw append + fsync", raw_sync, "lines/s"))
         per_writer = 100 if quick else 500
         batch = await durable_acks(work, "batch", 32, per_writer)
-        rows.append(Row("durable acks, batch, 32 writers", batch, "events/s", raw_sync,
-                        "raw append+fsync", ">= 3x baseline", batch >= 3 * raw_sync))
+        rows.append(
+            Row(
+                "durable acks, batch, 32 writers",
+                batch,
+                "events/s",
+                raw_sync,
+                "raw append+fsync",
+                ">= 3x baseline",
+                batch >= 3 * raw_sync,
+            )
+        )
         always = await durable_acks(work, "always", 32, per_writer // 2)
-        rows.append(Row("durable acks, always, 32 writers", always, "events/s", raw_sync,
-                        "raw append+fsync"))
+        rows.append(
+            Row(
+                "durable acks, always, 32 writers", always, "events/s", raw_sync, "raw append+fsync"
+            )
+        )
         never = await durable_acks(work, "never", 32, per_writer)
         rows.append(Row("acks, never, 32 writers", never, "events/s", raw, "raw append"))
 
@@ -156,13 +168,34 @@ async def main(args: argparse.Namespace) -> None:
             hot = n // 10
             worker_id, head = await fill(root, workers, n, hot_entries=hot)
             opened = await open_time(root)
-            rows.append(Row(f"open, {workers:,} Workers, {n:,} events", opened * 1000, "ms",
-                            target="< 2,000", ok=opened < 2))
+            rows.append(
+                Row(
+                    f"open, {workers:,} Workers, {n:,} events",
+                    opened * 1000,
+                    "ms",
+                    target="< 2,000",
+                    ok=opened < 2,
+                )
+            )
             page_ms, resume_ms = await read_latencies(root, worker_id, head)
-            rows.append(Row(f"transcript page of 50 ({hot:,} entries)", page_ms, "ms",
-                            target="< 5", ok=page_ms < 5))
-            rows.append(Row(f"resume 100 before head ({n:,} events)", resume_ms, "ms",
-                            target="< 5", ok=resume_ms < 5))
+            rows.append(
+                Row(
+                    f"transcript page of 50 ({hot:,} entries)",
+                    page_ms,
+                    "ms",
+                    target="< 5",
+                    ok=page_ms < 5,
+                )
+            )
+            rows.append(
+                Row(
+                    f"resume 100 before head ({n:,} events)",
+                    resume_ms,
+                    "ms",
+                    target="< 5",
+                    ok=resume_ms < 5,
+                )
+            )
             shutil.rmtree(root)
     finally:
         shutil.rmtree(work, ignore_errors=True)

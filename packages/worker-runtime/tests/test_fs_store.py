@@ -54,6 +54,17 @@ async def run_turn(rt: Runtime, ref: Any, text: str) -> str:
     raise AssertionError("no turn_completed")
 
 
+async def all_events(rt: Runtime, **query: Any) -> list[dict[str, Any]]:
+    """Every retained event (after ``cursor``, for ``worker``), paging to the head."""
+    out: list[dict[str, Any]] = []
+    while True:
+        page = await rt.read_events(limit=1000, **query)
+        if not page.events:
+            return out
+        out.extend(page.events)
+        query["cursor"] = page.next_cursor
+
+
 def segment(root: Path) -> Path:
     return sorted((root / "events").glob("*.jsonl"))[-1]
 
@@ -171,7 +182,7 @@ async def test_open_turns_are_interrupted_and_queued_inputs_run_after_a_crash(
     worker_id = worker_line[1]
     rt = Runtime(runtime_id="crashy", store=FsRuntimeStore(root), profiles=Profiles([SLOW]))
     async with rt:
-        started = (await rt.read_events(limit=1000)).events
+        started = await all_events(rt)
         boot = [e for e in started if e["kind"] == "runtime_started"][-1]
         assert boot["data"]["recovered_turns"] == 1
         interrupted = [e for e in started if e["kind"] == "turn_interrupted"]
@@ -445,3 +456,42 @@ async def test_no_diagnostic_holds_an_absolute_path(tmp_path: Path) -> None:
         for d in diagnostics:
             assert str(tmp_path) not in d.message
             assert "/" not in d.message or "events/" in d.message
+
+
+async def test_cursors_resume_across_an_unclean_restart(tmp_path: Path) -> None:
+    """After a SIGKILL, positions skip ahead (a store.unclean_shutdown diagnostic says so), and
+    a cursor from before the crash still resumes in order: the old events after it, then the
+    new ones, runtime-wide and for the Worker, before and after a further clean restart."""
+    root = tmp_path / "store"
+    with subprocess.Popen(
+        [sys.executable, str(CHILD), str(root), "batch", "inputs"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        worker_id = child.stdout.readline().split()[1]
+        for _ in range(20):
+            child.stdout.readline()
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    async with Runtime(runtime_id="crashy", store=FsRuntimeStore(root)) as rt:
+        ref = rt.ref(worker_id)
+        old = (await rt.read_events(worker=ref, limit=5)).events[-1]
+        codes = [d.code for d in await rt.diagnostics()]
+        assert "store.unclean_shutdown" in codes
+        ack = await rt.send_input(ref, {"content": "after the crash", "kind": "system"})
+        total = (await rt.get_worker(ref)).transcript_len
+    for _ in range(2):  # reopened cleanly, the same holds
+        async with Runtime(runtime_id="crashy", store=FsRuntimeStore(root)) as rt:
+            ref = rt.ref(worker_id)
+            events = await all_events(rt, cursor=old["cursor"], worker=ref)
+            sequences = [e["data"]["transcript_sequence"] for e in events]
+            assert sequences == list(range(old["data"]["transcript_sequence"] + 1, total + 1))
+            assert events[-1]["cursor"] == ack.cursor
+            everything = await all_events(rt, cursor=old["cursor"])
+            assert ack.cursor in [e["cursor"] for e in everything]
+            positions = [e["cursor"] for e in everything]
+            assert len(positions) == len(set(positions))
+            async with rt.subscribe(cursor=old["cursor"], worker=ref) as live:
+                got = [await live.__anext__() for _ in range(len(events))]
+            assert [e.cursor for e in got] == [e["cursor"] for e in events]

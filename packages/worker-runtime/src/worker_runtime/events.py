@@ -328,6 +328,10 @@ class EventLog:
         events = self._archive.read_events(position, limit, worker_id)
         if events is None:
             raise _Gap
+        if not events:  # nothing on disk after it: the rest is in memory
+            if worker_id is None:
+                return self.read_after(self._first - 1, limit)
+            return self._scan_window(max(position, self._first - 1), limit, worker_id)
         visible = self._visible
         return [e for e in events if e.position <= visible]
 

@@ -44,6 +44,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise MissingExtraError("fs-store") from exc
 
 import anyio
+import anyio.lowlevel
 
 from ..errors import InvalidInput, RuntimeUnavailable, StoreCorrupt
 from ..events import Event, new_incarnation, now_rfc3339
@@ -203,6 +204,7 @@ class FsRuntimeStore:
                 self._replay(checkpoint, head)
                 if not clean and head > 0:
                     head += UNCLEAN_POSITION_GAP
+                    self._roll_segment(head + 1)  # positions stay contiguous per segment
                     self._diagnose(
                         "warning",
                         "store.unclean_shutdown",
@@ -400,10 +402,6 @@ class FsRuntimeStore:
             )
             return 0
 
-    def _segment_for(self, position: int) -> _Segment | None:
-        index = bisect.bisect_right([s.first for s in self._segments], position) - 1
-        return self._segments[index] if index >= 0 else None
-
     def read_events(self, after: int, limit: int, worker_id: str | None) -> list[Event] | None:
         """Up to ``limit`` events after ``after`` from disk (one Worker's, if given), or
         ``None`` when the log no longer holds the next one (pruned by retention)."""
@@ -414,7 +412,7 @@ class FsRuntimeStore:
             if after + 1 < self._oldest:
                 return None
             if worker_id is None:
-                return self._read_range(after + 1, min(self._written, after + limit))
+                return self._read_range(after + 1, self._written, limit)
             files = self._workers.get(worker_id)
             if files is None:
                 return []
@@ -442,17 +440,32 @@ class FsRuntimeStore:
     def _position_at(files: _WorkerFiles, index: int) -> int:
         return int(files.events.read_records(index, 1)[0])
 
-    def _read_range(self, start: int, end: int) -> list[Event]:
+    def _read_range(self, start: int, end: int, limit: int | None = None) -> list[Event]:
+        """Up to ``limit`` events from ``start`` to ``end`` (inclusive) that are on disk;
+        positions that no segment holds (the gap after an unclean shutdown) are stepped over."""
         out: list[Event] = []
+        if limit is not None:
+            end = min(end, self._written)
+        firsts = [s.first for s in self._segments]
         position = start
         while position <= end:
-            segment = self._segment_for(position)
-            if segment is None:
-                break
+            index = bisect.bisect_right(firsts, position) - 1
+            if index < 0:
+                position = firsts[0] if firsts else end + 1
+                continue
+            segment = self._segments[index]
             local = position - segment.first
-            count = min(end - position + 1, segment.log.count - local)
-            if count <= 0:
-                break
+            available = segment.log.count - local
+            if available <= 0:
+                if index + 1 >= len(self._segments):
+                    break
+                position = self._segments[index + 1].first
+                continue
+            count = min(end - position + 1, available)
+            if limit is not None:
+                count = min(count, limit - len(out))
+                if count <= 0:
+                    break
             for line in segment.log.read_records(local, count):
                 record = orjson.loads(line)
                 if "p" in record:
@@ -722,7 +735,7 @@ class FsRuntimeStore:
                 if self.fsync_mode == "batch":
                     # Let every task that is ready run first, so the writers woken by the last
                     # round append before this one starts: one fsync then covers them all.
-                    await anyio.sleep(0)
+                    await anyio.lowlevel.checkpoint()
                 upto = self._appended
                 self.flush()
                 if self.fsync_mode == "batch":
