@@ -495,3 +495,29 @@ async def test_cursors_resume_across_an_unclean_restart(tmp_path: Path) -> None:
             async with rt.subscribe(cursor=old["cursor"], worker=ref) as live:
                 got = [await live.__anext__() for _ in range(len(events))]
             assert [e.cursor for e in got] == [e["cursor"] for e in events]
+
+
+@pytest.mark.parametrize(
+    "hostile", ["..", "../x", "a/b", "a\x00b", ".", "é" * 120, "..\\..\\x", "", "x" * 121]
+)
+def test_hostile_ids_never_become_paths(hostile: str) -> None:
+    """A string outside the id rule is refused before it can become a path component."""
+    from worker_runtime.store._fsfiles import encode_id
+
+    with pytest.raises(InvalidInput):
+        encode_id(hostile)
+
+
+@pytest.mark.parametrize("tricky", ["Ab:C.d", "-", "x" * 120, ":" * 120, "a..b", "A" * 120])
+def test_ids_encode_to_one_safe_path_component(tricky: str, tmp_path: Path) -> None:
+    """Every valid id, however awkward, encodes to a single path component that stays inside
+    its directory, is short enough for any filesystem, and decodes back to the same id."""
+    from worker_runtime.store._fsfiles import decode_id, encode_id
+
+    component = encode_id(tricky)
+    assert "/" not in component
+    assert not component.startswith(".")
+    assert len(component) <= 200
+    assert (tmp_path / component).resolve().parent == tmp_path.resolve()
+    assert decode_id(component) == tricky
+    (tmp_path / component).mkdir()

@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from ..errors import RuntimeUnavailable
+from ..errors import InvalidInput, RuntimeUnavailable
+from ..models import is_valid_id
 
 __all__ = [
     "AppendFile",
@@ -51,7 +52,10 @@ def io_errors(what: str) -> Iterator[None]:
 
 def encode_id(value: str) -> str:
     """A path component for an id that can never escape its directory: ``w-<id>`` for plain
-    lowercase ids, ``x-<base32>`` for anything else (dots, colons, capitals …)."""
+    lowercase ids, ``x-<base32>`` for other valid ids (dots, colons, capitals …), at most 194
+    characters. Anything that is not a valid id is refused."""
+    if not is_valid_id(value):
+        raise InvalidInput("not a valid id", details={"field": "id"})
     if _PLAIN_ID.fullmatch(value):
         return "w-" + value
     return "x-" + base64.b32encode(value.encode("utf-8")).decode("ascii").rstrip("=").lower()

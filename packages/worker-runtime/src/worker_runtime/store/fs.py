@@ -180,6 +180,7 @@ class FsRuntimeStore:
         self._syncing: anyio.Event | None = None
         self._failed: StoreIOError | None = None
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_position = 0
         self._diagnostics: list[StoreDiagnostic] = []
         self._quarantined = 0
         self._record: dict[str, Any] = {}
@@ -199,7 +200,7 @@ class FsRuntimeStore:
                 for d in (self._events_dir, self._workers_dir):
                     d.mkdir(exist_ok=True)
                 head = self._open_segments()
-                checkpoint = self._read_checkpoint()
+                checkpoint = self._checkpoint_position = self._read_checkpoint()
                 recovered = self._open_workers(head)
                 self._replay(checkpoint, head)
                 if not clean and head > 0:
@@ -714,7 +715,12 @@ class FsRuntimeStore:
         self._segments.append(_Segment(self._events_dir, first))
         self._write_active_pointer()
         if self._max_segments is not None:
-            while len(self._segments) > self._max_segments:
+            # Never prune what the last checkpoint has not covered: replay after a crash
+            # needs those events.
+            while (
+                len(self._segments) > self._max_segments
+                and self._segments[1].first - 1 <= self._checkpoint_position
+            ):
                 dropped = self._segments.pop(0)
                 dropped.log.close()
                 dropped.log.data_path.unlink(missing_ok=True)
@@ -789,6 +795,7 @@ class FsRuntimeStore:
             atomic_write_json(
                 self._events_dir / "checkpoint.json", {"position": position}, durable=durable
             )
+            self._checkpoint_position = position
             self._last_checkpoint = time.monotonic()
         except OSError as exc:
             self._fail(exc)
