@@ -126,7 +126,11 @@ async def test_expired_is_reported_only_for_a_proven_gap(store_kind: str, tmp_pa
         from worker_runtime.store.fs import FsRuntimeStore
 
         helpers.STORE_FACTORY = lambda: FsRuntimeStore(
-            tmp_path / "pruned", fsync="never", segment_max_events=4, max_segments=2
+            tmp_path / "pruned",
+            fsync="never",
+            segment_max_events=4,
+            max_segments=2,
+            checkpoint_interval_s=0,
         )
     limits = Limits(runtime_event_window=16, event_backlog=8, shutdown_grace_s=0.2)
     async with open_runtime(limits=limits) as rt:

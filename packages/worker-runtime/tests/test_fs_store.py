@@ -521,3 +521,30 @@ def test_ids_encode_to_one_safe_path_component(tricky: str, tmp_path: Path) -> N
     assert (tmp_path / component).resolve().parent == tmp_path.resolve()
     assert decode_id(component) == tricky
     (tmp_path / component).mkdir()
+
+
+async def test_retention_never_prunes_what_the_checkpoint_has_not_covered(tmp_path: Path) -> None:
+    """With retention on, segments newer than the last checkpoint are kept (replay after a
+    crash needs them); once a checkpoint covers them, the oldest are pruned down to the cap."""
+    root = tmp_path / "store"
+    options: dict[str, Any] = {
+        "segment_max_events": 4,
+        "max_segments": 2,
+        "checkpoint_interval_s": 3600,
+    }
+    async with fs_runtime(root, **options) as rt:
+        w = await rt.create_worker()
+        for i in range(10):
+            await rt.send_input(w.worker_ref, {"content": f"n{i}", "kind": "system"})
+        assert len(list((root / "events").glob("*.jsonl"))) > 2
+    kept = len(list((root / "events").glob("*.jsonl")))
+    async with fs_runtime(root, **options) as rt:  # the clean close checkpointed everything
+        for i in range(10):
+            await rt.send_input(w.worker_ref, {"content": f"m{i}", "kind": "system"})
+        # What the checkpoint covered was pruned; what it did not is kept.
+        assert 2 < len(list((root / "events").glob("*.jsonl"))) < kept + 3
+    async with fs_runtime(root, **options) as rt:
+        for i in range(5):
+            await rt.send_input(w.worker_ref, {"content": f"k{i}", "kind": "system"})
+        assert len(list((root / "events").glob("*.jsonl"))) == 2
+        assert (await rt.read_transcript(w.worker_ref)).total_items == 25

@@ -181,6 +181,8 @@ class FsRuntimeStore:
         self._failed: StoreIOError | None = None
         self._last_checkpoint = time.monotonic()
         self._checkpoint_position = 0
+        self._pass_queue: list[str] | None = None
+        self._pass_position = 0
         self._diagnostics: list[StoreDiagnostic] = []
         self._quarantined = 0
         self._record: dict[str, Any] = {}
@@ -705,6 +707,8 @@ class FsRuntimeStore:
                 if files.pending_positions:
                     files.events.append(files.pending_positions)
                     files.pending_positions = []
+                files.transcript.close()  # bounded descriptors, however many Workers
+                files.events.close()
         except OSError as exc:
             self._fail(exc)
 
@@ -754,51 +758,91 @@ class FsRuntimeStore:
             finally:
                 self._syncing = None
                 done.set()
-        if time.monotonic() - self._last_checkpoint >= self._checkpoint_interval:
-            self.checkpoint()
+        self._checkpoint_step()
 
     def _fsync_log(self) -> None:
         # The data file only: the active segment's index is rebuilt from it on open.
         self._segments[-1].log.fsync_data()
 
-    def checkpoint(self) -> None:
-        """Write the state and overview snapshots of every changed Worker atomically (their
-        projection files fsynced first), then record the checkpoint position."""
-        self._check_failed()
-        self._flush_projections(sorted(self._dirty))
-        try:
-            position = self._written
-            durable = self.fsync_mode != "never"
-            for worker_id in sorted(self._dirty):
-                files = self._workers.get(worker_id)
-                if files is None:
-                    continue
-                if durable:
-                    files.transcript.fsync()
-                    files.events.fsync()
-                snapshot = {
-                    "schema_version": SCHEMA_VERSION,
-                    "state": files.state.to_json(),
-                    "files": {
-                        "transcript": list(files.transcript.sizes()),
-                        "events": list(files.events.sizes()),
-                    },
-                }
-                files.transcript.close()
-                files.events.close()
-                atomic_write_json(files.dir / "state.json", snapshot, durable=durable)
-                atomic_write_json(
-                    files.dir / "overview.json", _overview(files.state), durable=durable
-                )
-                files.checkpointed = files.state.position
+    def _checkpoint_step(self) -> None:
+        """Advance the checkpoint by a bounded slice of Workers, so no commit stalls on a long
+        checkpoint. A pass snapshots every Worker that was dirty when it began; when it ends,
+        every projection reflects the log up to the position the pass began at."""
+        if self._pass_queue is None:
+            if time.monotonic() - self._last_checkpoint < self._checkpoint_interval:
+                return
+            if not self._dirty:
+                self._last_checkpoint = time.monotonic()
+                return
+            self.flush()
+            self._pass_queue = sorted(self._dirty, reverse=True)
+            self._pass_position = self._written
             self._dirty.clear()
-            atomic_write_json(
-                self._events_dir / "checkpoint.json", {"position": position}, durable=durable
-            )
-            self._checkpoint_position = position
-            self._last_checkpoint = time.monotonic()
+        for _ in range(min(self.CHECKPOINT_SLICE, len(self._pass_queue))):
+            self._checkpoint_worker(self._pass_queue.pop())
+        if not self._pass_queue:
+            self._finish_pass()
+
+    #: Workers snapshotted per commit while a checkpoint pass runs.
+    CHECKPOINT_SLICE = 16
+
+    def checkpoint(self) -> None:
+        """Snapshot every changed Worker now and record the checkpoint position."""
+        self._check_failed()
+        self.flush()
+        queue = set(self._pass_queue or ()) | self._dirty
+        self._pass_queue = None
+        self._pass_position = self._written
+        self._dirty.clear()
+        for worker_id in sorted(queue):
+            self._checkpoint_worker(worker_id)
+        self._finish_pass()
+
+    def _checkpoint_worker(self, worker_id: str) -> None:
+        """Write one Worker's projection lines, fsync them, then its state and overview
+        snapshots atomically (the snapshot records the projection files' sizes)."""
+        files = self._workers.get(worker_id)
+        if files is None:
+            return
+        durable = self.fsync_mode != "never"
+        try:
+            for log_, pending in (
+                (files.transcript, files.pending_transcript),
+                (files.events, files.pending_positions),
+            ):
+                if pending:
+                    log_.append(pending)
+                    pending.clear()
+                if durable:
+                    log_.fsync()
+            snapshot = {
+                "schema_version": SCHEMA_VERSION,
+                "state": files.state.to_json(),
+                "files": {
+                    "transcript": list(files.transcript.sizes()),
+                    "events": list(files.events.sizes()),
+                },
+            }
+            files.transcript.close()
+            files.events.close()
+            atomic_write_json(files.dir / "state.json", snapshot, durable=durable)
+            atomic_write_json(files.dir / "overview.json", _overview(files.state), durable=durable)
         except OSError as exc:
             self._fail(exc)
+        files.checkpointed = files.state.position
+
+    def _finish_pass(self) -> None:
+        self._pass_queue = None
+        try:
+            atomic_write_json(
+                self._events_dir / "checkpoint.json",
+                {"position": self._pass_position},
+                durable=self.fsync_mode != "never",
+            )
+        except OSError as exc:
+            self._fail(exc)
+        self._checkpoint_position = self._pass_position
+        self._last_checkpoint = time.monotonic()
 
     def _fail(self, exc: OSError) -> None:
         reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
