@@ -482,40 +482,6 @@ class Runtime:
                 w.stop_done = None  # the stop did not happen: a later stop tries again
             done.set()
         return ack
-        if w.stop_done is not None:
-            await w.stop_done.wait()
-            assert w.stop_ack is not None
-            return w.stop_ack
-        self._check_accepting()
-        reason = self._check_reason(reason) or "stopped"
-        w.stop_done = anyio.Event()
-        try:
-            turn = w.active
-            if turn is not None:
-                if turn.cancel_reason is None:
-                    turn.cancel_reason = reason
-                turn.scope.cancel()
-                await turn.done.wait()
-            while w.queue:
-                queued = w.queue.popleft()
-                self._emit(
-                    "input_discarded",
-                    w,
-                    queued.turn_id,
-                    {
-                        "transcript_sequence": queued.transcript_sequence,
-                        "reason": "worker_stopped",
-                    },
-                )
-            self._set_status(w, "stopped")
-            cursor = self._emit("worker_stopped", w, None, {"reason": reason})
-            w.stop_ack = StopAck(
-                worker_ref=w.ref(self._runtime_id), status="stopped", cursor=cursor
-            )
-            await self._commit()
-        finally:
-            w.stop_done.set()
-        return w.stop_ack
 
     async def cancel(
         self, ref: WorkerRef, *, turn_id: str | None = None, reason: str | None = None
