@@ -1,0 +1,255 @@
+"""The REST app: thin handlers over the Runtime's public API (SPEC §6).
+
+Each handler parses the request, calls one public :class:`~worker_runtime.Runtime` method and
+serializes its result. Worker semantics live in the Runtime, never here.
+
+Browsers must never call a Runtime: they go through the Workspace Backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import (
+    CancelAck,
+    CreateWorkerRequest,
+    Diagnostic,
+    InputAck,
+    InputRequest,
+    InternalError,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    Runtime,
+    RuntimeSummary,
+    StopAck,
+    TranscriptPage,
+    WorkerDetail,
+    WorkerRuntimeError,
+    WorkerSummary,
+    __version__,
+)
+from ._guard import Guard
+
+__all__ = ["HttpSettings", "create_app"]
+
+log = logging.getLogger("worker_runtime.http")
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """How the REST app is served. ``token`` is required on every route but ``/healthz``."""
+
+    token: str
+    max_body_bytes: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not self.token or not self.token.strip():
+            raise InvalidInput("the bearer token must not be empty")
+        if self.max_body_bytes < 1:
+            raise InvalidInput("max_body_bytes must be >= 1")
+
+    def __repr__(self) -> str:
+        return f"HttpSettings(token='***', max_body_bytes={self.max_body_bytes})"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StopRequest(_Body):
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class CancelRequest(_Body):
+    turn_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+class HealthResponse(BaseModel):
+    status: str
+
+
+class RuntimeResponse(BaseModel):
+    runtime: RuntimeSummary
+
+
+class WorkersResponse(BaseModel):
+    workers: list[WorkerSummary]
+    next_after: str | None
+
+
+class WorkerResponse(BaseModel):
+    worker: WorkerDetail
+
+
+class InputAckResponse(BaseModel):
+    ack: InputAck
+
+
+class StopAckResponse(BaseModel):
+    ack: StopAck
+
+
+class CancelAckResponse(BaseModel):
+    ack: CancelAck
+
+
+class TranscriptResponse(BaseModel):
+    transcript: TranscriptPage
+
+
+class DiagnosticsResponse(BaseModel):
+    diagnostics: list[Diagnostic]
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 410, 413, 500, 501, 503)
+}
+
+
+def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
+    """An ASGI app serving ``runtime``'s REST command API, guarded by ``settings.token``.
+
+    The caller owns the Runtime (``async with runtime``) and serves the app on the same event
+    loop. The app never serves browsers: put the Workspace Backend in front of it.
+    """
+    app = FastAPI(
+        title="yoi Runtime",
+        version=__version__,
+        description=(
+            "REST command API of one yoi Runtime. For the Workspace Backend and operators "
+            "only: browsers must never call a Runtime."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        responses=_ERRORS,
+    )
+    _install_error_handlers(app)
+
+    @app.get("/healthz", response_model=HealthResponse, tags=["health"])
+    async def healthz() -> HealthResponse:
+        """Liveness; the only route that needs no token."""
+        return HealthResponse(status="ok")
+
+    @app.get("/v1/runtime", response_model=RuntimeResponse, tags=["runtime"])
+    async def get_runtime() -> RuntimeResponse:
+        return RuntimeResponse(runtime=await runtime.summary())
+
+    @app.get("/v1/workers", response_model=WorkersResponse, tags=["workers"])
+    async def list_workers(
+        status: Annotated[str | None, Query(max_length=20)] = None,
+        limit: Annotated[int | None, Query()] = None,
+        after: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> WorkersResponse:
+        page = await runtime.list_workers(status=status, limit=limit, after=after)
+        return WorkersResponse(workers=page.workers, next_after=page.next_after)
+
+    @app.post("/v1/workers", status_code=201, response_model=WorkerResponse, tags=["workers"])
+    async def create_worker(
+        body: Annotated[CreateWorkerRequest | None, Body()] = None,
+    ) -> WorkerResponse:
+        return WorkerResponse(worker=await runtime.create_worker(body))
+
+    @app.get("/v1/workers/{worker_id}", response_model=WorkerResponse, tags=["workers"])
+    async def get_worker(worker_id: str) -> WorkerResponse:
+        return WorkerResponse(worker=await runtime.get_worker(runtime.ref(worker_id)))
+
+    @app.post("/v1/workers/{worker_id}/input", response_model=InputAckResponse, tags=["workers"])
+    async def send_input(worker_id: str, body: InputRequest) -> InputAckResponse:
+        ref = runtime.ref(worker_id)
+        return InputAckResponse(ack=await runtime.send_input(ref, body))
+
+    @app.post("/v1/workers/{worker_id}/stop", response_model=StopAckResponse, tags=["workers"])
+    async def stop_worker(
+        worker_id: str, body: Annotated[StopRequest | None, Body()] = None
+    ) -> StopAckResponse:
+        ref = runtime.ref(worker_id)
+        reason = body.reason if body is not None else None
+        return StopAckResponse(ack=await runtime.stop_worker(ref, reason=reason))
+
+    @app.post("/v1/workers/{worker_id}/cancel", response_model=CancelAckResponse, tags=["workers"])
+    async def cancel(
+        worker_id: str, body: Annotated[CancelRequest | None, Body()] = None
+    ) -> CancelAckResponse:
+        ref = runtime.ref(worker_id)
+        body = body or CancelRequest()
+        ack = await runtime.cancel(ref, turn_id=body.turn_id, reason=body.reason)
+        return CancelAckResponse(ack=ack)
+
+    @app.get(
+        "/v1/workers/{worker_id}/transcript", response_model=TranscriptResponse, tags=["workers"]
+    )
+    async def read_transcript(
+        worker_id: str,
+        start: Annotated[int, Query()] = 0,
+        limit: Annotated[int | None, Query()] = None,
+    ) -> TranscriptResponse:
+        ref = runtime.ref(worker_id)
+        page = await runtime.read_transcript(ref, start=start, limit=limit)
+        return TranscriptResponse(transcript=page)
+
+    @app.get("/v1/diagnostics", response_model=DiagnosticsResponse, tags=["runtime"])
+    async def diagnostics(limit: Annotated[int | None, Query()] = None) -> DiagnosticsResponse:
+        return DiagnosticsResponse(diagnostics=await runtime.diagnostics(limit))
+
+    return Guard(app, token=settings.token, max_body_bytes=settings.max_body_bytes)
+
+
+def _envelope(error: WorkerRuntimeError) -> JSONResponse:
+    return JSONResponse(error.to_envelope(), status_code=error.status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(WorkerRuntimeError)
+    async def runtime_error(request: Request, exc: WorkerRuntimeError) -> JSONResponse:
+        return _envelope(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        kind = str(first.get("type", "invalid"))
+        loc = [str(part) for part in first.get("loc", ()) if part not in ("body",)]
+        field = ".".join(loc)
+        if kind == "json_invalid":
+            message = "the request body is not valid JSON"
+        else:
+            message = f"{field or 'body'}: {first.get('msg', 'invalid value')}"
+        return _envelope(InvalidInput(message, details={"field": field, "reason": kind}))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error: WorkerRuntimeError
+        if exc.status_code == 404:
+            error = NotFound("no such route")
+        elif exc.status_code == 405:
+            error = MethodNotAllowed("this route does not take that method")
+        elif exc.status_code < 500:
+            error = InvalidInput("the request is not valid")
+        else:
+            error = InternalError("the server failed to answer")
+        return _envelope(error)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error while serving a request")
+        return _envelope(InternalError("the server failed to answer"))

@@ -1,0 +1,106 @@
+"""The ASGI guard in front of the REST app: authentication first (before anything reads the
+body), then the request body cap. Both answer with the one error envelope."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ..errors import PayloadTooLarge, Unauthorized, WorkerRuntimeError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Routes that need no token.
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+async def send_error(
+    send: Send, error: WorkerRuntimeError, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    body = json.dumps(error.to_envelope()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    """Checks ``Authorization: Bearer <token>`` in constant time, then caps the body."""
+
+    def __init__(self, app: ASGIApp, *, token: str, max_body_bytes: int) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+        self._max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] not in OPEN_PATHS and not self._authorized(scope):
+            await send_error(
+                send,
+                Unauthorized("a valid bearer token is required"),
+                ((b"www-authenticate", b"Bearer"),),
+            )
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self._max_body:
+            await send_error(send, self._too_large())
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > self._max_body:
+                await send_error(send, self._too_large())
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return hmac.compare_digest(value, self._expected)
+        return False
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"the request body is over {self._max_body} bytes",
+            details={"max_body_bytes": self._max_body},
+        )
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
