@@ -93,7 +93,7 @@ class InputRequest(_Request):
     context."""
 
     kind: Literal["user", "system"] = "user"
-    content: str
+    content: Annotated[str, Field(min_length=1)]
     on_busy: Literal["reject", "enqueue"] = "reject"
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 

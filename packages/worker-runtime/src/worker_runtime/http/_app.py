@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -156,8 +156,8 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
 
     @app.get("/v1/workers", response_model=WorkersResponse, tags=["workers"])
     async def list_workers(
-        status: Annotated[str | None, Query(max_length=20)] = None,
-        limit: Annotated[int | None, Query()] = None,
+        status: Annotated[Literal["idle", "running", "stopped"] | None, Query()] = None,
+        limit: Annotated[int | None, Query(ge=1)] = None,
         after: Annotated[str | None, Query(max_length=200)] = None,
     ) -> WorkersResponse:
         page = await runtime.list_workers(status=status, limit=limit, after=after)
@@ -200,15 +200,15 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
     )
     async def read_transcript(
         worker_id: str,
-        start: Annotated[int, Query()] = 0,
-        limit: Annotated[int | None, Query()] = None,
+        start: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int | None, Query(ge=1)] = None,
     ) -> TranscriptResponse:
         ref = runtime.ref(worker_id)
         page = await runtime.read_transcript(ref, start=start, limit=limit)
         return TranscriptResponse(transcript=page)
 
     @app.get("/v1/diagnostics", response_model=DiagnosticsResponse, tags=["runtime"])
-    async def diagnostics(limit: Annotated[int | None, Query()] = None) -> DiagnosticsResponse:
+    async def diagnostics(limit: Annotated[int | None, Query(ge=1)] = None) -> DiagnosticsResponse:
         return DiagnosticsResponse(diagnostics=await runtime.diagnostics(limit))
 
     return Guard(app, token=settings.token, max_body_bytes=settings.max_body_bytes)
