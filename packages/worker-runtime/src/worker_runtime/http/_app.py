@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -121,6 +121,13 @@ class DiagnosticsResponse(BaseModel):
     diagnostics: list[Diagnostic]
 
 
+def _json(model: BaseModel, status_code: int = 200) -> Response:
+    """The model as a JSON response. FastAPI passes a Response through as is, so the payload
+    is serialized once, by pydantic, instead of being validated again against
+    ``response_model`` (which stays declared for the OpenAPI document)."""
+    return Response(model.model_dump_json(), status_code, media_type="application/json")
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 410, 413, 500, 501, 503)
 }
@@ -146,54 +153,54 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
     _install_error_handlers(app)
 
     @app.get("/healthz", response_model=HealthResponse, tags=["health"])
-    async def healthz() -> HealthResponse:
+    async def healthz() -> Response:
         """Liveness; the only route that needs no token."""
-        return HealthResponse(status="ok")
+        return _json(HealthResponse(status="ok"))
 
     @app.get("/v1/runtime", response_model=RuntimeResponse, tags=["runtime"])
-    async def get_runtime() -> RuntimeResponse:
-        return RuntimeResponse(runtime=await runtime.summary())
+    async def get_runtime() -> Response:
+        return _json(RuntimeResponse(runtime=await runtime.summary()))
 
     @app.get("/v1/workers", response_model=WorkersResponse, tags=["workers"])
     async def list_workers(
         status: Annotated[Literal["idle", "running", "stopped"] | None, Query()] = None,
         limit: Annotated[int | None, Query(ge=1)] = None,
         after: Annotated[str | None, Query(max_length=200)] = None,
-    ) -> WorkersResponse:
+    ) -> Response:
         page = await runtime.list_workers(status=status, limit=limit, after=after)
-        return WorkersResponse(workers=page.workers, next_after=page.next_after)
+        return _json(WorkersResponse(workers=page.workers, next_after=page.next_after))
 
     @app.post("/v1/workers", status_code=201, response_model=WorkerResponse, tags=["workers"])
     async def create_worker(
         body: Annotated[CreateWorkerRequest | None, Body()] = None,
-    ) -> WorkerResponse:
-        return WorkerResponse(worker=await runtime.create_worker(body))
+    ) -> Response:
+        return _json(WorkerResponse(worker=await runtime.create_worker(body)), 201)
 
     @app.get("/v1/workers/{worker_id}", response_model=WorkerResponse, tags=["workers"])
-    async def get_worker(worker_id: str) -> WorkerResponse:
-        return WorkerResponse(worker=await runtime.get_worker(runtime.ref(worker_id)))
+    async def get_worker(worker_id: str) -> Response:
+        return _json(WorkerResponse(worker=await runtime.get_worker(runtime.ref(worker_id))))
 
     @app.post("/v1/workers/{worker_id}/input", response_model=InputAckResponse, tags=["workers"])
-    async def send_input(worker_id: str, body: InputRequest) -> InputAckResponse:
+    async def send_input(worker_id: str, body: InputRequest) -> Response:
         ref = runtime.ref(worker_id)
-        return InputAckResponse(ack=await runtime.send_input(ref, body))
+        return _json(InputAckResponse(ack=await runtime.send_input(ref, body)))
 
     @app.post("/v1/workers/{worker_id}/stop", response_model=StopAckResponse, tags=["workers"])
     async def stop_worker(
         worker_id: str, body: Annotated[StopRequest | None, Body()] = None
-    ) -> StopAckResponse:
+    ) -> Response:
         ref = runtime.ref(worker_id)
         reason = body.reason if body is not None else None
-        return StopAckResponse(ack=await runtime.stop_worker(ref, reason=reason))
+        return _json(StopAckResponse(ack=await runtime.stop_worker(ref, reason=reason)))
 
     @app.post("/v1/workers/{worker_id}/cancel", response_model=CancelAckResponse, tags=["workers"])
     async def cancel(
         worker_id: str, body: Annotated[CancelRequest | None, Body()] = None
-    ) -> CancelAckResponse:
+    ) -> Response:
         ref = runtime.ref(worker_id)
         body = body or CancelRequest()
         ack = await runtime.cancel(ref, turn_id=body.turn_id, reason=body.reason)
-        return CancelAckResponse(ack=ack)
+        return _json(CancelAckResponse(ack=ack))
 
     @app.get(
         "/v1/workers/{worker_id}/transcript", response_model=TranscriptResponse, tags=["workers"]
@@ -202,14 +209,14 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
         worker_id: str,
         start: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int | None, Query(ge=1)] = None,
-    ) -> TranscriptResponse:
+    ) -> Response:
         ref = runtime.ref(worker_id)
         page = await runtime.read_transcript(ref, start=start, limit=limit)
-        return TranscriptResponse(transcript=page)
+        return _json(TranscriptResponse(transcript=page))
 
     @app.get("/v1/diagnostics", response_model=DiagnosticsResponse, tags=["runtime"])
-    async def diagnostics(limit: Annotated[int | None, Query(ge=1)] = None) -> DiagnosticsResponse:
-        return DiagnosticsResponse(diagnostics=await runtime.diagnostics(limit))
+    async def diagnostics(limit: Annotated[int | None, Query(ge=1)] = None) -> Response:
+        return _json(DiagnosticsResponse(diagnostics=await runtime.diagnostics(limit)))
 
     return Guard(app, token=settings.token, max_body_bytes=settings.max_body_bytes)
 
