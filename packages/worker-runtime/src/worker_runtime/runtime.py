@@ -80,6 +80,8 @@ log = logging.getLogger("worker_runtime")
 M = TypeVar("M", bound=BaseModel)
 
 _STATUSES = ("idle", "running", "stopped")
+#: Events kept in memory per Worker when the store is durable (older ones are read from disk).
+DURABLE_WORKER_CACHE = 256
 
 
 def _parse(model: type[M], value: M | Mapping[str, Any] | None) -> M:
@@ -145,7 +147,12 @@ class Runtime:
             runtime_id=self._runtime_id,
             incarnation=opened.incarnation,
             window=self._limits.runtime_event_window,
-            worker_backlog=self._limits.event_backlog,
+            # With a durable store the rings are only a cache in front of the disk.
+            worker_backlog=(
+                min(self._limits.event_backlog, DURABLE_WORKER_CACHE)
+                if self._store.durable
+                else self._limits.event_backlog
+            ),
             head=opened.head,
             archive=self._store if self._store.durable else None,
         )
