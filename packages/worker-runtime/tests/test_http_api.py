@@ -304,3 +304,45 @@ async def test_the_committed_openapi_document_is_current() -> None:
     async with client() as c:
         served = (await c.get("/openapi.json")).json()
     assert json.loads(committed.read_text(encoding="utf-8")) == served
+
+
+async def test_a_closing_runtime_answers_runtime_unavailable() -> None:
+    """Once the Runtime is shutting down, commands over REST are 503 runtime_unavailable with
+    a reason, while reads still answer."""
+    rt = Runtime(runtime_id="closing")
+    async with rt:
+        app = create_app(rt, HttpSettings(token=TOKEN))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://r", headers=AUTH) as c:
+            wid = (await c.post("/v1/workers")).json()["worker"]["worker_id"]
+            await rt.close()
+            error = error_of(
+                await c.post(f"/v1/workers/{wid}/input", json={"content": "x"}),
+                503,
+                "runtime_unavailable",
+            )
+            assert error["details"]["reason"] == "shutting_down"
+            assert (await c.get(f"/v1/workers/{wid}")).status_code == 200
+
+
+async def test_an_unexpected_failure_is_internal_error_without_its_text() -> None:
+    """An exception nobody expected becomes 500 internal_error; its text (which could hold a
+    path or a secret) and the traceback stay out of the response."""
+    from worker_runtime import MemoryStore
+
+    class BrokenStore(MemoryStore):
+        async def read_transcript(self, worker_id: str, start: int, limit: int) -> Any:
+            raise RuntimeError("/srv/secret/path sk-live-123")
+
+    async with Runtime(runtime_id="broken", store=BrokenStore()) as rt:
+        app = create_app(rt, HttpSettings(token=TOKEN))
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://r", headers=AUTH) as c:
+            wid = (await c.post("/v1/workers", json={"initial_input": {"content": "x"}})).json()[
+                "worker"
+            ]["worker_id"]
+            response = await c.get(f"/v1/workers/{wid}/transcript")
+            error_of(response, 500, "internal_error")
+            assert "secret" not in response.text
+            assert "sk-live" not in response.text
+            assert "Traceback" not in response.text
