@@ -111,6 +111,13 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"not valid JSON ({exc.msg})") from None
 
 
+def _size(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
+
+
 class AppendFile:
     """An append-only file descriptor that tracks its size."""
 
@@ -186,14 +193,13 @@ class IndexedLog:
     def truncate(self, data_bytes: int, count: int) -> bool:
         """Cut the files back to a checkpointed size; ``False`` if they are shorter."""
         self.close()
-        have_data, have_count = self.sizes()
-        if have_data < data_bytes or have_count < count:
+        have_data = _size(self.data_path)
+        have_index = _size(self.index_path)
+        if (have_data or 0) < data_bytes or (have_index or 0) < count * 8:
             return False
-        if not self.data_path.exists() or not self.index_path.exists():
-            return True  # both checkpointed sizes are zero here
-        if have_data > data_bytes:
+        if have_data is not None and have_data > data_bytes:
             os.truncate(self.data_path, data_bytes)
-        if have_count > count or self.index_path.stat().st_size != count * 8:
+        if have_index is not None and have_index != count * 8:
             os.truncate(self.index_path, count * 8)
         return True
 

@@ -32,7 +32,6 @@ import fcntl
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -114,17 +113,42 @@ def _entry_of(raw: dict[str, Any]) -> TranscriptEntry:
     )
 
 
-@dataclass
 class _WorkerFiles:
-    """The store's side of one Worker: its projection state and its files."""
+    """The store's side of one Worker: its projection state and (made on first use) its
+    projection files."""
 
-    dir: Path
-    state: WorkerState
-    transcript: IndexedLog
-    events: IndexedLog
-    pending_transcript: list[tuple[bytes, bool]] = field(default_factory=list)
-    pending_positions: list[tuple[bytes, bool]] = field(default_factory=list)
-    checkpointed: int = 0
+    __slots__ = (
+        "_events",
+        "_transcript",
+        "checkpointed",
+        "dir",
+        "pending_positions",
+        "pending_transcript",
+        "state",
+    )
+
+    def __init__(self, directory: Path, state: WorkerState) -> None:
+        self.dir = directory
+        self.state = state
+        self.pending_transcript: list[tuple[bytes, bool]] = []
+        self.pending_positions: list[tuple[bytes, bool]] = []
+        self.checkpointed = 0
+        self._transcript: IndexedLog | None = None
+        self._events: IndexedLog | None = None
+
+    @property
+    def transcript(self) -> IndexedLog:
+        if self._transcript is None:
+            self._transcript = IndexedLog(
+                self.dir / "transcript.jsonl", self.dir / "transcript.idx"
+            )
+        return self._transcript
+
+    @property
+    def events(self) -> IndexedLog:
+        if self._events is None:
+            self._events = IndexedLog(self.dir / "events.jsonl", self.dir / "events.idx")
+        return self._events
 
 
 class _Segment:
@@ -203,7 +227,7 @@ class FsRuntimeStore:
                     d.mkdir(exist_ok=True)
                 head = self._open_segments()
                 checkpoint = self._checkpoint_position = self._read_checkpoint()
-                recovered = self._open_workers(head)
+                recovered = self._open_workers(clean=clean)
                 self._replay(checkpoint, head)
                 if not clean and head > 0:
                     head += UNCLEAN_POSITION_GAP
@@ -478,14 +502,18 @@ class FsRuntimeStore:
 
     # -- workers --------------------------------------------------------------------------------
 
-    def _open_workers(self, head: int) -> list[WorkerRecord]:
+    def _open_workers(self, *, clean: bool) -> list[WorkerRecord]:
+        """Load every Worker's record and checkpoint. After an unclean shutdown, cut each
+        Worker's projection files back to its checkpoint (replay appends the rest); after a
+        clean one they are exactly at their checkpointed sizes already."""
         records: list[WorkerRecord] = []
-        for entry in sorted(self._workers_dir.iterdir()):
-            if entry.name.startswith(".") or not entry.is_dir():
-                continue
-            worker_id = decode_id(entry.name)
+        with os.scandir(self._workers_dir) as entries:
+            names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+        for name in names:
+            worker_id = decode_id(name)
             if worker_id is None:
                 continue
+            entry = self._workers_dir / name
             try:
                 raw = read_json(entry / "worker.json")
                 record = WorkerRecord(
@@ -498,34 +526,18 @@ class FsRuntimeStore:
                 )
                 if record.worker_id != worker_id:
                     raise ValueError("worker_id does not match its directory")
-                state_path = entry / "state.json"
-                files = _WorkerFiles(
-                    dir=entry,
-                    state=WorkerState(worker_id=worker_id),
-                    transcript=IndexedLog(entry / "transcript.jsonl", entry / "transcript.idx"),
-                    events=IndexedLog(entry / "events.jsonl", entry / "events.idx"),
-                )
+                files = _WorkerFiles(entry, WorkerState(worker_id=worker_id))
                 sizes = {"transcript": [0, 0], "events": [0, 0]}
-                if state_path.exists():
-                    snapshot = read_json(state_path)
+                try:
+                    snapshot = read_json(entry / "state.json")
+                except FileNotFoundError:
+                    snapshot = None
+                if snapshot is not None:
                     files.state = WorkerState.from_json(snapshot["state"])
                     files.checkpointed = files.state.position
                     sizes = snapshot["files"]
-                cut = files.transcript.truncate(*sizes["transcript"]) and files.events.truncate(
-                    *sizes["events"]
-                )
-                if not cut:  # projection files lost what the checkpoint saw: rebuild them
-                    files.state = WorkerState(worker_id=worker_id)
-                    files.checkpointed = 0
-                    files.transcript.truncate(0, 0)
-                    files.events.truncate(0, 0)
-                    self._diagnose(
-                        "warning",
-                        "store.transcript_rebuilt",
-                        "a Worker's projection files were shorter than its checkpoint; they "
-                        "were rebuilt from the event log",
-                        worker_id,
-                    )
+                if not clean or snapshot is None:
+                    self._cut_to_checkpoint(worker_id, files, sizes)
             except FileNotFoundError:
                 self._diagnose(
                     "warning",
@@ -546,6 +558,25 @@ class FsRuntimeStore:
             records.append(record)
         records.sort(key=lambda r: r.ordinal)
         return records
+
+    def _cut_to_checkpoint(
+        self, worker_id: str, files: _WorkerFiles, sizes: dict[str, list[int]]
+    ) -> None:
+        cut = files.transcript.truncate(*sizes["transcript"]) and files.events.truncate(
+            *sizes["events"]
+        )
+        if not cut:  # projection files lost what the checkpoint saw: rebuild them
+            files.state = WorkerState(worker_id=worker_id)
+            files.checkpointed = 0
+            files.transcript.truncate(0, 0)
+            files.events.truncate(0, 0)
+            self._diagnose(
+                "warning",
+                "store.transcript_rebuilt",
+                "a Worker's projection files were shorter than its checkpoint; they were "
+                "rebuilt from the event log",
+                worker_id,
+            )
 
     def _replay(self, checkpoint: int, head: int) -> None:
         """Bring every projection up to the head of the log: each Worker's files were cut back
@@ -611,12 +642,7 @@ class FsRuntimeStore:
         directory = self._workers_dir / encode_id(record.worker_id)
         with io_errors("creating a Worker"):
             directory.mkdir(exist_ok=False)
-        files = _WorkerFiles(
-            dir=directory,
-            state=WorkerState(worker_id=record.worker_id),
-            transcript=IndexedLog(directory / "transcript.jsonl", directory / "transcript.idx"),
-            events=IndexedLog(directory / "events.jsonl", directory / "events.idx"),
-        )
+        files = _WorkerFiles(directory, WorkerState(worker_id=record.worker_id))
         self._workers[record.worker_id] = files
         self._pending_records.append(
             (
@@ -865,8 +891,11 @@ class FsRuntimeStore:
         if files is None:
             return []
         self._flush_projections((worker_id,))
-        with io_errors("reading a transcript"):
-            lines = files.transcript.read_records(start, limit)
+        try:
+            with io_errors("reading a transcript"):
+                lines = files.transcript.read_records(start, limit)
+        except StoreIOError:
+            return await self._repair_and_read(worker_id, files, start, limit)
         entries: list[TranscriptEntry] = []
         for line in lines:
             try:
@@ -878,6 +907,8 @@ class FsRuntimeStore:
             if record.get("s") != start + len(entries) + 1:
                 return await self._repair_and_read(worker_id, files, start, limit)
             entries.append(_entry_of(record))
+        if len(entries) < min(limit, files.state.transcript_len - start):
+            return await self._repair_and_read(worker_id, files, start, limit)  # cut short
         return entries[:limit]
 
     async def _repair_and_read(
@@ -900,6 +931,9 @@ class FsRuntimeStore:
         if files is None:
             return []
         self._flush_projections((worker_id,))
+        if files.transcript.count < files.state.transcript_len:
+            with io_errors("repairing a transcript"):
+                self._rebuild_transcript(worker_id, files)
         with io_errors("reading a transcript"):
             items: list[TranscriptEntry | TurnMarker] = []
             for _, line in files.transcript.scan():
