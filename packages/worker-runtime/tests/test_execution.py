@@ -58,3 +58,22 @@ async def test_a_system_prompt_leads_the_context() -> None:
         ]
         # A scripted backend with nothing left to play fails typed, never inventing output.
         assert failed.data["error"]["code"] == "provider_error"
+
+
+async def test_echo_usage_stays_exact_over_many_turns_with_a_system_prompt() -> None:
+    """Turn after turn, echo's input_tokens equals the words of the system prompt plus every
+    transcript entry up to and including the turn's input."""
+    prompted = Profile(name="prompted", provider="echo", system_prompt="be very brief")
+    async with open_runtime(profiles=[prompted]) as rt:
+        w = await create(rt, "prompted")
+        async with EventCapture(rt, worker=w.worker_ref) as cap:
+            for i in range(6):
+                await rt.send_input(w.worker_ref, {"content": "note " * i + "x", "kind": "system"})
+                await rt.send_input(w.worker_ref, {"content": f"turn {i} " + "w " * i})
+                await cap.wait_for("turn_completed", count=i + 1)
+        page = await rt.read_transcript(w.worker_ref, limit=100)
+        completed = cap.of_kind("turn_completed")
+        for i, event in enumerate(completed):
+            upto = [e for e in page.items if e.sequence <= 3 * i + 2]
+            expected = 3 + sum(len(e.content.split()) for e in upto)
+            assert event.data["usage"]["input_tokens"] == expected

@@ -24,10 +24,10 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup
@@ -96,6 +96,51 @@ def _parse(model: type[M], value: M | Mapping[str, Any] | None) -> M:
         raise InvalidInput(
             f"{field or 'body'}: {error['msg']}", details={"field": field, "reason": error["type"]}
         ) from None
+
+
+class _ContextView(Sequence[ContextMessage]):
+    """A read-only view of ``[prompt?] + history[:length]``."""
+
+    __slots__ = ("_history", "_length", "_prompt")
+
+    def __init__(
+        self, prompt: ContextMessage | None, history: list[ContextMessage], length: int
+    ) -> None:
+        self._prompt = prompt
+        self._history = history
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length + (1 if self._prompt is not None else 0)
+
+    @overload
+    def __getitem__(self, index: int) -> ContextMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ContextMessage]: ...
+
+    def __getitem__(self, index: int | slice) -> ContextMessage | list[ContextMessage]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if self._prompt is not None:
+            if index == 0:
+                return self._prompt
+            index -= 1
+        return self._history[index]
+
+    def __iter__(self) -> Iterator[ContextMessage]:
+        if self._prompt is not None:
+            yield self._prompt
+        history = self._history
+        for i in range(self._length):
+            yield history[i]
+
+    def __repr__(self) -> str:
+        return f"ContextView({list(self)!r})"
 
 
 class Runtime:
@@ -756,13 +801,14 @@ class Runtime:
         finally:
             turn.done.set()
 
-    def _context(self, w: Worker, turn: Turn) -> list[ContextMessage]:
+    def _context(self, w: Worker, turn: Turn) -> Sequence[ContextMessage]:
         """The model context of a turn: the profile's system prompt, then the conversation as
-        it stood when the turn started (its own input last)."""
-        prefix = (w.history or [])[: turn.context_len]
-        if w.profile.system_prompt:
-            return [ContextMessage("system", w.profile.system_prompt), *prefix]
-        return prefix
+        it stood when the turn started (its own input last). A view, not a copy: the history
+        only ever grows by appending."""
+        prompt = w.profile.system_prompt
+        return _ContextView(
+            ContextMessage("system", prompt) if prompt else None, w.history or [], turn.context_len
+        )
 
     def _settle(
         self,

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 import anyio
 
-from . import TextDelta, TurnRequest, TurnUsage
+from . import ContextMessage, TextDelta, TurnRequest, TurnUsage
 
 __all__ = ["EchoBackend", "split_words"]
 
@@ -30,7 +30,35 @@ def split_words(text: str) -> list[str]:
 
 
 class EchoBackend:
-    """Echoes the last user message back, word by word."""
+    """Echoes the last user message back, word by word.
+
+    A Worker's context only grows by appending, so the word count of the context is kept per
+    Worker and extended with the new messages (checked by identity; anything else is counted
+    afresh), instead of recounting the whole conversation every turn.
+    """
+
+    def __init__(self) -> None:
+        self._counted: dict[str, tuple[int, ContextMessage, int]] = {}
+
+    def _context_words(self, request: TurnRequest) -> int:
+        messages = request.messages
+        key = request.worker_ref.worker_id
+        start, total = 0, 0
+        memo = self._counted.get(key)
+        if memo is not None:
+            index, last, words = memo
+            if index < len(messages) and messages[index] is last:
+                start, total = index + 1, words
+        for message in messages[start:]:
+            total += len(message.content.split())
+        if messages:
+            # Remember the last message but one: the last is this turn's input, and a
+            # profile's system prompt (index 0) is rebuilt every turn, so skip it too.
+            index = len(messages) - 2
+            if index >= 1:
+                head = total - len(messages[-1].content.split())
+                self._counted[key] = (index, messages[index], head)
+        return total
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[TextDelta | TurnUsage]:
         user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
@@ -40,5 +68,4 @@ class EchoBackend:
             if delay_ms:
                 await anyio.sleep(delay_ms / 1000)
             yield TextDelta(word)
-        input_tokens = sum(len(m.content.split()) for m in request.messages)
-        yield TurnUsage(input_tokens=input_tokens, output_tokens=len(words))
+        yield TurnUsage(input_tokens=self._context_words(request), output_tokens=len(words))

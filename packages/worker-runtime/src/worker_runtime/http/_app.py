@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import (
@@ -128,6 +128,41 @@ def _json(model: BaseModel, status_code: int = 200) -> Response:
     return Response(model.model_dump_json(), status_code, media_type="application/json")
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _json_body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+    """OpenAPI for a JSON request body that the handler validates itself."""
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+    }
+
+
+def _validate_body(model: type[M], raw: bytes, *, optional: bool = False) -> M:
+    """Validate a JSON body with pydantic's JSON validator (a fraction of the cost of
+    FastAPI's generic body handling); failures are ``invalid_input`` naming the field. An
+    empty optional body is ``{}``."""
+    if optional and not raw.strip():
+        raw = b"{}"
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        kind = first["type"]
+        message = (
+            "the request body is not valid JSON"
+            if kind == "json_invalid"
+            else f"{field or 'body'}: {first['msg']}"
+        )
+        raise InvalidInput(message, details={"field": field, "reason": kind}) from None
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 410, 413, 500, 501, 503)
 }
@@ -170,35 +205,52 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
         page = await runtime.list_workers(status=status, limit=limit, after=after)
         return _json(WorkersResponse(workers=page.workers, next_after=page.next_after))
 
-    @app.post("/v1/workers", status_code=201, response_model=WorkerResponse, tags=["workers"])
-    async def create_worker(
-        body: Annotated[CreateWorkerRequest | None, Body()] = None,
-    ) -> Response:
+    @app.post(
+        "/v1/workers",
+        status_code=201,
+        response_model=WorkerResponse,
+        tags=["workers"],
+        openapi_extra=_json_body(CreateWorkerRequest, required=False),
+    )
+    async def create_worker(request: Request) -> Response:
+        body = _validate_body(CreateWorkerRequest, await request.body(), optional=True)
         return _json(WorkerResponse(worker=await runtime.create_worker(body)), 201)
 
     @app.get("/v1/workers/{worker_id}", response_model=WorkerResponse, tags=["workers"])
     async def get_worker(worker_id: str) -> Response:
         return _json(WorkerResponse(worker=await runtime.get_worker(runtime.ref(worker_id))))
 
-    @app.post("/v1/workers/{worker_id}/input", response_model=InputAckResponse, tags=["workers"])
-    async def send_input(worker_id: str, body: InputRequest) -> Response:
+    @app.post(
+        "/v1/workers/{worker_id}/input",
+        response_model=InputAckResponse,
+        tags=["workers"],
+        openapi_extra=_json_body(InputRequest),
+    )
+    async def send_input(worker_id: str, request: Request) -> Response:
+        body = _validate_body(InputRequest, await request.body())
         ref = runtime.ref(worker_id)
         return _json(InputAckResponse(ack=await runtime.send_input(ref, body)))
 
-    @app.post("/v1/workers/{worker_id}/stop", response_model=StopAckResponse, tags=["workers"])
-    async def stop_worker(
-        worker_id: str, body: Annotated[StopRequest | None, Body()] = None
-    ) -> Response:
+    @app.post(
+        "/v1/workers/{worker_id}/stop",
+        response_model=StopAckResponse,
+        tags=["workers"],
+        openapi_extra=_json_body(StopRequest, required=False),
+    )
+    async def stop_worker(worker_id: str, request: Request) -> Response:
+        body = _validate_body(StopRequest, await request.body(), optional=True)
         ref = runtime.ref(worker_id)
-        reason = body.reason if body is not None else None
-        return _json(StopAckResponse(ack=await runtime.stop_worker(ref, reason=reason)))
+        return _json(StopAckResponse(ack=await runtime.stop_worker(ref, reason=body.reason)))
 
-    @app.post("/v1/workers/{worker_id}/cancel", response_model=CancelAckResponse, tags=["workers"])
-    async def cancel(
-        worker_id: str, body: Annotated[CancelRequest | None, Body()] = None
-    ) -> Response:
+    @app.post(
+        "/v1/workers/{worker_id}/cancel",
+        response_model=CancelAckResponse,
+        tags=["workers"],
+        openapi_extra=_json_body(CancelRequest, required=False),
+    )
+    async def cancel(worker_id: str, request: Request) -> Response:
+        body = _validate_body(CancelRequest, await request.body(), optional=True)
         ref = runtime.ref(worker_id)
-        body = body or CancelRequest()
         ack = await runtime.cancel(ref, turn_id=body.turn_id, reason=body.reason)
         return _json(CancelAckResponse(ack=ack))
 
