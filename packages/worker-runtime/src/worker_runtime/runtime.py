@@ -21,34 +21,27 @@ one Worker are serialized by construction; it then awaits the store's sync befor
 from __future__ import annotations
 
 import logging
-import secrets
-import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ValidationError
 
-from ._worker import IdempotencyCache, QueuedInput, Status, Turn, Worker, fingerprint
+from ._engine import parse_request
+from ._turns import Turns
+from ._worker import IdempotencyCache, QueuedInput, Turn, Worker, fingerprint
 from .errors import (
-    ExecutionError,
     IdempotencyConflict,
     InvalidInput,
-    LimitTooLarge,
     RuntimeUnavailable,
     UnsupportedOperation,
-    WorkerBusy,
-    WorkerNotFound,
-    WorkerRuntimeError,
-    WorkerStopped,
-    WrongRuntime,
 )
 from .events import EventLog, Subscription, now_rfc3339
-from .execution import ContextMessage, ExecutionBackend, TextDelta, TurnRequest, TurnUsage
+from .execution import ExecutionBackend
 from .execution.echo import EchoBackend
 from .models import (
     CancelAck,
@@ -84,66 +77,7 @@ _STATUSES = ("idle", "running", "stopped")
 DURABLE_WORKER_CACHE = 256
 
 
-def _parse(model: type[M], value: M | Mapping[str, Any] | None) -> M:
-    """Validate a request given as a model or a mapping; failures are ``invalid_input``."""
-    if isinstance(value, model):
-        return value
-    try:
-        return model.model_validate(value if value is not None else {})
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"])
-        raise InvalidInput(
-            f"{field or 'body'}: {error['msg']}", details={"field": field, "reason": error["type"]}
-        ) from None
-
-
-class _ContextView(Sequence[ContextMessage]):
-    """A read-only view of ``[prompt?] + history[:length]``."""
-
-    __slots__ = ("_history", "_length", "_prompt")
-
-    def __init__(
-        self, prompt: ContextMessage | None, history: list[ContextMessage], length: int
-    ) -> None:
-        self._prompt = prompt
-        self._history = history
-        self._length = length
-
-    def __len__(self) -> int:
-        return self._length + (1 if self._prompt is not None else 0)
-
-    @overload
-    def __getitem__(self, index: int) -> ContextMessage: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[ContextMessage]: ...
-
-    def __getitem__(self, index: int | slice) -> ContextMessage | list[ContextMessage]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        if self._prompt is not None:
-            if index == 0:
-                return self._prompt
-            index -= 1
-        return self._history[index]
-
-    def __iter__(self) -> Iterator[ContextMessage]:
-        if self._prompt is not None:
-            yield self._prompt
-        history = self._history
-        for i in range(self._length):
-            yield history[i]
-
-    def __repr__(self) -> str:
-        return f"ContextView({list(self)!r})"
-
-
-class Runtime:
+class Runtime(Turns):
     """The authority over a set of Workers: lifecycle, turns, event log and transcripts."""
 
     def __init__(
@@ -409,7 +343,7 @@ class Runtime:
     ) -> WorkerDetail:
         """Create a Worker (and accept its ``initial_input`` in the same step)."""
         self._check_accepting()
-        req = _parse(CreateWorkerRequest, request)
+        req = parse_request(CreateWorkerRequest, request)
         key_print = fingerprint(req) if req.idempotency_key is not None else ""
         if req.idempotency_key is not None:
             prior = self._creates.get(req.idempotency_key)
@@ -572,7 +506,7 @@ class Runtime:
         ``on_busy="enqueue"``); ``system`` input becomes context for the next turn."""
         w = self._worker(ref)
         self._check_accepting()
-        req = _parse(InputRequest, request)
+        req = parse_request(InputRequest, request)
         self._check_content(req, field="content")
         key = req.idempotency_key
         if key is not None and w.idempotency is not None:
@@ -661,376 +595,3 @@ class Runtime:
             position = log_.position_of(cursor)
             log_.check_resumable(position, worker_id)
         return log_.subscribe(position, worker_id)
-
-    # -- internals: commands -----------------------------------------------------------------
-
-    def _accept_input(self, w: Worker, req: InputRequest) -> InputAck:
-        """Decide and record an input synchronously (no await), returning its ack."""
-        if w.status == "stopped" or w.stop_done is not None:
-            raise WorkerStopped("the Worker is stopped", details={"worker_id": w.worker_id})
-        sequence = w.transcript_len + 1
-        if req.kind == "system":
-            cursor = self._emit(
-                "input_accepted",
-                w,
-                None,
-                {
-                    "input_kind": "system",
-                    "content": req.content,
-                    "transcript_sequence": sequence,
-                    "queued": False,
-                },
-            )
-            w.transcript_len += 1
-            if w.history is not None:
-                w.history.append(ContextMessage("system", req.content))
-            ack = self._ack(w, None, False, sequence, cursor)
-        else:
-            active = w.active
-            queued = active is not None
-            if active is not None:
-                if req.on_busy == "reject":
-                    raise WorkerBusy(
-                        "the Worker is running a turn",
-                        details={"active_turn_id": active.turn_id},
-                    )
-                if w.queued >= self._limits.max_queued_inputs:
-                    raise WorkerBusy(
-                        "the Worker's input queue is full",
-                        details={
-                            "active_turn_id": active.turn_id,
-                            "max_queued_inputs": self._limits.max_queued_inputs,
-                        },
-                    )
-            turn_id = "turn_" + secrets.token_hex(8)
-            cursor = self._emit(
-                "input_accepted",
-                w,
-                turn_id,
-                {
-                    "input_kind": "user",
-                    "content": req.content,
-                    "transcript_sequence": sequence,
-                    "queued": queued,
-                },
-            )
-            w.transcript_len += 1
-            if queued:
-                if w.queue is None:
-                    w.queue = deque()
-                w.queue.append(QueuedInput(turn_id, sequence, req.content))
-            else:
-                self._start_turn(w, turn_id, sequence, req.content)
-            ack = self._ack(w, turn_id, queued, sequence, cursor)
-        if req.idempotency_key is not None:
-            if w.idempotency is None:
-                w.idempotency = IdempotencyCache(self._limits.max_idempotency_keys)
-            w.idempotency.put(req.idempotency_key, fingerprint(req), ack)
-        return ack
-
-    def _ack(
-        self, w: Worker, turn_id: str | None, queued: bool, sequence: int, cursor: str
-    ) -> InputAck:
-        return InputAck(
-            worker_ref=w.ref(self._runtime_id),
-            turn_id=turn_id,
-            queued=queued,
-            transcript_sequence=sequence,
-            cursor=cursor,
-            status=w.status,
-        )
-
-    # -- internals: turns --------------------------------------------------------------------
-
-    def _start_turn(self, w: Worker, turn_id: str, input_sequence: int, content: str) -> None:
-        if w.history is None:  # a recovered Worker: load its conversation once
-            w.history = self._store.load_history(w.worker_id)
-        w.history.append(ContextMessage("user", content))
-        turn = Turn(turn_id, input_sequence, time.monotonic(), len(w.history))
-        w.active = turn
-        w.turns_total += 1
-        self._set_status(w, "running")
-        self._emit(
-            "turn_started",
-            w,
-            turn_id,
-            {
-                "profile": w.profile.name,
-                "model": w.profile.info.model,
-            },
-        )
-        assert self._tg is not None
-        self._tg.start_soon(self._run_turn, w, turn, name=f"turn {turn_id}")
-
-    async def _run_turn(self, w: Worker, turn: Turn) -> None:
-        parts: list[str] = []
-        usage: TurnUsage | None = None
-        failure: tuple[str, str] | None = None
-        try:
-            with turn.scope:
-                request = TurnRequest(
-                    worker_ref=w.ref(self._runtime_id),
-                    turn_id=turn.turn_id,
-                    profile=w.profile,
-                    messages=self._context(w, turn),
-                )
-                stream = self._backends[w.profile.provider].stream(request)
-                try:
-                    async for item in stream:
-                        if isinstance(item, TextDelta):
-                            if item.text:
-                                parts.append(item.text)
-                                self._emit("output_delta", w, turn.turn_id, {"text": item.text})
-                                self._publish_flushed()
-                        elif isinstance(item, TurnUsage):
-                            usage = item
-                finally:
-                    aclose = getattr(stream, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
-        except ExecutionError as exc:
-            failure = (exc.code, exc.message)
-        except Exception:
-            log.exception("execution backend failed", extra={"turn_id": turn.turn_id})
-            failure = ("internal_error", "the execution backend failed unexpectedly")
-        self._settle(w, turn, "".join(parts), usage, failure)
-        try:
-            await self._commit()
-        except WorkerRuntimeError:
-            pass  # the store failed: recorded by _commit, the Runtime now refuses commands
-        finally:
-            turn.done.set()
-
-    def _context(self, w: Worker, turn: Turn) -> Sequence[ContextMessage]:
-        """The model context of a turn: the profile's system prompt, then the conversation as
-        it stood when the turn started (its own input last). A view, not a copy: the history
-        only ever grows by appending."""
-        prompt = w.profile.system_prompt
-        return _ContextView(
-            ContextMessage("system", prompt) if prompt else None, w.history or [], turn.context_len
-        )
-
-    def _settle(
-        self,
-        w: Worker,
-        turn: Turn,
-        text: str,
-        usage: TurnUsage | None,
-        failure: tuple[str, str] | None,
-    ) -> None:
-        """Record how a turn ended (exactly one terminal event), then start the next queued
-        input unless the Worker is stopping or the Runtime is closing."""
-        tid = turn.turn_id
-        if turn.interrupt_reason is not None:
-            w.interrupted += 1
-            cursor = self._emit("turn_interrupted", w, tid, {"reason": turn.interrupt_reason})
-        elif turn.cancel_reason is not None:
-            if text:
-                self._commit_message(w, tid, text, partial=True)
-            w.cancelled += 1
-            cursor = self._emit("turn_cancelled", w, tid, {"reason": turn.cancel_reason})
-        elif failure is not None:
-            code, message = failure
-            sequence = w.transcript_len + 1
-            w.failed += 1
-            cursor = self._emit(
-                "turn_failed",
-                w,
-                tid,
-                {
-                    "error": {"code": code, "message": message},
-                    "transcript_sequence": sequence,
-                },
-            )
-            w.transcript_len += 1
-        else:
-            self._commit_message(w, tid, text, partial=False)
-            input_tokens = usage.input_tokens if usage else 0
-            output_tokens = usage.output_tokens if usage else 0
-            w.completed += 1
-            w.input_tokens += input_tokens
-            w.output_tokens += output_tokens
-            cursor = self._emit(
-                "turn_completed",
-                w,
-                tid,
-                {
-                    "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
-                    "duration_ms": round((time.monotonic() - turn.started) * 1000, 3),
-                },
-            )
-        turn.settled_cursor = cursor
-        w.active = None
-        if w.queue and w.stop_done is None and self._state == "running":
-            queued = w.queue.popleft()
-            self._start_turn(w, queued.turn_id, queued.transcript_sequence, queued.content)
-        elif w.status == "running":
-            self._set_status(w, "idle")
-
-    def _commit_message(self, w: Worker, turn_id: str, text: str, *, partial: bool) -> None:
-        data: dict[str, Any] = {
-            "role": "assistant",
-            "content": text,
-            "transcript_sequence": w.transcript_len + 1,
-        }
-        if partial:
-            data["partial"] = True
-        self._emit("message_completed", w, turn_id, data)
-        w.transcript_len += 1
-        if text and w.history is not None:
-            w.history.append(ContextMessage("assistant", text))
-
-    # -- internals: log, store, state --------------------------------------------------------
-
-    def _emit(self, kind: str, w: Worker | None, turn_id: str | None, data: dict[str, Any]) -> str:
-        """Append an event to the log and the store; returns its cursor."""
-        log_ = self._require_log()
-        event = log_.append(kind, w.worker_id if w is not None else None, turn_id, data)
-        if self._store_error is None:
-            try:
-                self._store.append_events((event,))
-            except WorkerRuntimeError as exc:
-                self._store_failed(exc)
-        cursor = event.cursor or ""
-        if w is not None:
-            w.last_cursor = cursor
-            w.last_activity_at = event.at
-        return cursor
-
-    async def _commit(self) -> None:
-        """Make recorded events durable, then visible to readers."""
-        if self._store_error is not None:
-            raise self._store_error
-        if self._store.durable:
-            try:
-                await self._store.sync()
-            except WorkerRuntimeError as exc:
-                self._store_failed(exc)
-                raise
-
-        self._require_log().publish()
-
-    def _publish_flushed(self) -> None:
-        """Publish streamed output once the OS has it (no fsync: it is not acknowledged)."""
-        if self._store_error is None and self._store.durable:
-            try:
-                self._store.flush()
-            except WorkerRuntimeError as exc:
-                self._store_failed(exc)
-                return
-        self._require_log().publish()
-
-    def _store_failed(self, exc: WorkerRuntimeError) -> None:
-        """Fail-stop after a store write failed: refuse commands, interrupt running turns."""
-        if self._store_error is not None:
-            return
-        log.error("store failed: %s", exc.message)
-        self._store_error = RuntimeUnavailable(
-            "the Runtime's store failed; it accepts no more commands",
-            details={"reason": "store_failed"},
-        )
-        for w in self._order:
-            if w.active is not None:
-                w.active.interrupt_reason = "store_failed"
-                w.active.scope.cancel()
-
-    def _diagnose(
-        self,
-        severity: Literal["info", "warning", "error"],
-        code: str,
-        message: str,
-        worker_id: str | None = None,
-    ) -> None:
-        self._diagnostics_total += 1
-        diagnostic = Diagnostic(
-            id=f"diag-{self._diagnostics_total}",
-            severity=severity,
-            code=code,
-            message=message,
-            worker_id=worker_id,
-            at=now_rfc3339(),
-        )
-        self._diagnostics.append(diagnostic)
-        self._emit(
-            "diagnostic",
-            self._workers.get(worker_id or ""),
-            None,
-            {
-                "severity": severity,
-                "code": code,
-                "message": message,
-            },
-        )
-
-    def _drain_store_diagnostics(self) -> None:
-        for d in self._store.take_diagnostics():
-            self._diagnose(d.severity, d.code, d.message, d.worker_id)
-
-    def _set_status(self, w: Worker, status: Status) -> None:
-        self._counts[w.status] -= 1
-        self._counts[status] += 1
-        w.status = status
-
-    def _summary_json(self, w: Worker) -> dict[str, Any]:
-        return w.summary(self._runtime_id).model_dump(mode="json")
-
-    def _new_worker_id(self) -> str:
-        while True:
-            worker_id = "wkr_" + secrets.token_hex(10)
-            if worker_id not in self._workers:
-                return worker_id
-
-    def _require_log(self) -> EventLog:
-        if self._log is None:
-            raise RuntimeUnavailable("the Runtime is not started; use 'async with Runtime(...)'")
-        return self._log
-
-    def _check_accepting(self) -> None:
-        if self._store_error is not None:
-            raise self._store_error
-        if self._state != "running":
-            raise RuntimeUnavailable(
-                "the Runtime is not accepting commands",
-                details={"reason": "shutting_down" if self._state != "new" else "not_started"},
-            )
-
-    def _worker(self, ref: WorkerRef) -> Worker:
-        if not isinstance(ref, WorkerRef):
-            raise InvalidInput("a WorkerRef is required", details={"field": "worker_ref"})
-        if ref.runtime_id != self._runtime_id:
-            raise WrongRuntime(
-                "the WorkerRef names another Runtime", details={"runtime_id": ref.runtime_id}
-            )
-        w = self._workers.get(ref.worker_id)
-        if w is None:
-            raise WorkerNotFound("no Worker with that id", details={"worker_id": ref.worker_id})
-        return w
-
-    def _check_content(self, req: InputRequest, *, field: str) -> None:
-        size = len(req.content.encode("utf-8"))
-        if size > self._limits.max_input_bytes:
-            raise InvalidInput(
-                f"{field}: {size} bytes is over the limit of {self._limits.max_input_bytes}",
-                details={"field": field, "max_input_bytes": self._limits.max_input_bytes},
-            )
-
-    def _check_reason(self, reason: str | None) -> str | None:
-        if reason is None:
-            return None
-        if not isinstance(reason, str) or len(reason) > 1000 or "\x00" in reason:
-            raise InvalidInput(
-                "reason must be a string of at most 1000 characters", details={"field": "reason"}
-            )
-        return reason.strip() or None
-
-    @staticmethod
-    def _check_limit(limit: int | None, default: int, maximum: int) -> int:
-        if limit is None:
-            return min(default, maximum)
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise InvalidInput("limit must be an integer >= 1", details={"field": "limit"})
-        if limit > maximum:
-            raise LimitTooLarge(
-                f"limit must be at most {maximum}", details={"field": "limit", "maximum": maximum}
-            )
-        return limit
