@@ -33,6 +33,7 @@ def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
                 "--seed", "20261122",
                 "--request-timeout", "10",
                 "--report-dir", str(tmp_path),
+                "--generation-database", "none",
             ],
             capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path,
         )  # fmt: skip
