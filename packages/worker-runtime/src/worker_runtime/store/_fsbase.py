@@ -9,13 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-try:
-    import orjson
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    from ..errors import MissingExtraError
-
-    raise MissingExtraError("fs-store") from exc
-
+import orjson  # only imported through store.fs, which guards the extra
 
 from ..errors import InvalidInput, RuntimeUnavailable, StoreCorrupt
 from ..events import Event, new_incarnation, now_rfc3339
