@@ -96,6 +96,7 @@ class Worker:
     """One Worker's state. Mutated only by the Runtime, without awaiting in between."""
 
     __slots__ = (
+        "_ref",
         "active",
         "cancelled",
         "completed",
@@ -154,13 +155,17 @@ class Worker:
         self.history: list[ContextMessage] | None = []
         self.stop_ack: StopAck | None = None
         self.stop_done: anyio.Event | None = None
+        self._ref: WorkerRef | None = None  # made on first use, then shared
 
     @property
     def queued(self) -> int:
         return len(self.queue) if self.queue else 0
 
     def ref(self, runtime_id: str) -> WorkerRef:
-        return WorkerRef(runtime_id=runtime_id, worker_id=self.worker_id)
+        ref = self._ref
+        if ref is None or ref.runtime_id != runtime_id:
+            ref = self._ref = WorkerRef(runtime_id=runtime_id, worker_id=self.worker_id)
+        return ref
 
     def summary_fields(self, runtime_id: str) -> dict[str, Any]:
         return {
