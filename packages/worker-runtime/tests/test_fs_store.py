@@ -378,8 +378,8 @@ async def test_a_full_disk_is_a_typed_error_and_the_store_stays_consistent(
     tmp_path: Path,
 ) -> None:
     """When writes fail (the file size limit stands in for a full disk), the command gets a
-    typed runtime_unavailable error, later commands are refused, and reopening the store
-    shows every acknowledged input and nothing after the failure."""
+    typed runtime_unavailable error, later commands and reads are refused (nobody observes
+    state the store did not take), and reopening the store shows every acknowledged input."""
     root = tmp_path / "store"
     code = (
         "import anyio, resource, signal, sys\n"
@@ -403,6 +403,10 @@ async def test_a_full_disk_is_a_typed_error_and_the_store_stays_consistent(
         "            await rt.send_input(w.worker_ref, {'content': 'y', 'kind': 'system'})\n"
         "        except WorkerRuntimeError as exc:\n"
         "            print('refused', exc.code, flush=True)\n"
+        "        try:\n"
+        "            await rt.get_worker(w.worker_ref)\n"
+        "        except WorkerRuntimeError as exc:\n"
+        "            print('read refused', exc.code, flush=True)\n"
         "anyio.run(main)\n"
     )
     result = subprocess.run(
@@ -412,7 +416,7 @@ async def test_a_full_disk_is_a_typed_error_and_the_store_stays_consistent(
     worker_id = lines[0].split()[1]
     acked = [int(line.split()[1]) for line in lines if line.startswith("ack")]
     assert any(line.startswith("error runtime_unavailable store_failed") for line in lines)
-    assert lines[-1] == "refused runtime_unavailable"
+    assert lines[-2:] == ["refused runtime_unavailable", "read refused runtime_unavailable"]
     assert str(tmp_path) not in result.stdout + result.stderr
     async with Runtime(runtime_id="full", store=FsRuntimeStore(root)) as rt:
         ref = rt.ref(worker_id)

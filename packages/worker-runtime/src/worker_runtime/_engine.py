@@ -177,9 +177,14 @@ class Engine:
             raise RuntimeUnavailable("the Runtime is not started; use 'async with Runtime(...)'")
         return self._log
 
-    def _check_accepting(self) -> None:
+    def _check_store(self) -> None:
+        """After a store failure nothing is served, so no caller observes state the store did
+        not take; restart the Runtime to recover what was acknowledged."""
         if self._store_error is not None:
             raise self._store_error
+
+    def _check_accepting(self) -> None:
+        self._check_store()
         if self._state != "running":
             raise RuntimeUnavailable(
                 "the Runtime is not accepting commands",

@@ -304,6 +304,7 @@ class Runtime(Turns):
 
     async def summary(self) -> RuntimeSummary:
         """The Runtime's identity, status, limits and counts."""
+        self._check_store()
         log_ = self._require_log()
         capabilities = [
             "workers.create",
@@ -331,6 +332,7 @@ class Runtime(Turns):
 
     async def diagnostics(self, limit: int | None = None) -> list[Diagnostic]:
         """The newest diagnostics, oldest first (at most ``limits.max_diagnostics``)."""
+        self._check_store()
         self._drain_store_diagnostics()
         limit = self._check_limit(limit, self._limits.max_diagnostics, self._limits.max_diagnostics)
         items = list(self._diagnostics)
@@ -399,6 +401,7 @@ class Runtime(Turns):
     ) -> WorkerPage:
         """A page of Workers in creation order; ``after`` is the last worker_id of the previous
         page, and ``next_after`` is ``None`` on the last page."""
+        self._check_store()
         limit = self._check_limit(limit, 100, self._limits.max_list_workers)
         if status is not None and status not in _STATUSES:
             raise InvalidInput(
@@ -426,6 +429,7 @@ class Runtime(Turns):
 
     async def get_worker(self, ref: WorkerRef) -> WorkerDetail:
         """A Worker's detail: summary, overview/usage and profile info."""
+        self._check_store()
         return self._worker(ref).detail(self._runtime_id)
 
     async def stop_worker(self, ref: WorkerRef, *, reason: str | None = None) -> StopAck:
@@ -529,6 +533,7 @@ class Runtime(Turns):
     ) -> TranscriptPage:
         """A bounded page of the transcript. Its ``cursor`` is the head of the event log when
         the page was read: subscribe from it to continue with no gap."""
+        self._check_store()
         w = self._worker(ref)
         limit = self._check_limit(limit, 100, self._limits.max_transcript_items)
         if not isinstance(start, int) or isinstance(start, bool) or start < 0:
@@ -570,6 +575,7 @@ class Runtime(Turns):
     ) -> EventPage:
         """Up to ``limit`` events after ``cursor`` (from the oldest retained without one),
         runtime-wide or for one Worker. ``next_cursor`` continues the read."""
+        self._check_store()
         log_ = self._require_log()
         limit = self._check_limit(limit, 100, self._limits.max_events_read)
         worker_id = self._worker(worker).worker_id if worker is not None else None
@@ -587,6 +593,7 @@ class Runtime(Turns):
     ) -> Subscription:
         """An async iterator of events after ``cursor`` (new events only without one),
         runtime-wide or for one Worker. Cursor errors are raised here, before any event."""
+        self._check_store()
         log_ = self._require_log()
         worker_id = self._worker(worker).worker_id if worker is not None else None
         if cursor is None:
