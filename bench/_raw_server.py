@@ -1,6 +1,7 @@
 """Baseline server for bench/http.py: a minimal raw ASGI app (reads the body, answers a small
-JSON) served exactly as yoi-runtime serves its app (pre-bound TCP socket, uvicorn, h11, no
-access log, no lifespan). Prints the bound URL, then serves until SIGTERM."""
+JSON) served exactly as yoi-runtime serves its app (pre-bound TCP socket, uvicorn with
+httptools, uvloop when installed, no access log, no lifespan). Prints the bound URL, then
+serves until SIGTERM."""
 
 from __future__ import annotations
 
@@ -65,4 +66,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    try:
+        import uvloop  # noqa: F401
+
+        options = {"use_uvloop": True}
+    except ImportError:
+        options = {}
+    anyio.run(main, backend_options=options)

@@ -256,6 +256,15 @@ async def _serve_app(
         tg.cancel_scope.cancel()
 
 
+def _loop_options() -> dict[str, Any]:
+    """uvloop when it is installed (the http-server extra brings it where it exists)."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
 def _make_server_class() -> Any:
     import uvicorn
 
@@ -313,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"yoi-runtime: {exc}", file=sys.stderr)
         return 1
     try:
-        anyio.run(_serve, args, token, where, sock)
+        anyio.run(_serve, args, token, where, sock, backend_options=_loop_options())
     except StartError as exc:
         print(f"yoi-runtime: {exc}", file=sys.stderr)
         return 1
