@@ -84,15 +84,17 @@ class WorkerFiles:
         "_events",
         "_transcript",
         "checkpointed",
+        "created",
         "dir",
         "pending_positions",
         "pending_transcript",
         "state",
     )
 
-    def __init__(self, directory: Path, state: WorkerState) -> None:
+    def __init__(self, directory: Path, state: WorkerState, created: int) -> None:
         self.dir = directory
         self.state = state
+        self.created = max(1, created)  # position of the Worker's worker_created event
         self.pending_transcript: list[tuple[bytes, bool]] = []
         self.pending_positions: list[tuple[bytes, bool]] = []
         self.checkpointed = 0
@@ -378,7 +380,7 @@ class FsStoreBase:
                 )
                 if record.worker_id != worker_id:
                     raise ValueError("worker_id does not match its directory")
-                files = WorkerFiles(entry, WorkerState(worker_id=worker_id))
+                files = WorkerFiles(entry, WorkerState(worker_id=worker_id), record.position)
                 sizes = {"transcript": [0, 0], "events": [0, 0]}
                 try:
                     snapshot = read_json(entry / "state.json")
@@ -436,7 +438,7 @@ class FsStoreBase:
         start = checkpoint + 1
         for files in self._workers.values():
             if files.checkpointed == 0:  # no checkpoint yet: replay from its creation
-                start = min(start, self._created_position(files))
+                start = min(start, files.created)
         position = max(start, self._oldest)
         self._written = head
         while position <= head:
@@ -448,14 +450,6 @@ class FsStoreBase:
                 if target is not None:
                     self._project(target, event)
             position = batch[-1].position + 1
-
-    @staticmethod
-    def _created_position(files: WorkerFiles) -> int:
-        try:
-            raw = read_json(files.dir / "worker.json")
-            return max(1, int(raw.get("position", 1)))
-        except (OSError, ValueError, TypeError):
-            return 1
 
     def _rebuild_transcript(self, worker_id: str, files: WorkerFiles) -> None:
         lines: list[tuple[bytes, bool]] = []
@@ -478,7 +472,7 @@ class FsStoreBase:
     def _worker_events_from_log(self, worker_id: str, files: WorkerFiles) -> list[Event]:
         """Every event of one Worker still in the log, found by a scan from its creation."""
         out: list[Event] = []
-        position = max(self._oldest, self._created_position(files))
+        position = max(self._oldest, files.created)
         while position <= self._written:
             batch = self._read_range(position, min(self._written, position + 4095))
             if not batch:

@@ -214,7 +214,7 @@ class FsRuntimeStore(FsStoreBase):
         directory = self._workers_dir / encode_id(record.worker_id)
         with io_errors("creating a Worker"):
             directory.mkdir(exist_ok=False)
-        files = WorkerFiles(directory, WorkerState(worker_id=record.worker_id))
+        files = WorkerFiles(directory, WorkerState(worker_id=record.worker_id), record.position)
         self._workers[record.worker_id] = files
         self._pending_records.append(
             (
