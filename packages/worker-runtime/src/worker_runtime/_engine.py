@@ -22,6 +22,7 @@ from .errors import (
     WorkerNotFound,
     WorkerRuntimeError,
     WrongRuntime,
+    invalid_input_from,
 )
 from .events import EventLog, now_rfc3339
 from .execution import ExecutionBackend
@@ -47,11 +48,7 @@ def parse_request(model: type[M], value: M | Mapping[str, Any] | None) -> M:
     try:
         return model.model_validate(value if value is not None else {})
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"])
-        raise InvalidInput(
-            f"{field or 'body'}: {error['msg']}", details={"field": field, "reason": error["type"]}
-        ) from None
+        raise invalid_input_from(exc.errors()) from None
 
 
 class Engine:

@@ -231,7 +231,7 @@ async def _serve_app(
     config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
     )
-    server = _Server(config)
+    server = _make_server_class()(config)
     port = sock.getsockname()[1]
     async with anyio.create_task_group() as tg:
 
@@ -283,12 +283,8 @@ def _make_server_class() -> Any:
     return Server
 
 
-_Server: Any = None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``yoi-runtime`` console script."""
-    global _Server
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.store == "fs" and args.data_dir is None:
@@ -303,7 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingExtraError as exc:
         print(f"yoi-runtime: {exc.message}", file=sys.stderr)
         return 1
-    _Server = _make_server_class()
     _configure_logging(args.log_level)
     try:
         if args.profiles is not None:

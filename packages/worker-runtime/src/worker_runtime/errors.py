@@ -42,7 +42,7 @@ ends the turn as ``turn_failed`` with ``{code, message}``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 __all__ = [
@@ -76,6 +76,7 @@ __all__ = [
     "WrongRuntime",
     "error_class_for_code",
     "error_from_envelope",
+    "invalid_input_from",
 ]
 
 
@@ -310,3 +311,17 @@ def error_from_envelope(envelope: Mapping[str, Any]) -> WorkerRuntimeError:
     if cls is WorkerRuntimeError:
         error.code = code  # type: ignore[misc]
     return error
+
+
+def invalid_input_from(errors: Sequence[Mapping[str, Any]]) -> InvalidInput:
+    """The ``invalid_input`` error for validation failures (pydantic's ``errors()`` shape):
+    its message and ``details.field`` name the first failing field; a malformed JSON body says
+    so. A leading ``body`` location (FastAPI's) is not part of the field name."""
+    first = errors[0] if errors else {}
+    kind = str(first.get("type", "invalid"))
+    field = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    if kind == "json_invalid":
+        message = "the request body is not valid JSON"
+    else:
+        message = f"{field or 'body'}: {first.get('msg', 'invalid value')}"
+    return InvalidInput(message, details={"field": field, "reason": kind})

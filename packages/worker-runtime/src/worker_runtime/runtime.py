@@ -384,7 +384,6 @@ class Runtime(Turns):
             )
         )
         w = Worker(worker_id, req.name, profile, len(self._order), created_at, log_.head_cursor)
-        w.history = []
         self._workers[worker_id] = w
         self._order.append(w)
         self._counts["idle"] += 1

@@ -37,6 +37,7 @@ from .. import (
     WorkerSummary,
     __version__,
 )
+from ..errors import invalid_input_from
 from ._guard import Guard
 
 __all__ = ["HttpSettings", "create_app"]
@@ -152,15 +153,7 @@ def _validate_body(model: type[M], raw: bytes, *, optional: bool = False) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        kind = first["type"]
-        message = (
-            "the request body is not valid JSON"
-            if kind == "json_invalid"
-            else f"{field or 'body'}: {first['msg']}"
-        )
-        raise InvalidInput(message, details={"field": field, "reason": kind}) from None
+        raise invalid_input_from(exc.errors()) from None
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -284,16 +277,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        kind = str(first.get("type", "invalid"))
-        loc = [str(part) for part in first.get("loc", ()) if part not in ("body",)]
-        field = ".".join(loc)
-        if kind == "json_invalid":
-            message = "the request body is not valid JSON"
-        else:
-            message = f"{field or 'body'}: {first.get('msg', 'invalid value')}"
-        return _envelope(InvalidInput(message, details={"field": field, "reason": kind}))
+        return _envelope(invalid_input_from(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
