@@ -29,7 +29,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .errors import MissingExtraError, WorkerRuntimeError
-from .models import Limits, is_valid_id
+from .models import ID_RULE, Limits, is_valid_id
 from .profiles import ProfileError, Profiles
 
 __all__ = ["main"]
@@ -83,9 +83,7 @@ def parse_bind(value: str) -> Bind:
 
 def _runtime_id(value: str) -> str:
     if not is_valid_id(value):
-        raise argparse.ArgumentTypeError(
-            "--runtime-id must be 1-120 characters of [A-Za-z0-9._:-], not starting with '.'"
-        )
+        raise argparse.ArgumentTypeError(f"--runtime-id must be {ID_RULE}")
     return value
 
 
@@ -115,7 +113,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--shutdown-grace-s", type=float, default=10.0, help="grace for running turns on stop"
     )
+    parser.add_argument(
+        "--no-event-stream",
+        action="store_true",
+        help="do not serve the SSE event stream (served by default when the event-stream "
+        "extra is installed)",
+    )
+    parser.add_argument(
+        "--heartbeat-s",
+        type=_positive_float,
+        default=15.0,
+        help="event stream heartbeat interval (default 15)",
+    )
+    parser.add_argument(
+        "--max-streams",
+        type=_positive_int,
+        default=1000,
+        help="cap on open event streams; above it a new stream gets 503 (default 1000)",
+    )
     return parser
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value!r}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return int(value)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -227,7 +259,13 @@ async def _serve_app(
 
     from .http import HttpSettings, create_app
 
-    app = create_app(runtime, HttpSettings(token=token))
+    settings = HttpSettings(
+        token=token,
+        event_stream=False if args.no_event_stream else None,
+        heartbeat_s=args.heartbeat_s,
+        max_streams=args.max_streams,
+    )
+    app = create_app(runtime, settings)
     config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
     )
@@ -242,6 +280,10 @@ async def _serve_app(
                 task_status.started()
                 async for signum in signals:
                     log.info("received %s: shutting down", signal.Signals(signum).name)
+                    # The Runtime closes first, while the server still runs: commands get
+                    # runtime_unavailable, running turns get their grace period, and every
+                    # event stream gets its final runtime_shutdown notice and ends.
+                    await runtime.close()
                     server.should_exit = True
                     return
 

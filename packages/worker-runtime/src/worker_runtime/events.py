@@ -217,8 +217,9 @@ class EventLog:
             if len(ring) == self._worker_backlog:
                 wlog.evicted = ring[0].position
             ring.append(event)
-            if wlog.signal is not None:
-                self._notify_workers.add(worker_id)
+            # Whoever waits when this is published must hear of it, even if it started waiting
+            # only after the append.
+            self._notify_workers.add(worker_id)
         return event
 
     def publish(self) -> None:

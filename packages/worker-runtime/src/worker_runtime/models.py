@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .errors import InvalidInput
+
 __all__ = [
     "ID_PATTERN",
     "BuiltinProfile",
@@ -48,9 +50,20 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 WorkerStatus = Literal["idle", "running", "stopped"]
 
 
+#: What the id rule of SPEC §1 asks, in the words of every error that enforces it.
+ID_RULE = "1-120 characters of [A-Za-z0-9._:-], not starting with '.'"
+
+
 def is_valid_id(value: str) -> bool:
     """Whether ``value`` follows the id rule of SPEC §1."""
     return _ID_RE.fullmatch(value) is not None
+
+
+def require_id(value: object, field: str) -> str:
+    """``value`` if it is an id (SPEC §1), else ``invalid_input`` naming ``field``."""
+    if not isinstance(value, str) or not is_valid_id(value):
+        raise InvalidInput(f"{field} must be {ID_RULE}", details={"field": field})
+    return value
 
 
 class _Request(BaseModel):

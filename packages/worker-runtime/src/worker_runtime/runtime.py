@@ -60,7 +60,7 @@ from .models import (
     WorkerPage,
     WorkerRef,
     WorkerSummary,
-    is_valid_id,
+    require_id,
 )
 from .profiles import Profile, Profiles
 from .store import RecoveredWorker, RuntimeStore, WorkerRecord
@@ -90,11 +90,7 @@ class Runtime(Turns):
         store: RuntimeStore | None = None,
         backends: Mapping[str, ExecutionBackend] | None = None,
     ) -> None:
-        if not is_valid_id(runtime_id):
-            raise InvalidInput(
-                "runtime_id must be 1-120 characters of [A-Za-z0-9._:-], not starting with '.'"
-            )
-        self._runtime_id = runtime_id
+        self._runtime_id = require_id(runtime_id, "runtime_id")
         self._display_name = display_name or runtime_id
         self._limits = limits or Limits()
         self._profiles = profiles or Profiles()
@@ -295,12 +291,7 @@ class Runtime(Turns):
 
     def ref(self, worker_id: str) -> WorkerRef:
         """A WorkerRef of this Runtime; ``invalid_input`` if ``worker_id`` is not an id."""
-        if not isinstance(worker_id, str) or not is_valid_id(worker_id):
-            raise InvalidInput(
-                "worker_id must be 1-120 characters of [A-Za-z0-9._:-], not starting with '.'",
-                details={"field": "worker_id"},
-            )
-        return WorkerRef(runtime_id=self._runtime_id, worker_id=worker_id)
+        return WorkerRef(runtime_id=self._runtime_id, worker_id=require_id(worker_id, "worker_id"))
 
     async def summary(self) -> RuntimeSummary:
         """The Runtime's identity, status, limits and counts."""
@@ -591,9 +582,14 @@ class Runtime(Turns):
         self, *, cursor: str | None = None, worker: WorkerRef | None = None
     ) -> Subscription:
         """An async iterator of events after ``cursor`` (new events only without one),
-        runtime-wide or for one Worker. Cursor errors are raised here, before any event."""
+        runtime-wide or for one Worker. Cursor errors are raised here, before any event; once
+        the Runtime has closed its log, ``runtime_unavailable``."""
         self._check_store()
         log_ = self._require_log()
+        if log_.closed:
+            raise RuntimeUnavailable(
+                "the Runtime has shut down", details={"reason": "shutting_down"}
+            )
         worker_id = self._worker(worker).worker_id if worker is not None else None
         if cursor is None:
             position = log_.head

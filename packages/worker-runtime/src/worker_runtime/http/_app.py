@@ -29,6 +29,7 @@ from .. import (
     InternalError,
     InvalidInput,
     MethodNotAllowed,
+    MissingExtraError,
     NotFound,
     Runtime,
     RuntimeSummary,
@@ -49,19 +50,39 @@ log = logging.getLogger("worker_runtime.http")
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """How the REST app is served. ``token`` is required on every route but ``/healthz``."""
+    """How the REST app is served. ``token`` is required on every route but ``/healthz``.
+
+    ``event_stream``: mount the SSE routes (SPEC §7) — ``None`` mounts them when the
+    ``event-stream`` extra is installed, ``True`` requires it, ``False`` leaves them out.
+    ``heartbeat_s`` is the idle heartbeat interval, ``max_streams`` the cap on open streams
+    (503 above it), ``retry_ms`` the reconnect hint sent at the start of each stream.
+    """
 
     token: str
     max_body_bytes: int = 1024 * 1024
+    event_stream: bool | None = None
+    heartbeat_s: float = 15.0
+    max_streams: int = 1000
+    retry_ms: int = 2000
 
     def __post_init__(self) -> None:
         if not self.token or not self.token.strip():
             raise InvalidInput("the bearer token must not be empty")
         if self.max_body_bytes < 1:
             raise InvalidInput("max_body_bytes must be >= 1")
+        if not self.heartbeat_s > 0:
+            raise InvalidInput("heartbeat_s must be > 0")
+        if self.max_streams < 1:
+            raise InvalidInput("max_streams must be >= 1")
+        if self.retry_ms < 0:
+            raise InvalidInput("retry_ms must be >= 0")
 
     def __repr__(self) -> str:
-        return f"HttpSettings(token='***', max_body_bytes={self.max_body_bytes})"
+        return (
+            f"HttpSettings(token='***', max_body_bytes={self.max_body_bytes}, "
+            f"event_stream={self.event_stream}, heartbeat_s={self.heartbeat_s}, "
+            f"max_streams={self.max_streams}, retry_ms={self.retry_ms})"
+        )
 
 
 class _Body(BaseModel):
@@ -301,7 +322,20 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
     async def diagnostics(limit: Annotated[int | None, Query(ge=1)] = None) -> Response:
         return _json(DiagnosticsResponse(diagnostics=await runtime.diagnostics(limit)))
 
+    if settings.event_stream is not False:
+        _mount_event_stream(app, runtime, settings)
     return Guard(app, token=settings.token, max_body_bytes=settings.max_body_bytes)
+
+
+def _mount_event_stream(app: FastAPI, runtime: Runtime, settings: HttpSettings) -> None:
+    try:
+        from ._stream import stream_router
+    except MissingExtraError:
+        if settings.event_stream:
+            raise
+        log.info("event stream not served: the event-stream extra is not installed")
+        return
+    app.include_router(stream_router(runtime, settings))
 
 
 def _envelope(error: WorkerRuntimeError) -> JSONResponse:

@@ -1,0 +1,86 @@
+"""What the HTTP benchmarks share: starting a server process, a light keep-alive HTTP/1.1
+connection on asyncio streams (httpx is too slow to measure a fast server), percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+TOKEN = "bench-token-0123456789"
+
+
+@contextmanager
+def server(command: list[str]) -> Iterator[tuple[str, int]]:
+    env = {**os.environ, "BENCH_TOKEN": TOKEN}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"http://([\d.]+):(\d+)", proc.stdout.readline())
+        assert match, "the server did not start"
+        yield match.group(1), int(match.group(2))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        head = (
+            f"{method} {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {TOKEN}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    async def open_stream(self, path: str) -> int:
+        """Send a GET for a streamed (chunked) response; returns the status once the headers
+        are read. Read the body with :meth:`chunk`."""
+        self.writer.write(
+            f"GET {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {TOKEN}\r\n"
+            f"accept: text/event-stream\r\n\r\n".encode()
+        )
+        status = int((await self.reader.readline()).split()[1])
+        while (await self.reader.readline()) not in (b"\r\n", b""):
+            pass
+        return status
+
+    async def chunk(self) -> bytes:
+        """The next chunk of a chunked body (b"" at its end)."""
+        size = int((await self.reader.readline()).split(b";")[0], 16)
+        data = await self.reader.readexactly(size + 2)
+        return data[:-2]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000

@@ -1,0 +1,320 @@
+"""An async client for a ``yoi-runtime`` process (``event-stream`` extra: httpx + httpx-sse).
+
+:class:`RuntimeClient` covers every REST command of SPEC §6 and the event stream of §7. Errors
+come back as the same exception classes the library raises, chosen by the envelope's ``code``;
+a Runtime that cannot be reached is :class:`~worker_runtime.RuntimeUnavailable` with
+``details.reason`` ``unreachable`` or ``timeout``.
+
+:meth:`RuntimeClient.stream_events` reconnects with the last cursor it saw, backing off between
+attempts, and drops events it has already delivered, so a consumer sees each event once and in
+order across reconnects. The token never appears in the client's repr or in its logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+try:
+    import httpx
+    from httpx_sse import SSEError, aconnect_sse
+except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
+    from .errors import MissingExtraError
+
+    raise MissingExtraError("event-stream") from exc
+
+import anyio
+from pydantic import BaseModel, ValidationError
+
+from .errors import (
+    InternalError,
+    RuntimeUnavailable,
+    WorkerRuntimeError,
+    error_from_envelope,
+)
+from .events import Event, decode_cursor
+from .models import (
+    CancelAck,
+    CreateWorkerRequest,
+    Diagnostic,
+    InputAck,
+    InputRequest,
+    RuntimeSummary,
+    StopAck,
+    TranscriptPage,
+    WorkerDetail,
+    WorkerPage,
+    require_id,
+)
+
+__all__ = ["RuntimeClient"]
+
+log = logging.getLogger("worker_runtime.client")
+
+M = TypeVar("M", bound=BaseModel)
+
+#: How many delivered cursors a stream remembers to drop repeats after a reconnect.
+_SEEN_CURSORS = 4096
+
+
+class RuntimeClient:
+    """A client for one Runtime at ``base_url``, authenticated with ``token``.
+
+    Use it as ``async with RuntimeClient(url, token=…) as client``. ``timeout_s`` bounds each
+    command; ``stream_idle_timeout_s`` is how long a stream may stay silent (no event, no
+    heartbeat) before the client reconnects, so it must exceed the server's heartbeat interval.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str,
+        timeout_s: float = 10.0,
+        stream_idle_timeout_s: float = 45.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = httpx.Timeout(timeout_s)
+        self._stream_timeout = httpx.Timeout(timeout_s, read=stream_idle_timeout_s)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"authorization": f"Bearer {token}"},
+            timeout=self._timeout,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"RuntimeClient(base_url={self.base_url!r}, token='***')"
+
+    async def __aenter__(self) -> RuntimeClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def health(self) -> bool:
+        """Whether the Runtime answers its open ``/healthz`` route."""
+        response = await self._request("GET", "/healthz")
+        return bool(response.get("status") == "ok")
+
+    async def summary(self) -> RuntimeSummary:
+        return _parse(RuntimeSummary, (await self._request("GET", "/v1/runtime"))["runtime"])
+
+    async def list_workers(
+        self, *, status: str | None = None, limit: int | None = None, after: str | None = None
+    ) -> WorkerPage:
+        params = _params(status=status, limit=limit, after=after)
+        return _parse(WorkerPage, await self._request("GET", "/v1/workers", params=params))
+
+    async def create_worker(self, request: CreateWorkerRequest | None = None) -> WorkerDetail:
+        body = (request or CreateWorkerRequest()).model_dump(mode="json", exclude_none=True)
+        response = await self._request("POST", "/v1/workers", json=body)
+        return _parse(WorkerDetail, response["worker"])
+
+    async def get_worker(self, worker_id: str) -> WorkerDetail:
+        response = await self._request("GET", _worker_path(worker_id))
+        return _parse(WorkerDetail, response["worker"])
+
+    async def send_input(self, worker_id: str, request: InputRequest) -> InputAck:
+        body = request.model_dump(mode="json", exclude_none=True)
+        response = await self._request("POST", _worker_path(worker_id, "input"), json=body)
+        return _parse(InputAck, response["ack"])
+
+    async def stop_worker(self, worker_id: str, *, reason: str | None = None) -> StopAck:
+        body = _params(reason=reason)
+        response = await self._request("POST", _worker_path(worker_id, "stop"), json=body)
+        return _parse(StopAck, response["ack"])
+
+    async def cancel(
+        self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
+    ) -> CancelAck:
+        body = _params(turn_id=turn_id, reason=reason)
+        response = await self._request("POST", _worker_path(worker_id, "cancel"), json=body)
+        return _parse(CancelAck, response["ack"])
+
+    async def read_transcript(
+        self, worker_id: str, *, start: int = 0, limit: int | None = None
+    ) -> TranscriptPage:
+        params = _params(start=start, limit=limit)
+        path = _worker_path(worker_id, "transcript")
+        response = await self._request("GET", path, params=params)
+        return _parse(TranscriptPage, response["transcript"])
+
+    async def diagnostics(self, limit: int | None = None) -> list[Diagnostic]:
+        response = await self._request("GET", "/v1/diagnostics", params=_params(limit=limit))
+        return [_parse(Diagnostic, item) for item in response["diagnostics"]]
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def stream_events(
+        self,
+        *,
+        cursor: str | None = None,
+        worker_id: str | None = None,
+        reconnect: bool = True,
+        max_attempts: int | None = None,
+        backoff_s: float = 0.1,
+        max_backoff_s: float = 5.0,
+    ) -> AsyncIterator[Event]:
+        """Events after ``cursor`` (new events only without one), runtime-wide or for one
+        Worker, as :class:`~worker_runtime.Event` values.
+
+        When the connection drops or the Runtime restarts, the stream reconnects from the last
+        cursor it delivered, backing off from ``backoff_s`` to ``max_backoff_s`` (with jitter);
+        ``max_attempts`` failed attempts in a row (``None``: no limit) raise the last error.
+        Events already delivered are dropped. ``runtime_shutdown`` notices are delivered and
+        the stream reconnects; a ``resync_required`` notice is delivered and the stream ends.
+        Only ``runtime_unavailable`` is retried; every other error (``cursor_malformed``,
+        ``cursor_unknown``, ``cursor_expired``, ``worker_not_found``, ``unauthorized`` …) is
+        raised at once, since reconnecting cannot cure it.
+        """
+        path = "/v1/events" if worker_id is None else _worker_path(worker_id, "events")
+        seen: OrderedDict[str, None] = OrderedDict()
+        failures = 0
+        while True:
+            try:
+                async for event in self._stream_once(path, cursor):
+                    failures = 0
+                    if event.cursor is not None:
+                        if event.cursor in seen:
+                            continue
+                        seen[event.cursor] = None
+                        if len(seen) > _SEEN_CURSORS:
+                            seen.popitem(last=False)
+                        cursor = event.cursor
+                    yield event
+                    if event.kind == "diagnostic" and event.data.get("code") == "resync_required":
+                        return
+                error = RuntimeUnavailable(
+                    "the event stream ended", details={"reason": "stream_ended"}
+                )
+            except RuntimeUnavailable as exc:  # unreachable, restarting, too many streams
+                error = exc
+            if not reconnect:
+                raise error
+            failures += 1
+            if max_attempts is not None and failures >= max_attempts:
+                raise error
+            delay = min(max_backoff_s, backoff_s * 2 ** (failures - 1))
+            log.info("event stream lost (%s); reconnecting in %.2f s", error.code, delay)
+            await anyio.sleep(delay * (0.5 + random.random() / 2))
+
+    async def _stream_once(self, path: str, cursor: str | None) -> AsyncIterator[Event]:
+        params = _params(cursor=cursor)
+        try:
+            async with aconnect_sse(
+                self._http, "GET", path, params=params, timeout=self._stream_timeout
+            ) as source:
+                response = source.response
+                if response.status_code != 200:
+                    await response.aread()
+                    raise _error_of(response)
+                async for message in source.aiter_sse():
+                    if not message.data:
+                        continue
+                    yield _event_of(message.data)
+        except httpx.TimeoutException:
+            raise _unavailable("timeout") from None
+        except (httpx.TransportError, SSEError):
+            raise _unavailable("unreachable") from None
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> dict[str, Any]:
+        try:
+            response = await self._http.request(method, path, params=params, json=json)
+        except httpx.TimeoutException:
+            raise _unavailable("timeout") from None
+        except httpx.TransportError:
+            raise _unavailable("unreachable") from None
+        if response.status_code >= 400:
+            raise _error_of(response)
+        try:
+            body = response.json()
+        except ValueError:
+            raise InternalError("the Runtime answered with a body that is not JSON") from None
+        if not isinstance(body, dict):
+            raise InternalError("the Runtime answered with an unexpected body")
+        return body
+
+
+def _worker_path(worker_id: str, action: str | None = None) -> str:
+    # Refuse what is not an id before anything goes on the wire; ids need no escaping.
+    segment = require_id(worker_id, "worker_id")
+    return f"/v1/workers/{segment}" + (f"/{action}" if action else "")
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _unavailable(reason: str) -> RuntimeUnavailable:
+    message = {
+        "timeout": "the Runtime did not answer in time",
+        "unreachable": "the Runtime cannot be reached",
+    }[reason]
+    return RuntimeUnavailable(message, details={"reason": reason})
+
+
+def _error_of(response: httpx.Response) -> WorkerRuntimeError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return error_from_envelope(body)
+    if response.status_code in (502, 503, 504):
+        return RuntimeUnavailable(
+            f"the Runtime answered {response.status_code}", details={"reason": "unreachable"}
+        )
+    return InternalError(f"the Runtime answered {response.status_code} without an envelope")
+
+
+def _parse(model: type[M], value: Any) -> M:
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        raise InternalError(f"the Runtime answered with an invalid {model.__name__}") from None
+
+
+def _event_of(data: str) -> Event:
+    try:
+        raw = json.loads(data)
+        cursor = raw["cursor"]
+        position = decode_cursor(cursor)[1] if cursor is not None else -1
+        return Event(
+            position=position,
+            cursor=cursor,
+            kind=raw["kind"],
+            runtime_id=raw["runtime_id"],
+            worker_id=raw["worker_id"],
+            turn_id=raw["turn_id"],
+            at=raw["at"],
+            data=raw["data"],
+        )
+    except (ValueError, KeyError, TypeError, WorkerRuntimeError):
+        raise InternalError("the Runtime sent an event that is not valid") from None

@@ -1,0 +1,56 @@
+"""A Runtime's HTTP app served by uvicorn on a real loopback socket, inside the test's event
+loop (so a test can count the tasks and subscriptions the server holds)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import uvicorn
+
+from worker_runtime import Runtime
+from worker_runtime.http import HttpSettings, create_app
+
+TOKEN = "stream-test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without signal handling: the test owns the process."""
+
+    def capture_signals(self) -> Any:
+        return contextlib.nullcontext()
+
+
+def free_socket(port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(512)
+    return sock
+
+
+@asynccontextmanager
+async def serve(runtime: Runtime, port: int = 0, **settings: Any) -> AsyncIterator[str]:
+    """Serve ``runtime`` on 127.0.0.1 (``port`` 0: a free one); yields the base URL. On exit the
+    Runtime is closed first (streams get runtime_shutdown), then the server stops."""
+    app = create_app(runtime, HttpSettings(token=TOKEN, **settings))
+    sock = free_socket(port)
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+    server = _Server(config)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            while not server.started:
+                await anyio.sleep(0.01)
+            try:
+                yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+            finally:
+                await runtime.close()
+                server.should_exit = True
+    finally:
+        sock.close()
