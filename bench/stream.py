@@ -116,10 +116,12 @@ async def first_delta_latency(host: str, port: int, rounds: int) -> list[float]:
     latencies: list[float] = []
 
     async def first_delta(start: float) -> None:
-        while b"event: output_delta" not in await stream.chunk():
-            pass
+        chunk = await stream.chunk()
+        while b"event: output_delta" not in chunk:
+            chunk = await stream.chunk()
         latencies.append(time.perf_counter() - start)
-        await count_until(stream, END)
+        if END not in chunk:  # the server may send a run of events as one chunk
+            await count_until(stream, END)
 
     try:
         for _ in range(rounds):

@@ -252,3 +252,23 @@ async def test_a_hundred_subscribers_each_receive_every_event() -> None:
         assert all(r == results[0] for r in results)
         assert results[0][0] == "input_accepted"
         assert results[0].count("output_delta") == 5
+
+
+async def test_ready_hands_over_the_read_ahead_events_once() -> None:
+    """Subscription.ready() returns the events already read that would come next, in order;
+    the iterator then goes on after them, so each event is delivered exactly once."""
+    async with open_runtime() as rt:
+        w = await create(rt)
+        sub = rt.subscribe(cursor=w.last_cursor, worker=w.worker_ref)
+        await rt.send_input(w.worker_ref, {"content": "one two three"})
+        await anyio.sleep(0.1)
+        cursors: list[str | None] = []
+        async with sub:
+            async for event in sub:
+                cursors.append(event.cursor)
+                cursors.extend(e.cursor for e in sub.ready())
+                if len(cursors) >= 7:
+                    break
+        page = await rt.read_events(cursor=w.last_cursor, worker=w.worker_ref, limit=100)
+        assert cursors == [e["cursor"] for e in page.events]
+        assert len(cursors) == 7

@@ -441,6 +441,16 @@ class Subscription:
                 return log.notice("runtime_shutdown", "the Runtime is shutting down", None)
             await log.wait(self._worker_id)
 
+    def ready(self) -> list[Event]:
+        """The events already read from the log that the iterator would yield next without
+        waiting (possibly none); they count as delivered. Lets a consumer that writes to a
+        socket send a run of events at once."""
+        batch, index = self._batch, self._index
+        if index >= len(batch):
+            return []
+        self._index = len(batch)
+        return batch[index:]
+
     async def aclose(self) -> None:
         """Stop the subscription and release it."""
         self.closed = True

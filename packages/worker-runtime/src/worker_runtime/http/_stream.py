@@ -100,7 +100,12 @@ def _heartbeat() -> ServerSentEvent:
 async def _messages(subscription: Subscription, settings: HttpSettings) -> AsyncIterator[bytes]:
     yield f"retry: {settings.retry_ms}\n\n".encode()
     async for event in subscription:
-        yield encode_event(event)
+        # One write for the run of events already read: far fewer sends under load.
+        ready = subscription.ready()
+        if not ready:
+            yield encode_event(event)
+        else:
+            yield b"".join([encode_event(event), *map(encode_event, ready)])
 
 
 def stream_router(runtime: Runtime, settings: HttpSettings) -> APIRouter:
