@@ -15,6 +15,7 @@ EXPECTED = {
     "MethodNotAllowed", "MissingExtraError", "NotFound", "PayloadTooLarge", "Profile",
     "ProfileError", "ProfileInfo", "ProfileNotFound", "Profiles", "ProviderAuthFailed",
     "ProviderError", "ProviderRateLimited", "ProviderTimeout", "ProviderUnavailable", "Runtime",
+    "RuntimeExists", "RuntimeNotFound",
     "RuntimeStore", "RuntimeSummary", "RuntimeUnavailable", "StopAck", "StoreCorrupt",
     "Subscription", "TextDelta", "TranscriptItem", "TranscriptPage", "TurnRequest", "TurnUsage",
     "Unauthorized", "UnsupportedOperation", "WorkerBusy", "WorkerDetail", "WorkerNotFound",

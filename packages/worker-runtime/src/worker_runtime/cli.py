@@ -32,7 +32,17 @@ from .errors import MissingExtraError, WorkerRuntimeError
 from .models import ID_RULE, Limits, is_valid_id
 from .profiles import ProfileError, Profiles
 
-__all__ = ["main"]
+#: Shared with the Workspace Backend's process (yoi_workspace_server.cli).
+__all__ = [
+    "Bind",
+    "StartError",
+    "bind_socket",
+    "configure_logging",
+    "loop_options",
+    "main",
+    "make_server_class",
+    "parse_bind",
+]
 
 log = logging.getLogger("worker_runtime.cli")
 
@@ -128,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-streams",
         type=_positive_int,
-        default=1000,
-        help="cap on open event streams; above it a new stream gets 503 (default 1000)",
+        default=1024,
+        help="cap on open event streams; above it a new stream gets 503 (default 1024)",
     )
     return parser
 
@@ -165,7 +175,7 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
     root = logging.getLogger()
@@ -210,7 +220,7 @@ def _resolve_token(args: argparse.Namespace) -> tuple[str, str]:
     return token, f"generated token file {path}"
 
 
-def _bind_socket(bind: Bind) -> socket.socket:
+def bind_socket(bind: Bind) -> socket.socket:
     family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when the
     # listening socket says so, and without it every response waits on delayed ACKs.
@@ -269,7 +279,7 @@ async def _serve_app(
     config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
     )
-    server = _make_server_class()(config)
+    server = make_server_class()(config)
     port = sock.getsockname()[1]
     async with anyio.create_task_group() as tg:
 
@@ -298,7 +308,7 @@ async def _serve_app(
         tg.cancel_scope.cancel()
 
 
-def _loop_options() -> dict[str, Any]:
+def loop_options() -> dict[str, Any]:
     """uvloop when it is installed (the http-server extra brings it where it exists)."""
     try:
         import uvloop  # noqa: F401
@@ -307,7 +317,7 @@ def _loop_options() -> dict[str, Any]:
     return {"use_uvloop": True}
 
 
-def _make_server_class() -> Any:
+def make_server_class() -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -341,14 +351,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingExtraError as exc:
         print(f"yoi-runtime: {exc.message}", file=sys.stderr)
         return 1
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level)
     try:
         if args.profiles is not None:
             Profiles.from_toml(args.profiles)  # fail before binding
         if args.data_dir is not None:
             args.data_dir.mkdir(parents=True, exist_ok=True)
         token, where = _resolve_token(args)
-        sock = _bind_socket(args.bind)
+        sock = bind_socket(args.bind)
     except UsageError as exc:
         print(f"yoi-runtime: {exc}", file=sys.stderr)
         return 2
@@ -359,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"yoi-runtime: {exc}", file=sys.stderr)
         return 1
     try:
-        anyio.run(_serve, args, token, where, sock, backend_options=_loop_options())
+        anyio.run(_serve, args, token, where, sock, backend_options=loop_options())
     except StartError as exc:
         print(f"yoi-runtime: {exc}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ import json
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -172,7 +172,7 @@ class RuntimeClient:
         max_attempts: int | None = None,
         backoff_s: float = 0.1,
         max_backoff_s: float = 5.0,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Events after ``cursor`` (new events only without one), runtime-wide or for one
         Worker, as :class:`~worker_runtime.Event` values.
 

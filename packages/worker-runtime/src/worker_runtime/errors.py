@@ -65,6 +65,8 @@ __all__ = [
     "ProviderRateLimited",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "RuntimeExists",
+    "RuntimeNotFound",
     "RuntimeUnavailable",
     "StoreCorrupt",
     "Unauthorized",
@@ -150,6 +152,12 @@ class WorkerNotFound(NotFound):
     code = "worker_not_found"
 
 
+class RuntimeNotFound(NotFound):
+    """No Runtime with that id is registered (Workspace Backend)."""
+
+    code = "runtime_not_found"
+
+
 class ProfileNotFound(NotFound):
     """No profile matches the selector."""
 
@@ -180,6 +188,12 @@ class WorkerStopped(Conflict):
     """The Worker is stopped and accepts no input."""
 
     code = "worker_stopped"
+
+
+class RuntimeExists(Conflict):
+    """A Runtime with that id is already registered (Workspace Backend)."""
+
+    code = "runtime_exists"
 
 
 class IdempotencyConflict(Conflict):

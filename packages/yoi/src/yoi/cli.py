@@ -38,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--delay-ms", type=float, default=40.0, help="pause before each echoed word (ms)"
     )
+    up = commands.add_parser(
+        "up",
+        help="start the Workspace Backend with its embedded Runtime",
+        description="Start the Workspace Backend (yoi-workspace-server) with its embedded "
+        "Runtime, and print its URL.",
+    )
+    from yoi_workspace_server.cli import add_arguments
+
+    add_arguments(up)
     return parser
 
 
@@ -68,6 +77,10 @@ async def _demo(text: str, delay_ms: float, out: list[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``yoi`` console script."""
     args = _parser().parse_args(argv)
+    if args.command == "up":
+        from yoi_workspace_server.cli import serve
+
+        return serve(args, "yoi up")
     if args.command == "demo":
         if not args.text.strip():
             print("yoi demo: --text must not be blank", file=sys.stderr)

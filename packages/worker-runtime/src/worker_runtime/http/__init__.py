@@ -16,6 +16,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
     raise MissingExtraError("http-server") from exc
 
-from ._app import HttpSettings, create_app
+from ._app import HttpSettings, create_app, install_error_handlers
+from ._guard import Guard
 
-__all__ = ["HttpSettings", "create_app"]
+__all__ = ["Guard", "HttpSettings", "create_app", "install_error_handlers"]

@@ -43,7 +43,7 @@ from .. import (
 from ..errors import invalid_input_from
 from ._guard import Guard
 
-__all__ = ["HttpSettings", "create_app"]
+__all__ = ["HttpSettings", "create_app", "install_error_handlers"]
 
 log = logging.getLogger("worker_runtime.http")
 
@@ -62,7 +62,7 @@ class HttpSettings:
     max_body_bytes: int = 1024 * 1024
     event_stream: bool | None = None
     heartbeat_s: float = 15.0
-    max_streams: int = 1000
+    max_streams: int = 1024
     retry_ms: int = 2000
 
     def __post_init__(self) -> None:
@@ -236,7 +236,7 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.router.route_class = _DirectRoute
-    _install_error_handlers(app)
+    install_error_handlers(app)
 
     # The hot route first: Starlette matches routes in order.
     @app.post(
@@ -342,7 +342,11 @@ def _envelope(error: WorkerRuntimeError) -> JSONResponse:
     return JSONResponse(error.to_envelope(), status_code=error.status)
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error of ``app`` with the one envelope: typed errors with their code,
+    validation failures as ``invalid_input``, unknown routes and methods, and anything
+    unexpected as ``internal_error`` (logged, never shown)."""
+
     @app.exception_handler(WorkerRuntimeError)
     async def runtime_error(request: Request, exc: WorkerRuntimeError) -> JSONResponse:
         return _envelope(exc)

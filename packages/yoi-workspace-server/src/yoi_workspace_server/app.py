@@ -1,0 +1,323 @@
+"""The browser-facing API of the Workspace Backend (SPEC §10), all under ``/api``.
+
+Routes are runtime-scoped (``/api/runtimes/{runtime_id}/workers/{worker_id}/…``): the pair
+runtime_id + worker_id is the authority, so two runtimes may hold the same worker_id. One
+aggregate list, ``GET /api/workers``, shows every Worker of every source with its runtime_id.
+
+Cursors the browser sees are the Backend's own: each wraps the runtime it belongs to and that
+runtime's cursor, so a browser resumes through the Backend across the Backend's reconnects to
+a remote runtime. Nothing here ever returns a store path, a runtime URL or a token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from worker_runtime import (
+    CreateWorkerRequest,
+    CursorMalformed,
+    CursorUnknown,
+    Event,
+    InputRequest,
+    RuntimeUnavailable,
+    WorkerRuntimeError,
+)
+from worker_runtime.errors import invalid_input_from
+from worker_runtime.http import Guard, install_error_handlers
+from worker_runtime.models import require_id
+
+from . import __version__
+from .registry import RemoteRecord, RuntimeRegistry
+from .sources import RemoteSource, Source
+
+__all__ = ["BackendSettings", "create_backend_app"]
+
+log = logging.getLogger("yoi_workspace_server.app")
+
+_CURSOR_PREFIX = "b1."
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """``token``: the browser token (``None``: none required, for loopback binds only)."""
+
+    token: str | None = None
+    max_body_bytes: int = 1024 * 1024
+    heartbeat_s: float = 15.0
+
+    def __repr__(self) -> str:
+        return (
+            f"BackendSettings(token={'***' if self.token else None}, "
+            f"max_body_bytes={self.max_body_bytes}, heartbeat_s={self.heartbeat_s})"
+        )
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegisterRuntime(_Body):
+    runtime_id: Annotated[str, Field(min_length=1, max_length=120)]
+    display_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    base_url: Annotated[str, Field(min_length=1, max_length=2000)]
+    token: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+
+class StopBody(_Body):
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class CancelBody(_Body):
+    turn_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+
+
+# -- Backend cursors -------------------------------------------------------------------------
+
+
+def wrap_cursor(runtime_id: str, cursor: str) -> str:
+    raw = f"{runtime_id}\n{cursor}".encode()
+    return _CURSOR_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def unwrap_cursor(runtime_id: str, cursor: str) -> str:
+    """The runtime cursor inside a Backend cursor of ``runtime_id``."""
+    if not cursor.startswith(_CURSOR_PREFIX) or len(cursor) > 400:
+        raise CursorMalformed("not a cursor", details={"cursor": cursor[:200]})
+    body = cursor[len(_CURSOR_PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise CursorMalformed("not a cursor", details={"cursor": cursor[:200]}) from None
+    owner, sep, inner = raw.partition("\n")
+    if not sep or not inner:
+        raise CursorMalformed("not a cursor", details={"cursor": cursor[:200]})
+    if owner != runtime_id:
+        raise CursorUnknown("the cursor belongs to another runtime", details={"cursor": cursor})
+    return inner
+
+
+_CURSOR_KEYS = frozenset({"cursor", "last_cursor", "oldest_cursor"})
+
+
+def _wrap_cursors(runtime_id: str, value: Any) -> Any:
+    """``value`` with every runtime cursor in it replaced by a Backend cursor."""
+    if isinstance(value, dict):
+        return {
+            k: wrap_cursor(runtime_id, v)
+            if k in _CURSOR_KEYS and isinstance(v, str)
+            else _wrap_cursors(runtime_id, v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_wrap_cursors(runtime_id, v) for v in value]
+    return value
+
+
+def _json(body: Any, status_code: int = 200) -> Response:
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        status_code,
+        media_type="application/json",
+    )
+
+
+def _dump(model: BaseModel) -> Any:
+    return model.model_dump(mode="json")
+
+
+def _validate(model: type[Any], raw: bytes, *, optional: bool = False) -> Any:
+    if optional and not raw.strip():
+        raw = b"{}"
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise invalid_input_from(exc.errors()) from None
+
+
+def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> Any:
+    """The Backend's ASGI app over ``registry``."""
+    app = FastAPI(
+        title="yoi Workspace Backend",
+        version=__version__,
+        description="The browser-facing API over every registered Runtime.",
+        docs_url=None,
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    install_error_handlers(app)
+
+    def source(runtime_id: str) -> Source:
+        return registry.get(require_id(runtime_id, "runtime_id"))
+
+    def worker_id_of(worker_id: str) -> str:
+        return require_id(worker_id, "worker_id")
+
+    def runtime_json(runtime_id: str, body: Any, status_code: int = 200) -> Response:
+        return _json(_wrap_cursors(runtime_id, body), status_code)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/api/runtimes")
+    async def list_runtimes() -> Response:
+        return _json({"runtimes": [_dump(await s.info()) for s in registry.sources()]})
+
+    @app.post("/api/runtimes", status_code=201)
+    async def register_runtime(request: Request) -> Response:
+        body: RegisterRuntime = _validate(RegisterRuntime, await request.body())
+        record = RemoteRecord(
+            runtime_id=body.runtime_id,
+            display_name=body.display_name or body.runtime_id,
+            base_url=body.base_url,
+            token=body.token or "",
+            origin="api",
+        )
+        remote = await registry.add_remote(record, persist=True)
+        return _json({"runtime": _dump(await remote.info())}, 201)
+
+    @app.get("/api/runtimes/{runtime_id}")
+    async def get_runtime(runtime_id: str) -> Response:
+        return _json({"runtime": _dump(await source(runtime_id).info())})
+
+    @app.delete("/api/runtimes/{runtime_id}")
+    async def remove_runtime(runtime_id: str) -> Response:
+        await registry.remove(require_id(runtime_id, "runtime_id"))
+        return _json({"removed": runtime_id})
+
+    @app.get("/api/workers")
+    async def all_workers(limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> Response:
+        """Every Worker of every available source (up to ``limit`` per source), each row
+        with its runtime_id; an unavailable source is listed in ``diagnostics`` instead."""
+        rows: list[Any] = []
+        diagnostics: list[Any] = []
+        for s in registry.sources():
+            if isinstance(s, RemoteSource) and s.status == "unavailable":
+                diagnostics.append(_unavailable_row(s.runtime_id))
+                continue
+            try:
+                page = await s.list_workers(status=None, limit=limit, after=None)
+            except RuntimeUnavailable:
+                diagnostics.append(_unavailable_row(s.runtime_id))
+                continue
+            rows.extend(_wrap_cursors(s.runtime_id, _dump(w)) for w in page.workers)
+        return _json({"workers": rows, "diagnostics": diagnostics})
+
+    @app.get("/api/runtimes/{runtime_id}/workers")
+    async def list_workers(
+        runtime_id: str,
+        status: Annotated[Literal["idle", "running", "stopped"] | None, Query()] = None,
+        limit: Annotated[int | None, Query(ge=1)] = None,
+        after: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> Response:
+        page = await source(runtime_id).list_workers(status=status, limit=limit, after=after)
+        return runtime_json(runtime_id, _dump(page))
+
+    @app.post("/api/runtimes/{runtime_id}/workers", status_code=201)
+    async def create_worker(runtime_id: str, request: Request) -> Response:
+        s = source(runtime_id)
+        body = _validate(CreateWorkerRequest, await request.body(), optional=True)
+        return runtime_json(runtime_id, {"worker": _dump(await s.create_worker(body))}, 201)
+
+    @app.get("/api/runtimes/{runtime_id}/workers/{worker_id}")
+    async def get_worker(runtime_id: str, worker_id: str) -> Response:
+        s = source(runtime_id)
+        return runtime_json(
+            runtime_id, {"worker": _dump(await s.get_worker(worker_id_of(worker_id)))}
+        )
+
+    @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/input")
+    async def send_input(runtime_id: str, worker_id: str, request: Request) -> Response:
+        s, wid = source(runtime_id), worker_id_of(worker_id)
+        body = _validate(InputRequest, await request.body())
+        return runtime_json(runtime_id, {"ack": _dump(await s.send_input(wid, body))})
+
+    @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/stop")
+    async def stop_worker(runtime_id: str, worker_id: str, request: Request) -> Response:
+        s, wid = source(runtime_id), worker_id_of(worker_id)
+        body: StopBody = _validate(StopBody, await request.body(), optional=True)
+        return runtime_json(runtime_id, {"ack": _dump(await s.stop_worker(wid, body.reason))})
+
+    @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/cancel")
+    async def cancel(runtime_id: str, worker_id: str, request: Request) -> Response:
+        s, wid = source(runtime_id), worker_id_of(worker_id)
+        body: CancelBody = _validate(CancelBody, await request.body(), optional=True)
+        ack = await s.cancel(wid, body.turn_id, body.reason)
+        return runtime_json(runtime_id, {"ack": _dump(ack)})
+
+    @app.get("/api/runtimes/{runtime_id}/workers/{worker_id}/transcript")
+    async def read_transcript(
+        runtime_id: str,
+        worker_id: str,
+        start: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int | None, Query(ge=1)] = None,
+    ) -> Response:
+        s, wid = source(runtime_id), worker_id_of(worker_id)
+        page = await s.read_transcript(wid, start, limit)
+        return runtime_json(runtime_id, {"transcript": _dump(page)})
+
+    @app.get("/api/runtimes/{runtime_id}/workers/{worker_id}/events")
+    async def worker_events(
+        runtime_id: str,
+        worker_id: str,
+        cursor: Annotated[str | None, Query(max_length=400)] = None,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=400)] = None,
+    ) -> EventSourceResponse:
+        s, wid = source(runtime_id), worker_id_of(worker_id)
+        wanted = last_event_id or cursor
+        inner = unwrap_cursor(runtime_id, wanted) if wanted else None
+        events = await s.open_events(wid, inner)  # errors here are plain HTTP errors
+        return EventSourceResponse(
+            _sse(runtime_id, events),
+            ping=settings.heartbeat_s,
+            ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
+            sep="\n",
+        )
+
+    return Guard(app, token=settings.token, max_body_bytes=settings.max_body_bytes)
+
+
+def _unavailable_row(runtime_id: str) -> dict[str, Any]:
+    return {
+        "runtime_id": runtime_id,
+        "severity": "error",
+        "code": "runtime_unavailable",
+        "message": "this runtime is unavailable; its Workers are not listed",
+    }
+
+
+def _encode(runtime_id: str, event: Event) -> bytes:
+    body = event.to_dict()
+    if event.cursor is not None:
+        body["cursor"] = wrap_cursor(runtime_id, event.cursor)
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    if event.cursor is None:
+        return f"event: {event.kind}\ndata: {data}\n\n".encode()
+    return f"id: {body['cursor']}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+
+
+async def _sse(runtime_id: str, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    try:
+        yield b"retry: 2000\n\n"
+        async for event in events:
+            yield _encode(runtime_id, event)
+    except WorkerRuntimeError as exc:
+        # A remote refused the stream once it started (e.g. cursor_expired): say so, then end.
+        log.info("stream of runtime %s ended: %s", runtime_id, exc.code)
+        body = {"code": exc.code, "message": exc.message, "details": exc.details}
+        data = json.dumps({"kind": "diagnostic", "runtime_id": runtime_id, "data": body})
+        yield f"event: diagnostic\ndata: {data}\n\n".encode()
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,246 @@
+"""``yoi-workspace-server`` (and ``yoi up``): the Workspace Backend with its embedded Runtime.
+
+The embedded Runtime (runtime_id ``backend-internal``) keeps its Workers in the fs store under
+``<data-dir>/runtime``; the control plane is ``<data-dir>/backend.sqlite3``. Remote runtimes
+come from ``--config`` and from ``POST /api/runtimes``. On loopback no browser token is needed
+unless one is configured; binding another address needs one (``--token-file``/``--token-env``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import anyio
+from anyio.abc import TaskStatus
+
+from worker_runtime import Profiles, Runtime, WorkerRuntimeError
+from worker_runtime.cli import (
+    Bind,
+    StartError,
+    bind_socket,
+    configure_logging,
+    loop_options,
+    make_server_class,
+    parse_bind,
+)
+from worker_runtime.models import is_valid_id
+from worker_runtime.store.fs import FsRuntimeStore
+
+from .app import BackendSettings, create_backend_app
+from .registry import ControlPlane, RemoteRecord, RuntimeRegistry
+from .sources import EmbeddedSource
+
+__all__ = ["build_parser", "main", "run"]
+
+DEFAULT_BIND = "127.0.0.1:8700"
+EMBEDDED_ID = "backend-internal"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def build_parser(prog: str = "yoi-workspace-server") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="Serve the yoi Workspace Backend: one browser-facing API over the "
+        "embedded Runtime and any remote yoi-runtime processes.",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bind", type=parse_bind, default=parse_bind(DEFAULT_BIND), help=f"default {DEFAULT_BIND}"
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path(".yoi"), help="default ./.yoi")
+    tokens = parser.add_mutually_exclusive_group()
+    tokens.add_argument("--token-file", type=Path, default=None, help="browser token file")
+    tokens.add_argument("--token-env", default=None, metavar="VAR", help="browser token env var")
+    parser.add_argument("--config", type=Path, default=None, help="Backend config TOML")
+    parser.add_argument("--profiles", type=Path, default=None, help="profiles TOML (embedded)")
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
+
+
+def _read_token(path: Path | None, env: str | None, what: str) -> str | None:
+    if path is not None:
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise StartError(f"cannot read the {what} token file ({exc.strerror})") from None
+        if not token:
+            raise StartError(f"the {what} token file is empty")
+        return token
+    if env is not None:
+        token = os.environ.get(env, "").strip()
+        if not token:
+            raise StartError(f"the environment variable {env} is not set or empty")
+        return token
+    return None
+
+
+def load_config(path: Path) -> list[RemoteRecord]:
+    """The remote runtimes of a config file::
+
+    [[remote]]
+    runtime_id = "gpu-box"
+    display_name = "GPU box"          # optional
+    base_url = "http://10.0.0.5:38800"
+    token_file = "/etc/yoi/gpu-box.token"   # or token_env = "GPU_BOX_TOKEN"
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise StartError(f"cannot read --config ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise StartError(f"--config is not valid TOML ({exc})") from None
+    unknown = set(data) - {"remote"}
+    if unknown:
+        raise StartError(f"--config: unknown key {sorted(unknown)[0]!r}")
+    records = []
+    for i, entry in enumerate(data.get("remote", [])):
+        where = f"--config: remote #{i + 1}"
+        if not isinstance(entry, dict):
+            raise StartError(f"{where} must be a table")
+        extra = set(entry) - {"runtime_id", "display_name", "base_url", "token_file", "token_env"}
+        if extra:
+            raise StartError(f"{where}: unknown key {sorted(extra)[0]!r}")
+        runtime_id = entry.get("runtime_id")
+        if not isinstance(runtime_id, str) or not is_valid_id(runtime_id):
+            raise StartError(f"{where}: runtime_id is missing or not a valid id")
+        if runtime_id == EMBEDDED_ID:
+            raise StartError(f"{where}: runtime_id {EMBEDDED_ID!r} is the embedded runtime's")
+        base_url = entry.get("base_url")
+        if not isinstance(base_url, str):
+            raise StartError(f"{where}: base_url is missing")
+        token_file = entry.get("token_file")
+        token = _read_token(
+            Path(token_file) if isinstance(token_file, str) else None,
+            entry.get("token_env"),
+            f"remote {runtime_id}",
+        )
+        if token is None:
+            raise StartError(f"{where}: token_file or token_env is required")
+        records.append(
+            RemoteRecord(
+                runtime_id=runtime_id,
+                display_name=str(entry.get("display_name") or runtime_id),
+                base_url=base_url,
+                token=token,
+                origin="config",
+            )
+        )
+    return records
+
+
+async def run(
+    args: argparse.Namespace,
+    token: str | None,
+    remotes: list[RemoteRecord],
+    sock: socket.socket,
+    *,
+    announce: Any = print,
+) -> None:
+    """Serve until SIGTERM/SIGINT; then close the embedded Runtime and stop."""
+    import uvicorn
+
+    profiles = Profiles.from_toml(args.profiles) if args.profiles else Profiles()
+    runtime = Runtime(
+        runtime_id=EMBEDDED_ID,
+        display_name="Backend (embedded)",
+        store=FsRuntimeStore(args.data_dir / "runtime"),
+        profiles=profiles,
+    )
+    control = ControlPlane(args.data_dir / "backend.sqlite3")
+    try:
+        async with runtime, anyio.create_task_group() as tg:
+            registry = RuntimeRegistry(control, tg)
+            registry.add_embedded(EmbeddedSource(runtime, "Backend (embedded)"))
+            for record in remotes:
+                if record.runtime_id not in {s.runtime_id for s in registry.sources()}:
+                    await registry.add_remote(record, persist=False)
+            await registry.load()
+            app = create_backend_app(registry, BackendSettings(token=token))
+            config = uvicorn.Config(
+                app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
+            )
+            server = make_server_class()(config)
+
+            async def watch_signals(*, task_status: TaskStatus[None]) -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    task_status.started()
+                    async for _ in signals:
+                        await runtime.close()
+                        server.should_exit = True
+                        return
+
+            await tg.start(watch_signals)
+            bind: Bind = args.bind
+            announce(
+                f"yoi workspace backend listening on {bind.url(sock.getsockname()[1])}",
+                flush=True,
+            )
+            await server.serve(sockets=[sock])
+            await registry.aclose()
+            tg.cancel_scope.cancel()
+    except WorkerRuntimeError as exc:
+        raise StartError(exc.message) from None
+    finally:
+        control.close()
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "yoi-workspace-server") -> int:
+    """Entry point of ``yoi-workspace-server`` (and of ``yoi up``)."""
+    args = build_parser(prog).parse_args(argv)
+    return serve(args, prog)
+
+
+def serve(args: argparse.Namespace, prog: str) -> int:
+    configure_logging(args.log_level)
+    try:
+        token = _read_token(args.token_file, args.token_env, "browser")
+        if token is None and not args.bind.loopback:
+            print(
+                f"{prog}: binding a non-loopback address needs a browser token "
+                "(--token-file or --token-env)",
+                file=sys.stderr,
+            )
+            return 2
+        remotes = load_config(args.config) if args.config else []
+        if args.profiles is not None:
+            Profiles.from_toml(args.profiles)
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        sock = bind_socket(args.bind)
+    except StartError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except WorkerRuntimeError as exc:
+        print(f"{prog}: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{prog}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        anyio.run(run, args, token, remotes, sock, backend_options=loop_options())
+    except StartError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sock.close()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""The RuntimeRegistry: every runtime source by runtime_id, and the Backend's control plane in
+SQLite (registered remote runtimes and their last known status)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskGroup
+
+from worker_runtime import (
+    InvalidInput,
+    RuntimeExists,
+    RuntimeNotFound,
+    UnsupportedOperation,
+)
+from worker_runtime.models import require_id
+
+from .sources import EmbeddedSource, RemoteSource, Source
+
+__all__ = ["ControlPlane", "RemoteRecord", "RuntimeRegistry"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS remote_runtimes (
+    runtime_id   TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    base_url     TEXT NOT NULL,
+    token        TEXT NOT NULL,
+    origin       TEXT NOT NULL,          -- 'api' (POST /api/runtimes) or 'config'
+    created_at   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runtime_status (
+    runtime_id  TEXT PRIMARY KEY,
+    status      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    checked_at  TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class RemoteRecord:
+    runtime_id: str
+    display_name: str
+    base_url: str
+    token: str
+    origin: str
+
+    def __repr__(self) -> str:
+        return f"RemoteRecord(runtime_id={self.runtime_id!r}, origin={self.origin!r})"
+
+
+class ControlPlane:
+    """The Backend's SQLite database (``<data-dir>/backend.sqlite3``, mode 0600: it holds the
+    remote runtimes' tokens)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def remotes(self) -> list[RemoteRecord]:
+        rows = self._db.execute(
+            "SELECT runtime_id, display_name, base_url, token, origin FROM remote_runtimes "
+            "ORDER BY created_at, runtime_id"
+        ).fetchall()
+        return [RemoteRecord(*row) for row in rows]
+
+    def add_remote(self, record: RemoteRecord) -> None:
+        self._db.execute(
+            "INSERT INTO remote_runtimes VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                record.runtime_id,
+                record.display_name,
+                record.base_url,
+                record.token,
+                record.origin,
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            ),
+        )
+
+    def remove_remote(self, runtime_id: str) -> None:
+        self._db.execute("DELETE FROM remote_runtimes WHERE runtime_id = ?", (runtime_id,))
+        self._db.execute("DELETE FROM runtime_status WHERE runtime_id = ?", (runtime_id,))
+
+    def record_status(self, runtime_id: str, status: str, reason: str) -> None:
+        self._db.execute(
+            "INSERT INTO runtime_status VALUES (?, ?, ?, ?) ON CONFLICT(runtime_id) DO UPDATE "
+            "SET status = excluded.status, reason = excluded.reason, "
+            "checked_at = excluded.checked_at",
+            (runtime_id, status, reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+        )
+
+    def last_status(self, runtime_id: str) -> tuple[str, str] | None:
+        row = self._db.execute(
+            "SELECT status, reason FROM runtime_status WHERE runtime_id = ?", (runtime_id,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class RuntimeRegistry:
+    """Routes by runtime_id. Holds the embedded source and the remote ones; remotes are polled
+    for health in the registry's task group."""
+
+    def __init__(self, control: ControlPlane, task_group: TaskGroup, *, poll_s: float = 2.0):
+        self._control = control
+        self._tg = task_group
+        self._poll_s = poll_s
+        self._sources: dict[str, Source] = {}
+        self._pollers: dict[str, anyio.CancelScope] = {}
+
+    def add_embedded(self, source: EmbeddedSource) -> None:
+        self._sources[source.runtime_id] = source
+
+    def sources(self) -> list[Source]:
+        return list(self._sources.values())
+
+    def get(self, runtime_id: str) -> Source:
+        source = self._sources.get(runtime_id)
+        if source is None:
+            raise RuntimeNotFound(
+                "no runtime with that id is registered", details={"runtime_id": runtime_id[:200]}
+            )
+        return source
+
+    async def add_remote(self, record: RemoteRecord, *, persist: bool) -> RemoteSource:
+        """Register (and, with ``persist``, record in the control plane) a remote runtime."""
+        require_id(record.runtime_id, "runtime_id")
+        _check_base_url(record.base_url)
+        if record.runtime_id in self._sources:
+            raise RuntimeExists(
+                "a runtime with that id is already registered",
+                details={"runtime_id": record.runtime_id},
+            )
+        if persist:
+            self._control.add_remote(record)
+        source = RemoteSource(
+            record.runtime_id,
+            record.display_name,
+            record.base_url,
+            record.token,
+            poll_s=self._poll_s,
+            on_status=self._control.record_status,
+        )
+        self._sources[record.runtime_id] = source
+        await source.check()
+        scope = anyio.CancelScope()
+        self._pollers[record.runtime_id] = scope
+
+        async def poll() -> None:
+            with scope:
+                await source.poll()
+
+        self._tg.start_soon(poll)
+        return source
+
+    async def remove(self, runtime_id: str) -> None:
+        source = self.get(runtime_id)
+        if not isinstance(source, RemoteSource):
+            raise UnsupportedOperation(
+                f"a {source.kind} runtime cannot be removed", details={"runtime_id": runtime_id}
+            )
+        del self._sources[runtime_id]
+        self._pollers.pop(runtime_id).cancel()
+        self._control.remove_remote(runtime_id)
+        await source.aclose()
+
+    async def load(self) -> None:
+        """Register every remote the control plane remembers."""
+        for record in self._control.remotes():
+            if record.runtime_id not in self._sources:
+                await self.add_remote(record, persist=False)
+
+    async def aclose(self) -> None:
+        for scope in self._pollers.values():
+            scope.cancel()
+        for source in self._sources.values():
+            await source.aclose()
+
+
+def _check_base_url(url: str) -> None:
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except Exception:
+        parsed = None
+    if (
+        parsed is None
+        or parsed.scheme not in ("http", "https")
+        or not parsed.host
+        or parsed.query
+        or parsed.fragment
+        or parsed.userinfo
+    ):
+        raise InvalidInput(
+            "base_url must be an http(s) URL with a host and no query, fragment or credentials",
+            details={"field": "base_url"},
+        )

@@ -1,0 +1,424 @@
+"""Runtime sources: what the registry routes to (SPEC §10).
+
+- :class:`EmbeddedSource` holds an in-process :class:`~worker_runtime.Runtime` and calls it
+  directly: no HTTP, no token, no socket.
+- :class:`RemoteSource` reaches a ``yoi-runtime`` process through
+  :class:`~worker_runtime.client.RuntimeClient`; its URL and token stay server-side. A health
+  poll with backoff keeps its status current.
+
+Each source answers the same operations with the library's models and raises the library's
+typed errors, so the Backend passes Runtime error codes through 1:1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import anyio
+from pydantic import BaseModel
+
+from worker_runtime import (
+    CancelAck,
+    CreateWorkerRequest,
+    Event,
+    InputAck,
+    InputRequest,
+    Runtime,
+    RuntimeUnavailable,
+    StopAck,
+    Subscription,
+    TranscriptPage,
+    Unauthorized,
+    WorkerDetail,
+    WorkerPage,
+    WorkerRuntimeError,
+)
+from worker_runtime.client import RuntimeClient
+
+__all__ = [
+    "Capabilities",
+    "EmbeddedSource",
+    "RemoteSource",
+    "RuntimeInfo",
+    "Source",
+    "SourceDiagnostic",
+]
+
+log = logging.getLogger("yoi_workspace_server.sources")
+
+SourceKind = Literal["embedded", "remote", "local_compatibility"]
+SourceStatus = Literal["running", "stopped", "unavailable"]
+
+
+class Capabilities(BaseModel):
+    can_create: bool
+    can_input: bool
+    can_stop: bool
+    can_cancel: bool
+    can_read_transcript: bool
+    can_stream_events: bool
+
+
+ALL_CAPABILITIES = Capabilities(
+    can_create=True,
+    can_input=True,
+    can_stop=True,
+    can_cancel=True,
+    can_read_transcript=True,
+    can_stream_events=True,
+)
+
+
+class SourceDiagnostic(BaseModel):
+    """A diagnostic of a source. ``code`` is prefixed by the source's kind (``embedded.``,
+    ``remote.``) so that diagnostics of different sources never look alike."""
+
+    severity: Literal["info", "warning", "error"]
+    code: str
+    message: str
+    at: str
+
+
+class RuntimeInfo(BaseModel):
+    """What every source reports (SPEC §10)."""
+
+    runtime_id: str
+    display_name: str
+    kind: SourceKind
+    implementation: str
+    status: SourceStatus
+    capabilities: Capabilities
+    diagnostics: list[SourceDiagnostic]
+
+
+class Source(Protocol):
+    """One Runtime as the registry sees it."""
+
+    runtime_id: str
+    display_name: str
+    kind: SourceKind
+
+    async def info(self) -> RuntimeInfo: ...
+
+    async def list_workers(
+        self, *, status: str | None, limit: int | None, after: str | None
+    ) -> WorkerPage: ...
+
+    async def create_worker(self, request: CreateWorkerRequest) -> WorkerDetail: ...
+
+    async def get_worker(self, worker_id: str) -> WorkerDetail: ...
+
+    async def send_input(self, worker_id: str, request: InputRequest) -> InputAck: ...
+
+    async def stop_worker(self, worker_id: str, reason: str | None) -> StopAck: ...
+
+    async def cancel(
+        self, worker_id: str, turn_id: str | None, reason: str | None
+    ) -> CancelAck: ...
+
+    async def read_transcript(
+        self, worker_id: str, start: int, limit: int | None
+    ) -> TranscriptPage: ...
+
+    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncIterator[Event]:
+        """A Worker's events after ``cursor`` (a cursor of this Runtime). What can be checked
+        before the stream starts raises here; a remote source keeps the iterator alive across
+        the Runtime's outages, yielding a ``runtime_unavailable`` notice when it is lost."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+async def _iterate(subscription: Subscription) -> AsyncIterator[Event]:
+    async with subscription:
+        async for event in subscription:
+            yield event
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def notice(runtime_id: str, worker_id: str | None, code: str, message: str) -> Event:
+    """A diagnostic notice that is not part of any log (no cursor)."""
+    return Event(
+        position=-1,
+        cursor=None,
+        kind="diagnostic",
+        runtime_id=runtime_id,
+        worker_id=worker_id,
+        turn_id=None,
+        at=_now(),
+        data={"severity": "warning", "code": code, "message": message},
+    )
+
+
+class EmbeddedSource:
+    """The Backend's own in-process Runtime, called directly."""
+
+    kind: SourceKind = "embedded"
+
+    def __init__(self, runtime: Runtime, display_name: str) -> None:
+        self.runtime = runtime
+        self.runtime_id = runtime.runtime_id
+        self.display_name = display_name
+
+    async def info(self) -> RuntimeInfo:
+        summary = await self.runtime.summary()
+        diagnostics = [
+            SourceDiagnostic(
+                severity=d.severity, code=f"embedded.{d.code}", message=d.message, at=d.at
+            )
+            for d in await self.runtime.diagnostics(20)
+        ]
+        return RuntimeInfo(
+            runtime_id=self.runtime_id,
+            display_name=self.display_name,
+            kind="embedded",
+            implementation=f"worker_runtime.Runtime ({summary.store} store)",
+            status="running" if summary.status == "running" else "stopped",
+            capabilities=ALL_CAPABILITIES,
+            diagnostics=diagnostics,
+        )
+
+    async def list_workers(
+        self, *, status: str | None, limit: int | None, after: str | None
+    ) -> WorkerPage:
+        return await self.runtime.list_workers(status=status, limit=limit, after=after)
+
+    async def create_worker(self, request: CreateWorkerRequest) -> WorkerDetail:
+        return await self.runtime.create_worker(request)
+
+    async def get_worker(self, worker_id: str) -> WorkerDetail:
+        return await self.runtime.get_worker(self.runtime.ref(worker_id))
+
+    async def send_input(self, worker_id: str, request: InputRequest) -> InputAck:
+        return await self.runtime.send_input(self.runtime.ref(worker_id), request)
+
+    async def stop_worker(self, worker_id: str, reason: str | None) -> StopAck:
+        return await self.runtime.stop_worker(self.runtime.ref(worker_id), reason=reason)
+
+    async def cancel(self, worker_id: str, turn_id: str | None, reason: str | None) -> CancelAck:
+        ref = self.runtime.ref(worker_id)
+        return await self.runtime.cancel(ref, turn_id=turn_id, reason=reason)
+
+    async def read_transcript(
+        self, worker_id: str, start: int, limit: int | None
+    ) -> TranscriptPage:
+        ref = self.runtime.ref(worker_id)
+        return await self.runtime.read_transcript(ref, start=start, limit=limit)
+
+    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncIterator[Event]:
+        subscription = self.runtime.subscribe(cursor=cursor, worker=self.runtime.ref(worker_id))
+        return _iterate(subscription)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class _Health:
+    status: SourceStatus = "unavailable"
+    reason: str = "unreachable"
+    checked_at: str = ""
+    failures: int = 0
+    diagnostics: list[SourceDiagnostic] = field(default_factory=list)
+
+
+class RemoteSource:
+    """A ``yoi-runtime`` process. Its base URL and token never leave this object: its repr,
+    its errors and its diagnostics carry neither."""
+
+    kind: SourceKind = "remote"
+
+    def __init__(
+        self,
+        runtime_id: str,
+        display_name: str,
+        base_url: str,
+        token: str,
+        *,
+        timeout_s: float = 5.0,
+        poll_s: float = 2.0,
+        on_status: Any = None,
+    ) -> None:
+        self.runtime_id = runtime_id
+        self.display_name = display_name
+        self._client = RuntimeClient(base_url, token=token, timeout_s=timeout_s)
+        self._poll_s = poll_s
+        self._health = _Health()
+        self._on_status = on_status
+
+    def __repr__(self) -> str:
+        return f"RemoteSource(runtime_id={self.runtime_id!r})"
+
+    @property
+    def status(self) -> SourceStatus:
+        return self._health.status
+
+    # -- health ------------------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """Ask the remote for its summary once and record what that says."""
+        health = self._health
+        try:
+            summary = await self._client.summary()
+        except Unauthorized:
+            self._set(health, "unavailable", "auth_failed")
+        except RuntimeUnavailable as exc:
+            self._set(health, "unavailable", str(exc.details.get("reason", "unreachable")))
+        except WorkerRuntimeError:
+            self._set(health, "unavailable", "unreachable")
+        else:
+            if summary.runtime_id != self.runtime_id:
+                self._set(health, "unavailable", "runtime_id_mismatch")
+            else:
+                self._set(health, "running" if summary.status == "running" else "stopped", "")
+
+    def _set(self, health: _Health, status: SourceStatus, reason: str) -> None:
+        changed = (health.status, health.reason) != (status, reason)
+        health.status, health.reason, health.checked_at = status, reason, _now()
+        health.failures = health.failures + 1 if status == "unavailable" else 0
+        if changed:
+            if status == "unavailable":
+                health.diagnostics = [
+                    SourceDiagnostic(
+                        severity="error",
+                        code=f"remote.{reason}",
+                        message=f"the runtime is unavailable ({reason})",
+                        at=health.checked_at,
+                    )
+                ]
+            else:
+                health.diagnostics = []
+            log.info("runtime %s is %s %s", self.runtime_id, status, reason)
+            if self._on_status is not None:
+                self._on_status(self.runtime_id, status, reason)
+
+    async def poll(self) -> None:
+        """Check forever: every ``poll_s`` while healthy, backing off up to 4× that while
+        not (so a remote that comes back is seen within a few seconds)."""
+        while True:
+            await self.check()
+            failures = self._health.failures
+            await anyio.sleep(self._poll_s * min(4, 2 ** max(0, failures - 1)) / 2)
+
+    def _require_available(self) -> None:
+        if self._health.status == "unavailable" and self._health.failures > 0:
+            reason = self._health.reason
+            if reason == "runtime_id_mismatch":
+                reason = "unreachable"
+            raise RuntimeUnavailable("the runtime is unavailable", details={"reason": reason})
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except Unauthorized:
+            raise RuntimeUnavailable(
+                "the runtime refused the Backend's token", details={"reason": "auth_failed"}
+            ) from None
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def info(self) -> RuntimeInfo:
+        health = self._health
+        return RuntimeInfo(
+            runtime_id=self.runtime_id,
+            display_name=self.display_name,
+            kind="remote",
+            implementation="yoi-runtime (HTTP)",
+            status=health.status,
+            capabilities=ALL_CAPABILITIES,
+            diagnostics=list(health.diagnostics),
+        )
+
+    async def list_workers(
+        self, *, status: str | None, limit: int | None, after: str | None
+    ) -> WorkerPage:
+        page: WorkerPage = await self._call(
+            self._client.list_workers(status=status, limit=limit, after=after)
+        )
+        return page
+
+    async def create_worker(self, request: CreateWorkerRequest) -> WorkerDetail:
+        detail: WorkerDetail = await self._call(self._client.create_worker(request))
+        return detail
+
+    async def get_worker(self, worker_id: str) -> WorkerDetail:
+        detail: WorkerDetail = await self._call(self._client.get_worker(worker_id))
+        return detail
+
+    async def send_input(self, worker_id: str, request: InputRequest) -> InputAck:
+        ack: InputAck = await self._call(self._client.send_input(worker_id, request))
+        return ack
+
+    async def stop_worker(self, worker_id: str, reason: str | None) -> StopAck:
+        ack: StopAck = await self._call(self._client.stop_worker(worker_id, reason=reason))
+        return ack
+
+    async def cancel(self, worker_id: str, turn_id: str | None, reason: str | None) -> CancelAck:
+        ack: CancelAck = await self._call(
+            self._client.cancel(worker_id, turn_id=turn_id, reason=reason)
+        )
+        return ack
+
+    async def read_transcript(
+        self, worker_id: str, start: int, limit: int | None
+    ) -> TranscriptPage:
+        page: TranscriptPage = await self._call(
+            self._client.read_transcript(worker_id, start=start, limit=limit)
+        )
+        return page
+
+    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncIterator[Event]:
+        """The Worker must exist (checked now); then its events, as :meth:`_events`."""
+        await self.get_worker(worker_id)
+        return self._events(worker_id, cursor)
+
+    async def _events(self, worker_id: str | None, cursor: str | None) -> AsyncIterator[Event]:
+        """The remote's events, kept alive across its outages: when the connection is lost
+        the browser gets one ``runtime_unavailable`` notice, and the stream resumes from the
+        last cursor when the remote is back (events are neither lost nor repeated)."""
+        first = True
+        lost = False
+        delay = 0.1
+        while True:
+            stream = self._client.stream_events(cursor=cursor, worker_id=worker_id, reconnect=False)
+            try:
+                async with aclosing(stream):
+                    async for event in stream:
+                        first = False
+                        delay = 0.1
+                        lost = False
+                        if event.cursor is not None:
+                            cursor = event.cursor
+                        elif event.data.get("code") == "runtime_shutdown":
+                            continue  # the remote restarts or goes away: handled below
+                        yield event
+                return  # the remote ended the stream for good (resync_required)
+            except Unauthorized:
+                raise RuntimeUnavailable(
+                    "the runtime refused the Backend's token", details={"reason": "auth_failed"}
+                ) from None
+            except RuntimeUnavailable:
+                if first:
+                    raise
+            first = False
+            if not lost:
+                lost = True
+                yield notice(
+                    self.runtime_id,
+                    worker_id,
+                    "runtime_unavailable",
+                    "the runtime is unavailable; the stream resumes when it is back",
+                )
+            await anyio.sleep(delay)
+            delay = min(2.0, delay * 2)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
