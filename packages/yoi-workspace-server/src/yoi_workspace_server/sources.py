@@ -301,8 +301,9 @@ class RemoteSource:
                 self._on_status(self.runtime_id, status, reason)
 
     async def poll(self) -> None:
-        """Check forever: every ``poll_s`` while healthy, backing off up to 4× that while
-        not (so a remote that comes back is seen within a few seconds)."""
+        """Check forever: every ``poll_s / 2`` while healthy (so a failure shows within
+        ``poll_s``), backing off to ``2 * poll_s`` while not (so a remote that comes back is
+        seen within a few seconds)."""
         while True:
             await self.check()
             failures = self._health.failures
