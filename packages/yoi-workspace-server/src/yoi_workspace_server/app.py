@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from worker_runtime import (
@@ -33,8 +33,7 @@ from worker_runtime import (
     RuntimeUnavailable,
     WorkerRuntimeError,
 )
-from worker_runtime.errors import invalid_input_from
-from worker_runtime.http import Guard, install_error_handlers
+from worker_runtime.http import Guard, install_error_handlers, validate_body
 from worker_runtime.models import require_id
 
 from . import __version__
@@ -137,15 +136,6 @@ def _dump(model: BaseModel) -> Any:
     return model.model_dump(mode="json")
 
 
-def _validate(model: type[Any], raw: bytes, *, optional: bool = False) -> Any:
-    if optional and not raw.strip():
-        raw = b"{}"
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        raise invalid_input_from(exc.errors()) from None
-
-
 def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> Any:
     """The Backend's ASGI app over ``registry``."""
     app = FastAPI(
@@ -177,7 +167,7 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
 
     @app.post("/api/runtimes", status_code=201)
     async def register_runtime(request: Request) -> Response:
-        body: RegisterRuntime = _validate(RegisterRuntime, await request.body())
+        body: RegisterRuntime = validate_body(RegisterRuntime, await request.body())
         record = RemoteRecord(
             runtime_id=body.runtime_id,
             display_name=body.display_name or body.runtime_id,
@@ -228,7 +218,7 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
     @app.post("/api/runtimes/{runtime_id}/workers", status_code=201)
     async def create_worker(runtime_id: str, request: Request) -> Response:
         s = source(runtime_id)
-        body = _validate(CreateWorkerRequest, await request.body(), optional=True)
+        body = validate_body(CreateWorkerRequest, await request.body(), optional=True)
         return runtime_json(runtime_id, {"worker": _dump(await s.create_worker(body))}, 201)
 
     @app.get("/api/runtimes/{runtime_id}/workers/{worker_id}")
@@ -241,19 +231,19 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
     @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/input")
     async def send_input(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
-        body = _validate(InputRequest, await request.body())
+        body = validate_body(InputRequest, await request.body())
         return runtime_json(runtime_id, {"ack": _dump(await s.send_input(wid, body))})
 
     @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/stop")
     async def stop_worker(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
-        body: StopBody = _validate(StopBody, await request.body(), optional=True)
+        body: StopBody = validate_body(StopBody, await request.body(), optional=True)
         return runtime_json(runtime_id, {"ack": _dump(await s.stop_worker(wid, body.reason))})
 
     @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/cancel")
     async def cancel(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
-        body: CancelBody = _validate(CancelBody, await request.body(), optional=True)
+        body: CancelBody = validate_body(CancelBody, await request.body(), optional=True)
         ack = await s.cancel(wid, body.turn_id, body.reason)
         return runtime_json(runtime_id, {"ack": _dump(ack)})
 

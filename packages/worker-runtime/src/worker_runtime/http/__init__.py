@@ -16,7 +16,13 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
     raise MissingExtraError("http-server") from exc
 
-from ._app import HttpSettings, create_app, install_error_handlers
+from ._app import HttpSettings, create_app, install_error_handlers, validate_body
 from ._guard import Guard
 
-__all__ = ["Guard", "HttpSettings", "create_app", "install_error_handlers"]
+__all__ = [
+    "Guard",
+    "HttpSettings",
+    "create_app",
+    "install_error_handlers",
+    "validate_body",
+]

@@ -43,7 +43,7 @@ from .. import (
 from ..errors import invalid_input_from
 from ._guard import Guard
 
-__all__ = ["HttpSettings", "create_app", "install_error_handlers"]
+__all__ = ["HttpSettings", "create_app", "install_error_handlers", "validate_body"]
 
 log = logging.getLogger("worker_runtime.http")
 
@@ -167,7 +167,7 @@ def _json_body(model: type[BaseModel], *, required: bool = True) -> dict[str, An
     }
 
 
-def _validate_body(model: type[M], raw: bytes, *, optional: bool = False) -> M:
+def validate_body(model: type[M], raw: bytes, *, optional: bool = False) -> M:
     """Validate a JSON body with pydantic's JSON validator (a fraction of the cost of
     FastAPI's generic body handling); failures are ``invalid_input`` naming the field. An
     empty optional body is ``{}``."""
@@ -246,7 +246,7 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
         openapi_extra=_json_body(InputRequest),
     )
     async def send_input(worker_id: str, request: Request) -> Response:
-        body = _validate_body(InputRequest, await request.body())
+        body = validate_body(InputRequest, await request.body())
         ref = runtime.ref(worker_id)
         return _json(InputAckResponse(ack=await runtime.send_input(ref, body)))
 
@@ -276,7 +276,7 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
         openapi_extra=_json_body(CreateWorkerRequest, required=False),
     )
     async def create_worker(request: Request) -> Response:
-        body = _validate_body(CreateWorkerRequest, await request.body(), optional=True)
+        body = validate_body(CreateWorkerRequest, await request.body(), optional=True)
         return _json(WorkerResponse(worker=await runtime.create_worker(body)), 201)
 
     @app.get("/v1/workers/{worker_id}", response_model=WorkerResponse, tags=["workers"])
@@ -290,7 +290,7 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
         openapi_extra=_json_body(StopRequest, required=False),
     )
     async def stop_worker(worker_id: str, request: Request) -> Response:
-        body = _validate_body(StopRequest, await request.body(), optional=True)
+        body = validate_body(StopRequest, await request.body(), optional=True)
         ref = runtime.ref(worker_id)
         return _json(StopAckResponse(ack=await runtime.stop_worker(ref, reason=body.reason)))
 
@@ -301,7 +301,7 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
         openapi_extra=_json_body(CancelRequest, required=False),
     )
     async def cancel(worker_id: str, request: Request) -> Response:
-        body = _validate_body(CancelRequest, await request.body(), optional=True)
+        body = validate_body(CancelRequest, await request.body(), optional=True)
         ref = runtime.ref(worker_id)
         ack = await runtime.cancel(ref, turn_id=body.turn_id, reason=body.reason)
         return _json(CancelAckResponse(ack=ack))
