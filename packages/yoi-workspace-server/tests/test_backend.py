@@ -61,7 +61,8 @@ def backend(data: Path, port: int) -> Iterator[httpx.Client]:
         sys.executable, "-m", "yoi_workspace_server.cli",
         "--bind", f"127.0.0.1:{port}", "--data-dir", str(data),
     ]  # fmt: skip
-    with process(args, "listening on"), Recorder(f"http://127.0.0.1:{port}") as client:
+    with process(args, "listening on") as proc, Recorder(f"http://127.0.0.1:{port}") as client:
+        client.proc = proc
         yield client
 
 
@@ -80,6 +81,7 @@ class Recorder(httpx.Client):
     """An httpx client that keeps every response (headers and body) for the leak scan."""
 
     seen: list[str]
+    proc: Any
 
     def __init__(self, base_url: str) -> None:
         super().__init__(base_url=base_url, timeout=10)
@@ -246,6 +248,14 @@ def test_the_backend_end_to_end(tmp_path: Path) -> None:
         assert kinds[0] == "input_accepted"
         assert kinds[-1] == "turn_completed"
         seen += c.seen
+        # SIGTERM with a remote's stream open: the browser's stream ends with runtime_shutdown.
+        with c.stream("GET", f"{rbase}/workers/{rwid}/events") as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("retry:")
+            c.proc.send_signal(signal.SIGTERM)
+            rest = list(lines)
+        assert any('"code":"runtime_shutdown"' in line for line in rest), rest
+        assert c.proc.wait(timeout=20) == 0
 
     secrets = [RUNTIME_TOKEN, PROVIDER_KEY, str(tmp_path), remote_url, f"127.0.0.1:{rport}"]
     for text in seen:

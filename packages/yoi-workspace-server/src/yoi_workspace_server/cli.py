@@ -183,6 +183,7 @@ async def run(
                     task_status.started()
                     async for _ in signals:
                         await runtime.close()
+                        registry.end_streams()
                         server.should_exit = True
                         return
 

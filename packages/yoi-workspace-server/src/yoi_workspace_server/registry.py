@@ -181,6 +181,13 @@ class RuntimeRegistry:
             if record.runtime_id not in self._sources:
                 await self.add_remote(record, persist=False)
 
+    def end_streams(self) -> None:
+        """End the remote sources' open streams (the embedded Runtime ends its own when it
+        closes)."""
+        for source in self._sources.values():
+            if isinstance(source, RemoteSource):
+                source.end_streams()
+
     async def aclose(self) -> None:
         for scope in self._pollers.values():
             scope.cancel()

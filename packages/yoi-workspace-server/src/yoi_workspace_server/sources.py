@@ -253,6 +253,7 @@ class RemoteSource:
         self._poll_s = poll_s
         self._health = _Health()
         self._on_status = on_status
+        self._streams: set[anyio.CancelScope] = set()
 
     def __repr__(self) -> str:
         return f"RemoteSource(runtime_id={self.runtime_id!r})"
@@ -385,41 +386,57 @@ class RemoteSource:
         """The remote's events, kept alive across its outages: when the connection is lost
         the browser gets one ``runtime_unavailable`` notice, and the stream resumes from the
         last cursor when the remote is back (events are neither lost nor repeated)."""
-        first = True
-        lost = False
-        delay = 0.1
-        while True:
-            stream = self._client.stream_events(cursor=cursor, worker_id=worker_id, reconnect=False)
-            try:
-                async with aclosing(stream):
-                    async for event in stream:
-                        first = False
-                        delay = 0.1
-                        lost = False
-                        if event.cursor is not None:
-                            cursor = event.cursor
-                        elif event.data.get("code") == "runtime_shutdown":
-                            continue  # the remote restarts or goes away: handled below
-                        yield event
-                return  # the remote ended the stream for good (resync_required)
-            except Unauthorized:
-                raise RuntimeUnavailable(
-                    "the runtime refused the Backend's token", details={"reason": "auth_failed"}
-                ) from None
-            except RuntimeUnavailable:
-                if first:
-                    raise
-            first = False
-            if not lost:
-                lost = True
-                yield notice(
-                    self.runtime_id,
-                    worker_id,
-                    "runtime_unavailable",
-                    "the runtime is unavailable; the stream resumes when it is back",
-                )
-            await anyio.sleep(delay)
-            delay = min(2.0, delay * 2)
+        scope = anyio.CancelScope()
+        self._streams.add(scope)
+        try:
+            with scope:
+                first = True
+                lost = False
+                delay = 0.1
+                while True:
+                    stream = self._client.stream_events(
+                        cursor=cursor, worker_id=worker_id, reconnect=False
+                    )
+                    try:
+                        async with aclosing(stream):
+                            async for event in stream:
+                                first = False
+                                delay = 0.1
+                                lost = False
+                                if event.cursor is not None:
+                                    cursor = event.cursor
+                                elif event.data.get("code") == "runtime_shutdown":
+                                    continue  # the remote restarts or goes away: handled below
+                                yield event
+                        return  # the remote ended the stream for good (resync_required)
+                    except Unauthorized:
+                        raise RuntimeUnavailable(
+                            "the runtime refused the Backend's token",
+                            details={"reason": "auth_failed"},
+                        ) from None
+                    except RuntimeUnavailable:
+                        if first:
+                            raise
+                    first = False
+                    if not lost:
+                        lost = True
+                        yield notice(
+                            self.runtime_id,
+                            worker_id,
+                            "runtime_unavailable",
+                            "the runtime is unavailable; the stream resumes when it is back",
+                        )
+                    await anyio.sleep(delay)
+                    delay = min(2.0, delay * 2)
+        finally:
+            self._streams.discard(scope)
+        # Only the Backend's shutdown (end_streams) gets here.
+        yield notice(self.runtime_id, worker_id, "runtime_shutdown", "the Backend is shutting down")
+
+    def end_streams(self) -> None:
+        """End every open stream of this source with a ``runtime_shutdown`` notice."""
+        for scope in list(self._streams):
+            scope.cancel()
 
     async def aclose(self) -> None:
         await self._client.aclose()
