@@ -35,9 +35,12 @@ def free_socket(port: int = 0) -> socket.socket:
 
 
 @asynccontextmanager
-async def serve(runtime: Runtime, port: int = 0, **settings: Any) -> AsyncIterator[str]:
+async def serve(
+    runtime: Runtime, port: int = 0, *, close_runtime: bool = True, **settings: Any
+) -> AsyncIterator[str]:
     """Serve ``runtime`` on 127.0.0.1 (``port`` 0: a free one); yields the base URL. On exit the
-    Runtime is closed first (streams get runtime_shutdown), then the server stops."""
+    Runtime is closed first (streams get runtime_shutdown), then the server stops. Without
+    ``close_runtime`` the Runtime stays open and open streams are dropped, as in a crash."""
     app = create_app(runtime, HttpSettings(token=TOKEN, **settings))
     sock = free_socket(port)
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
@@ -50,7 +53,11 @@ async def serve(runtime: Runtime, port: int = 0, **settings: Any) -> AsyncIterat
             try:
                 yield f"http://127.0.0.1:{sock.getsockname()[1]}"
             finally:
-                await runtime.close()
+                if close_runtime:
+                    await runtime.close()
+                else:  # a crash: every open connection is cut
+                    for connection in list(server.server_state.connections):
+                        connection.transport.abort()
                 server.should_exit = True
     finally:
         sock.close()

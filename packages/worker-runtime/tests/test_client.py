@@ -147,9 +147,11 @@ async def test_stream_errors_are_typed_and_not_retried() -> None:
                     await anext(events)
 
 
-async def test_stream_events_reconnects_without_gaps_or_repeats() -> None:
+@pytest.mark.parametrize("outage_notices", [False, True])
+async def test_stream_events_reconnects_without_gaps_or_repeats(outage_notices: bool) -> None:
     """When the server drops the connection mid-turn, the client reconnects from its last
-    cursor: the consumer sees each event exactly once, in log order."""
+    cursor: the consumer sees each event exactly once, in log order; with outage_notices it
+    is also told once that the runtime was lost."""
     backend = ScriptedBackend(default=ScriptedTurn.reply(*[f"w{i} " for i in range(60)]))
     async with open_runtime(scripted=backend) as rt:
         body = {"profile": {"kind": "named", "name": "scripted"}}
@@ -159,14 +161,17 @@ async def test_stream_events_reconnects_without_gaps_or_repeats() -> None:
         async with anyio.create_task_group() as tg:
 
             async def consume(client: RuntimeClient) -> None:
-                async with aclosing(client.stream_events(worker_id=wid, backoff_s=0.05)) as ev:
+                stream = client.stream_events(
+                    worker_id=wid, backoff_s=0.05, outage_notices=outage_notices
+                )
+                async with aclosing(stream) as ev:
                     async for event in ev:
                         got.append(event)
                         if len([e for e in got if e.kind == "turn_completed"]) == 2:
                             return
 
             client = RuntimeClient(f"http://127.0.0.1:{port}", token=TOKEN)
-            async with _serving(rt, port, close_runtime=False):
+            async with serve(rt, port, close_runtime=False):
                 tg.start_soon(consume, client)
                 await anyio.sleep(0.2)
                 backend.push(ScriptedTurn.reply(*[f"a{i} " for i in range(60)], delay_s=0.003))
@@ -177,14 +182,16 @@ async def test_stream_events_reconnects_without_gaps_or_repeats() -> None:
             # The server is gone mid-turn; the turn goes on. Serve again on the same port.
             backend.push(ScriptedTurn.reply(*[f"b{i} " for i in range(10)]))
             await rt.send_input(rt.ref(wid), InputRequest(content="two", on_busy="enqueue"))
-            async with _serving(rt, port, close_runtime=False):
+            async with serve(rt, port, close_runtime=False):
                 with anyio.fail_after(15):
                     while len([e for e in got if e.kind == "turn_completed"]) < 2:
                         await anyio.sleep(0.01)
             await client.aclose()
-        cursors = [e.cursor for e in got]
+        notices = [e.data["code"] for e in got if e.cursor is None]
+        assert notices == (["runtime_unavailable"] if outage_notices else [])
+        cursors = [e.cursor for e in got if e.cursor is not None]
         assert len(cursors) == len(set(cursors))
-        page = await rt.read_events(cursor=got[0].cursor, worker=rt.ref(wid), limit=1000)
+        page = await rt.read_events(cursor=cursors[0], worker=rt.ref(wid), limit=1000)
         assert cursors[1:] == [e["cursor"] for e in page.events][: len(cursors) - 1]
 
 
@@ -192,50 +199,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class _serving:
-    """serve() on a fixed port that may leave the Runtime open (to restart the server)."""
-
-    def __init__(self, runtime: Any, port: int, *, close_runtime: bool) -> None:
-        self._cm = serve(runtime, port) if close_runtime else _serve_keep(runtime, port)
-
-    async def __aenter__(self) -> str:
-        return await self._cm.__aenter__()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self._cm.__aexit__(*exc)
-
-
-def _serve_keep(runtime: Any, port: int) -> Any:
-    from contextlib import asynccontextmanager
-
-    import uvicorn
-
-    from worker_runtime.http import HttpSettings, create_app
-
-    from .servers import free_socket
-
-    @asynccontextmanager
-    async def cm() -> Any:
-        sock = free_socket(port)
-        app = create_app(runtime, HttpSettings(token=TOKEN))
-        server = uvicorn.Server(
-            uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
-        )
-        server.capture_signals = lambda: __import__("contextlib").nullcontext()  # type: ignore[method-assign]
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(server.serve, [sock])
-                while not server.started:
-                    await anyio.sleep(0.01)
-                yield f"http://127.0.0.1:{port}"
-                server.should_exit = True
-                server.force_exit = True  # drop open streams now, as a crash would
-        finally:
-            sock.close()
-
-    return cm()
 
 
 # -- a real yoi-runtime process, restarted -------------------------------------------------

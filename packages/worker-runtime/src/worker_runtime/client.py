@@ -16,7 +16,8 @@ import json
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -37,7 +38,7 @@ from .errors import (
     WorkerRuntimeError,
     error_from_envelope,
 )
-from .events import Event, decode_cursor
+from .events import Event, decode_cursor, now_rfc3339
 from .models import (
     CancelAck,
     CreateWorkerRequest,
@@ -172,6 +173,7 @@ class RuntimeClient:
         max_attempts: int | None = None,
         backoff_s: float = 0.1,
         max_backoff_s: float = 5.0,
+        outage_notices: bool = False,
     ) -> AsyncGenerator[Event, None]:
         """Events after ``cursor`` (new events only without one), runtime-wide or for one
         Worker, as :class:`~worker_runtime.Event` values.
@@ -184,24 +186,34 @@ class RuntimeClient:
         Only ``runtime_unavailable`` is retried; every other error (``cursor_malformed``,
         ``cursor_unknown``, ``cursor_expired``, ``worker_not_found``, ``unauthorized`` …) is
         raised at once, since reconnecting cannot cure it.
+
+        With ``outage_notices``, the first failed attempt of each outage is also delivered, as
+        a ``diagnostic`` notice (no cursor) with ``code: runtime_unavailable`` and the reason.
         """
         path = "/v1/events" if worker_id is None else _worker_path(worker_id, "events")
         seen: OrderedDict[str, None] = OrderedDict()
         failures = 0
+        runtime_id = ""  # learnt from the events, for outage notices
         while True:
             try:
-                async for event in self._stream_once(path, cursor):
-                    failures = 0
-                    if event.cursor is not None:
-                        if event.cursor in seen:
+                async with aclosing(self._stream_once(path, cursor)) as events:
+                    async for event in events:
+                        failures = 0
+                        if event is None:  # connected
                             continue
-                        seen[event.cursor] = None
-                        if len(seen) > _SEEN_CURSORS:
-                            seen.popitem(last=False)
-                        cursor = event.cursor
-                    yield event
-                    if event.kind == "diagnostic" and event.data.get("code") == "resync_required":
-                        return
+                        runtime_id = event.runtime_id
+                        if event.cursor is not None:
+                            if event.cursor in seen:
+                                continue
+                            seen[event.cursor] = None
+                            if len(seen) > _SEEN_CURSORS:
+                                seen.popitem(last=False)
+                            cursor = event.cursor
+                        yield event
+                        if event.kind == "diagnostic" and event.data.get("code") == (
+                            "resync_required"
+                        ):
+                            return
                 error = RuntimeUnavailable(
                     "the event stream ended", details={"reason": "stream_ended"}
                 )
@@ -212,11 +224,31 @@ class RuntimeClient:
             failures += 1
             if max_attempts is not None and failures >= max_attempts:
                 raise error
+            if outage_notices and failures == 1:
+                reason = str(error.details.get("reason", "unreachable"))
+                yield Event(
+                    position=-1,
+                    cursor=None,
+                    kind="diagnostic",
+                    runtime_id=runtime_id,
+                    worker_id=worker_id,
+                    turn_id=None,
+                    at=now_rfc3339(),
+                    data={
+                        "severity": "warning",
+                        "code": "runtime_unavailable",
+                        "message": "the runtime is unavailable; the stream resumes when it is back",
+                        "reason": reason,
+                    },
+                )
             delay = min(max_backoff_s, backoff_s * 2 ** (failures - 1))
             log.info("event stream lost (%s); reconnecting in %.2f s", error.code, delay)
             await anyio.sleep(delay * (0.5 + random.random() / 2))
 
-    async def _stream_once(self, path: str, cursor: str | None) -> AsyncIterator[Event]:
+    async def _stream_once(
+        self, path: str, cursor: str | None
+    ) -> AsyncGenerator[Event | None, None]:
+        """One connection: ``None`` once it is open, then its events."""
         params = _params(cursor=cursor)
         try:
             async with aconnect_sse(
@@ -226,6 +258,7 @@ class RuntimeClient:
                 if response.status_code != 200:
                     await response.aread()
                     raise _error_of(response)
+                yield None
                 async for message in source.aiter_sse():
                     if not message.data:
                         continue

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
 from pydantic import BaseModel
@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("yoi_workspace_server.sources")
+
+T = TypeVar("T")
 
 SourceKind = Literal["embedded", "remote", "local_compatibility"]
 SourceStatus = Literal["running", "stopped", "unavailable"]
@@ -138,6 +140,12 @@ async def _iterate(subscription: Subscription) -> AsyncIterator[Event]:
     async with subscription:
         async for event in subscription:
             yield event
+
+
+def _auth_failed() -> RuntimeUnavailable:
+    return RuntimeUnavailable(
+        "the runtime refused the Backend's token", details={"reason": "auth_failed"}
+    )
 
 
 def _now() -> str:
@@ -266,22 +274,22 @@ class RemoteSource:
 
     async def check(self) -> None:
         """Ask the remote for its summary once and record what that says."""
-        health = self._health
         try:
             summary = await self._client.summary()
         except Unauthorized:
-            self._set(health, "unavailable", "auth_failed")
+            self._set("unavailable", "auth_failed")
         except RuntimeUnavailable as exc:
-            self._set(health, "unavailable", str(exc.details.get("reason", "unreachable")))
+            self._set("unavailable", str(exc.details.get("reason", "unreachable")))
         except WorkerRuntimeError:
-            self._set(health, "unavailable", "unreachable")
+            self._set("unavailable", "unreachable")
         else:
             if summary.runtime_id != self.runtime_id:
-                self._set(health, "unavailable", "runtime_id_mismatch")
+                self._set("unavailable", "runtime_id_mismatch")
             else:
-                self._set(health, "running" if summary.status == "running" else "stopped", "")
+                self._set("running" if summary.status == "running" else "stopped", "")
 
-    def _set(self, health: _Health, status: SourceStatus, reason: str) -> None:
+    def _set(self, status: SourceStatus, reason: str) -> None:
+        health = self._health
         changed = (health.status, health.reason) != (status, reason)
         health.status, health.reason, health.checked_at = status, reason, _now()
         health.failures = health.failures + 1 if status == "unavailable" else 0
@@ -310,20 +318,18 @@ class RemoteSource:
             failures = self._health.failures
             await anyio.sleep(self._poll_s * min(4, 2 ** max(0, failures - 1)) / 2)
 
-    def _require_available(self) -> None:
-        if self._health.status == "unavailable" and self._health.failures > 0:
-            reason = self._health.reason
-            if reason == "runtime_id_mismatch":
-                reason = "unreachable"
-            raise RuntimeUnavailable("the runtime is unavailable", details={"reason": reason})
-
-    async def _call(self, coro: Any) -> Any:
-        try:
-            return await coro
-        except Unauthorized:
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One command. A remote that answered as another runtime_id gets none: the pair
+        runtime_id + worker_id is the authority."""
+        if self._health.reason == "runtime_id_mismatch":
             raise RuntimeUnavailable(
-                "the runtime refused the Backend's token", details={"reason": "auth_failed"}
-            ) from None
+                "the runtime at that address reports another runtime_id",
+                details={"reason": "runtime_id_mismatch"},
+            )
+        try:
+            return await call()
+        except Unauthorized:
+            raise _auth_failed() from None
 
     # -- operations --------------------------------------------------------------------------
 
@@ -342,95 +348,64 @@ class RemoteSource:
     async def list_workers(
         self, *, status: str | None, limit: int | None, after: str | None
     ) -> WorkerPage:
-        page: WorkerPage = await self._call(
-            self._client.list_workers(status=status, limit=limit, after=after)
+        return await self._call(
+            lambda: self._client.list_workers(status=status, limit=limit, after=after)
         )
-        return page
 
     async def create_worker(self, request: CreateWorkerRequest) -> WorkerDetail:
-        detail: WorkerDetail = await self._call(self._client.create_worker(request))
-        return detail
+        return await self._call(lambda: self._client.create_worker(request))
 
     async def get_worker(self, worker_id: str) -> WorkerDetail:
-        detail: WorkerDetail = await self._call(self._client.get_worker(worker_id))
-        return detail
+        return await self._call(lambda: self._client.get_worker(worker_id))
 
     async def send_input(self, worker_id: str, request: InputRequest) -> InputAck:
-        ack: InputAck = await self._call(self._client.send_input(worker_id, request))
-        return ack
+        return await self._call(lambda: self._client.send_input(worker_id, request))
 
     async def stop_worker(self, worker_id: str, reason: str | None) -> StopAck:
-        ack: StopAck = await self._call(self._client.stop_worker(worker_id, reason=reason))
-        return ack
+        return await self._call(lambda: self._client.stop_worker(worker_id, reason=reason))
 
     async def cancel(self, worker_id: str, turn_id: str | None, reason: str | None) -> CancelAck:
-        ack: CancelAck = await self._call(
-            self._client.cancel(worker_id, turn_id=turn_id, reason=reason)
+        return await self._call(
+            lambda: self._client.cancel(worker_id, turn_id=turn_id, reason=reason)
         )
-        return ack
 
     async def read_transcript(
         self, worker_id: str, start: int, limit: int | None
     ) -> TranscriptPage:
-        page: TranscriptPage = await self._call(
-            self._client.read_transcript(worker_id, start=start, limit=limit)
+        return await self._call(
+            lambda: self._client.read_transcript(worker_id, start=start, limit=limit)
         )
-        return page
 
     async def open_events(self, worker_id: str, cursor: str | None) -> AsyncIterator[Event]:
         """The Worker must exist (checked now); then its events, as :meth:`_events`."""
         await self.get_worker(worker_id)
         return self._events(worker_id, cursor)
 
-    async def _events(self, worker_id: str | None, cursor: str | None) -> AsyncIterator[Event]:
-        """The remote's events, kept alive across its outages: when the connection is lost
-        the browser gets one ``runtime_unavailable`` notice, and the stream resumes from the
-        last cursor when the remote is back (events are neither lost nor repeated)."""
+    async def _events(self, worker_id: str, cursor: str | None) -> AsyncIterator[Event]:
+        """The remote's events, kept alive across its outages by the client's reconnect: the
+        browser gets one ``runtime_unavailable`` notice per outage (the remote's own
+        ``runtime_shutdown`` notices are not passed on), and the stream resumes from the last
+        cursor when the remote is back, with nothing lost or repeated. Ends with
+        ``runtime_shutdown`` when the Backend shuts down (:meth:`end_streams`)."""
         scope = anyio.CancelScope()
         self._streams.add(scope)
         try:
             with scope:
-                first = True
-                lost = False
-                delay = 0.1
-                while True:
-                    stream = self._client.stream_events(
-                        cursor=cursor, worker_id=worker_id, reconnect=False
-                    )
-                    try:
-                        async with aclosing(stream):
-                            async for event in stream:
-                                first = False
-                                delay = 0.1
-                                lost = False
-                                if event.cursor is not None:
-                                    cursor = event.cursor
-                                elif event.data.get("code") == "runtime_shutdown":
-                                    continue  # the remote restarts or goes away: handled below
-                                yield event
-                        return  # the remote ended the stream for good (resync_required)
-                    except Unauthorized:
-                        raise RuntimeUnavailable(
-                            "the runtime refused the Backend's token",
-                            details={"reason": "auth_failed"},
-                        ) from None
-                    except RuntimeUnavailable:
-                        if first:
-                            raise
-                    first = False
-                    if not lost:
-                        lost = True
-                        yield notice(
-                            self.runtime_id,
-                            worker_id,
-                            "runtime_unavailable",
-                            "the runtime is unavailable; the stream resumes when it is back",
-                        )
-                    await anyio.sleep(delay)
-                    delay = min(2.0, delay * 2)
+                stream = self._client.stream_events(
+                    cursor=cursor, worker_id=worker_id, outage_notices=True
+                )
+                async with aclosing(stream):
+                    async for event in stream:
+                        if event.cursor is None:
+                            if event.data.get("code") == "runtime_shutdown":
+                                continue
+                            event = replace(event, runtime_id=self.runtime_id)
+                        yield event
+                return  # resync_required: the remote ended the stream for good
+        except Unauthorized:
+            raise _auth_failed() from None
         finally:
             self._streams.discard(scope)
-        # Only the Backend's shutdown (end_streams) gets here.
         yield notice(self.runtime_id, worker_id, "runtime_shutdown", "the Backend is shutting down")
 
     def end_streams(self) -> None:
