@@ -20,7 +20,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -38,10 +38,10 @@ __all__ = [
     "StartError",
     "bind_socket",
     "configure_logging",
-    "loop_options",
     "main",
-    "make_server_class",
     "parse_bind",
+    "run_until_stopped",
+    "serve_until_signalled",
 ]
 
 log = logging.getLogger("worker_runtime.cli")
@@ -265,7 +265,6 @@ async def _serve(args: argparse.Namespace, token: str, where: str, sock: socket.
 async def _serve_app(
     args: argparse.Namespace, runtime: Any, token: str, where: str, sock: socket.socket
 ) -> None:
-    import uvicorn
 
     from .http import HttpSettings, create_app
 
@@ -276,11 +275,32 @@ async def _serve_app(
         max_streams=args.max_streams,
     )
     app = create_app(runtime, settings)
+    port = sock.getsockname()[1]
+    log.info("serving runtime %s on %s", args.runtime_id, args.bind.url(port))
+    # The Runtime closes first, while the server still runs: commands get
+    # runtime_unavailable, running turns get their grace period, and every event stream
+    # gets its final runtime_shutdown notice and ends.
+    await serve_until_signalled(
+        app,
+        sock,
+        on_signal=runtime.close,
+        announce=f"yoi-runtime {args.runtime_id} listening on {args.bind.url(port)} "
+        f"(store={args.store}); {where}",
+    )
+
+
+async def serve_until_signalled(
+    app: Any, sock: socket.socket, *, on_signal: Callable[[], Awaitable[None]], announce: str
+) -> None:
+    """Serve ``app`` with uvicorn on the bound ``sock`` until SIGTERM or SIGINT. The signal
+    handlers are in place before ``announce`` is printed; on a signal ``on_signal()`` runs
+    while the server still answers, then the server stops."""
+    import uvicorn
+
     config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
     )
-    server = make_server_class()(config)
-    port = sock.getsockname()[1]
+    server = _server_class()(config)
     async with anyio.create_task_group() as tg:
 
         async def watch_signals(
@@ -290,25 +310,32 @@ async def _serve_app(
                 task_status.started()
                 async for signum in signals:
                     log.info("received %s: shutting down", signal.Signals(signum).name)
-                    # The Runtime closes first, while the server still runs: commands get
-                    # runtime_unavailable, running turns get their grace period, and every
-                    # event stream gets its final runtime_shutdown notice and ends.
-                    await runtime.close()
+                    await on_signal()
                     server.should_exit = True
                     return
 
-        await tg.start(watch_signals)  # handlers are in place before anyone hears of us
-        print(
-            f"yoi-runtime {args.runtime_id} listening on {args.bind.url(port)} "
-            f"(store={args.store}); {where}",
-            flush=True,
-        )
-        log.info("serving runtime %s on %s", args.runtime_id, args.bind.url(port))
+        await tg.start(watch_signals)
+        print(announce, flush=True)
         await server.serve(sockets=[sock])
         tg.cancel_scope.cancel()
 
 
-def loop_options() -> dict[str, Any]:
+def run_until_stopped(
+    prog: str, serve: Callable[..., Awaitable[None]], *args: Any, sock: socket.socket
+) -> int:
+    """Run ``serve(*args)`` on the event loop (uvloop when installed); the exit code: 1 with a
+    one-line message for a :class:`StartError`, else 0. Closes ``sock`` either way."""
+    try:
+        anyio.run(serve, *args, backend_options=_loop_options())
+    except StartError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sock.close()
+    return 0
+
+
+def _loop_options() -> dict[str, Any]:
     """uvloop when it is installed (the http-server extra brings it where it exists)."""
     try:
         import uvloop  # noqa: F401
@@ -317,7 +344,7 @@ def loop_options() -> dict[str, Any]:
     return {"use_uvloop": True}
 
 
-def make_server_class() -> Any:
+def _server_class() -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -368,14 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StartError, OSError) as exc:
         print(f"yoi-runtime: {exc}", file=sys.stderr)
         return 1
-    try:
-        anyio.run(_serve, args, token, where, sock, backend_options=loop_options())
-    except StartError as exc:
-        print(f"yoi-runtime: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        sock.close()
-    return 0
+    return run_until_stopped("yoi-runtime", _serve, args, token, where, sock, sock=sock)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,13 +16,12 @@ import binascii
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from worker_runtime import (
     CreateWorkerRequest,
@@ -34,11 +33,12 @@ from worker_runtime import (
     WorkerRuntimeError,
 )
 from worker_runtime.http import Guard, install_error_handlers, validate_body
+from worker_runtime.http.stream import SseResponse, encode_event
 from worker_runtime.models import require_id
 
 from . import __version__
 from .registry import RemoteRecord, RuntimeRegistry
-from .sources import RemoteSource, Source
+from .sources import RemoteSource, Source, notice
 
 __all__ = ["BackendSettings", "create_backend_app"]
 
@@ -173,7 +173,6 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
             display_name=body.display_name or body.runtime_id,
             base_url=body.base_url,
             token=body.token or "",
-            origin="api",
         )
         remote = await registry.add_remote(record, persist=True)
         return _json({"runtime": _dump(await remote.info())}, 201)
@@ -264,16 +263,15 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
         worker_id: str,
         cursor: Annotated[str | None, Query(max_length=400)] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=400)] = None,
-    ) -> EventSourceResponse:
+    ) -> SseResponse:
         s, wid = source(runtime_id), worker_id_of(worker_id)
         wanted = last_event_id or cursor
         inner = unwrap_cursor(runtime_id, wanted) if wanted else None
         events = await s.open_events(wid, inner)  # errors here are plain HTTP errors
-        return EventSourceResponse(
-            _sse(runtime_id, events),
-            ping=settings.heartbeat_s,
-            ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
-            sep="\n",
+        return SseResponse(
+            _messages(runtime_id, wid, events),
+            heartbeat_s=settings.heartbeat_s,
+            on_close=events.aclose,
         )
 
     return Guard(app, token=settings.token, max_body_bytes=settings.max_body_bytes)
@@ -288,26 +286,16 @@ def _unavailable_row(runtime_id: str) -> dict[str, Any]:
     }
 
 
-def _encode(runtime_id: str, event: Event) -> bytes:
-    body = event.to_dict()
-    if event.cursor is not None:
-        body["cursor"] = wrap_cursor(runtime_id, event.cursor)
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    if event.cursor is None:
-        return f"event: {event.kind}\ndata: {data}\n\n".encode()
-    return f"id: {body['cursor']}\nevent: {event.kind}\ndata: {data}\n\n".encode()
-
-
-async def _sse(runtime_id: str, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+async def _messages(
+    runtime_id: str, worker_id: str, events: AsyncIterator[Event]
+) -> AsyncIterator[bytes]:
+    """The source's events, encoded with Backend cursors."""
     try:
-        yield b"retry: 2000\n\n"
         async for event in events:
-            yield _encode(runtime_id, event)
+            if event.cursor is not None:
+                event = replace(event, cursor=wrap_cursor(runtime_id, event.cursor))
+            yield encode_event(event)
     except WorkerRuntimeError as exc:
         # A remote refused the stream once it started (e.g. cursor_expired): say so, then end.
         log.info("stream of runtime %s ended: %s", runtime_id, exc.code)
-        body = {"code": exc.code, "message": exc.message, "details": exc.details}
-        data = json.dumps({"kind": "diagnostic", "runtime_id": runtime_id, "data": body})
-        yield f"event: diagnostic\ndata: {data}\n\n".encode()
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        yield encode_event(notice(runtime_id, worker_id, exc.code, exc.message))

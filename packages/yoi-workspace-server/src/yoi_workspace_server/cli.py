@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import anyio
-from anyio.abc import TaskStatus
 
 from worker_runtime import Profiles, Runtime, WorkerRuntimeError
 from worker_runtime.cli import (
@@ -27,9 +25,9 @@ from worker_runtime.cli import (
     StartError,
     bind_socket,
     configure_logging,
-    loop_options,
-    make_server_class,
     parse_bind,
+    run_until_stopped,
+    serve_until_signalled,
 )
 from worker_runtime.models import is_valid_id
 from worker_runtime.store.fs import FsRuntimeStore
@@ -139,7 +137,6 @@ def load_config(path: Path) -> list[RemoteRecord]:
                 display_name=str(entry.get("display_name") or runtime_id),
                 base_url=base_url,
                 token=token,
-                origin="config",
             )
         )
     return records
@@ -150,12 +147,9 @@ async def run(
     token: str | None,
     remotes: list[RemoteRecord],
     sock: socket.socket,
-    *,
-    announce: Any = print,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; then close the embedded Runtime and stop."""
-    import uvicorn
-
+    """Serve until SIGTERM/SIGINT; then close the embedded Runtime, end the remote sources'
+    streams, and stop."""
     profiles = Profiles.from_toml(args.profiles) if args.profiles else Profiles()
     runtime = Runtime(
         runtime_id=EMBEDDED_ID,
@@ -168,32 +162,22 @@ async def run(
         async with runtime, anyio.create_task_group() as tg:
             registry = RuntimeRegistry(control, tg)
             registry.add_embedded(EmbeddedSource(runtime, "Backend (embedded)"))
-            for record in remotes:
-                if record.runtime_id not in {s.runtime_id for s in registry.sources()}:
-                    await registry.add_remote(record, persist=False)
-            await registry.load()
+            for record in remotes:  # a repeated id is runtime_exists: exit 1
+                await registry.add_remote(record, persist=False)
+            await registry.load()  # then the remotes registered through the API
             app = create_backend_app(registry, BackendSettings(token=token))
-            config = uvicorn.Config(
-                app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
-            )
-            server = make_server_class()(config)
 
-            async def watch_signals(*, task_status: TaskStatus[None]) -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    task_status.started()
-                    async for _ in signals:
-                        await runtime.close()
-                        registry.end_streams()
-                        server.should_exit = True
-                        return
+            async def shut_down() -> None:
+                await runtime.close()
+                registry.end_streams()
 
-            await tg.start(watch_signals)
             bind: Bind = args.bind
-            announce(
-                f"yoi workspace backend listening on {bind.url(sock.getsockname()[1])}",
-                flush=True,
+            await serve_until_signalled(
+                app,
+                sock,
+                on_signal=shut_down,
+                announce=f"yoi workspace backend listening on {bind.url(sock.getsockname()[1])}",
             )
-            await server.serve(sockets=[sock])
             await registry.aclose()
             tg.cancel_scope.cancel()
     except WorkerRuntimeError as exc:
@@ -233,14 +217,7 @@ def serve(args: argparse.Namespace, prog: str) -> int:
     except OSError as exc:
         print(f"{prog}: {exc.strerror}", file=sys.stderr)
         return 1
-    try:
-        anyio.run(run, args, token, remotes, sock, backend_options=loop_options())
-    except StartError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        sock.close()
-    return 0
+    return run_until_stopped(prog, run, args, token, remotes, sock, sock=sock)
 
 
 if __name__ == "__main__":  # pragma: no cover

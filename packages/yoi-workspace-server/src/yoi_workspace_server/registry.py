@@ -29,7 +29,6 @@ CREATE TABLE IF NOT EXISTS remote_runtimes (
     display_name TEXT NOT NULL,
     base_url     TEXT NOT NULL,
     token        TEXT NOT NULL,
-    origin       TEXT NOT NULL,          -- 'api' (POST /api/runtimes) or 'config'
     created_at   TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runtime_status (
@@ -47,10 +46,9 @@ class RemoteRecord:
     display_name: str
     base_url: str
     token: str
-    origin: str
 
     def __repr__(self) -> str:
-        return f"RemoteRecord(runtime_id={self.runtime_id!r}, origin={self.origin!r})"
+        return f"RemoteRecord(runtime_id={self.runtime_id!r})"
 
 
 class ControlPlane:
@@ -68,20 +66,19 @@ class ControlPlane:
 
     def remotes(self) -> list[RemoteRecord]:
         rows = self._db.execute(
-            "SELECT runtime_id, display_name, base_url, token, origin FROM remote_runtimes "
+            "SELECT runtime_id, display_name, base_url, token FROM remote_runtimes "
             "ORDER BY created_at, runtime_id"
         ).fetchall()
         return [RemoteRecord(*row) for row in rows]
 
     def add_remote(self, record: RemoteRecord) -> None:
         self._db.execute(
-            "INSERT INTO remote_runtimes VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO remote_runtimes VALUES (?, ?, ?, ?, ?)",
             (
                 record.runtime_id,
                 record.display_name,
                 record.base_url,
                 record.token,
-                record.origin,
                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             ),
         )
@@ -97,12 +94,6 @@ class ControlPlane:
             "checked_at = excluded.checked_at",
             (runtime_id, status, reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
         )
-
-    def last_status(self, runtime_id: str) -> tuple[str, str] | None:
-        row = self._db.execute(
-            "SELECT status, reason FROM runtime_status WHERE runtime_id = ?", (runtime_id,)
-        ).fetchone()
-        return (row[0], row[1]) if row else None
 
     def close(self) -> None:
         self._db.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
@@ -127,7 +127,7 @@ class Source(Protocol):
         self, worker_id: str, start: int, limit: int | None
     ) -> TranscriptPage: ...
 
-    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncIterator[Event]:
+    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
         """A Worker's events after ``cursor`` (a cursor of this Runtime). What can be checked
         before the stream starts raises here; a remote source keeps the iterator alive across
         the Runtime's outages, yielding a ``runtime_unavailable`` notice when it is lost."""
@@ -136,7 +136,7 @@ class Source(Protocol):
     async def aclose(self) -> None: ...
 
 
-async def _iterate(subscription: Subscription) -> AsyncIterator[Event]:
+async def _iterate(subscription: Subscription) -> AsyncGenerator[Event, None]:
     async with subscription:
         async for event in subscription:
             yield event
@@ -221,7 +221,7 @@ class EmbeddedSource:
         ref = self.runtime.ref(worker_id)
         return await self.runtime.read_transcript(ref, start=start, limit=limit)
 
-    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncIterator[Event]:
+    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
         subscription = self.runtime.subscribe(cursor=cursor, worker=self.runtime.ref(worker_id))
         return _iterate(subscription)
 
@@ -376,12 +376,12 @@ class RemoteSource:
             lambda: self._client.read_transcript(worker_id, start=start, limit=limit)
         )
 
-    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncIterator[Event]:
+    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
         """The Worker must exist (checked now); then its events, as :meth:`_events`."""
         await self.get_worker(worker_id)
         return self._events(worker_id, cursor)
 
-    async def _events(self, worker_id: str, cursor: str | None) -> AsyncIterator[Event]:
+    async def _events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
         """The remote's events, kept alive across its outages by the client's reconnect: the
         browser gets one ``runtime_unavailable`` notice per outage (the remote's own
         ``runtime_shutdown`` notices are not passed on), and the stream resumes from the last

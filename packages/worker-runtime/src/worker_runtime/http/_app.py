@@ -329,7 +329,7 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
 
 def _mount_event_stream(app: FastAPI, runtime: Runtime, settings: HttpSettings) -> None:
     try:
-        from ._stream import stream_router
+        from .stream import stream_router
     except MissingExtraError:
         if settings.event_stream:
             raise

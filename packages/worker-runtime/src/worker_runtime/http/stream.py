@@ -1,5 +1,7 @@
 """The event stream (SPEC §7, ``event-stream`` extra): Server-Sent Events over the Runtime's
 own subscriptions, in a router of its own so that a Runtime can serve commands without it.
+:class:`SseResponse` and :func:`encode_event` are the same stream format for other servers
+(the Workspace Backend).
 
 - ``GET /v1/events?cursor=`` is the runtime-wide stream; ``GET /v1/workers/{id}/events?cursor=``
   carries one Worker's events. ``Last-Event-ID``, when sent, is the cursor.
@@ -14,7 +16,7 @@ own subscriptions, in a router of its own so that a Runtime can serve commands w
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 try:
@@ -30,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 from .. import Event, Runtime, RuntimeUnavailable, Subscription
 from ._app import HttpSettings
 
-__all__ = ["encode_event", "stream_router"]
+__all__ = ["SseResponse", "encode_event", "stream_router"]
 
 #: Cursors are short; anything longer is not one (and is not worth parsing).
 _MAX_CURSOR_CHARS = 200
@@ -65,40 +67,50 @@ class _Streams:
         self.open -= 1
 
 
-class _EventStream(EventSourceResponse):
-    """An SSE response that owns its subscription: however the response ends (the stream
-    finished, the client left, the server cancelled it), the subscription is closed and the
-    stream's slot released."""
+class SseResponse(EventSourceResponse):
+    """A Server-Sent Events response as yoi streams them: a ``retry:`` hint first, then the
+    ``messages`` (already encoded, see :func:`encode_event`), a ``: heartbeat`` comment every
+    ``heartbeat_s`` while idle. ``on_close`` runs however the response ends (the stream
+    finished, the client left, the server cancelled it)."""
 
     def __init__(
-        self, subscription: Subscription, streams: _Streams, settings: HttpSettings
+        self,
+        messages: AsyncIterator[bytes],
+        *,
+        heartbeat_s: float,
+        retry_ms: int = 2000,
+        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(
-            _messages(subscription, settings),
-            ping=settings.heartbeat_s,
+            _with_retry_hint(messages, retry_ms),
+            ping=heartbeat_s,
             ping_message_factory=_heartbeat,
             sep="\n",
-            # The Runtime ends the stream itself (runtime_shutdown) when it closes; give it
+            # The source ends the stream itself (runtime_shutdown) when it closes; give it
             # that long after the server starts shutting down before the stream is cut.
             shutdown_grace_period=30.0,
         )
-        self._subscription = subscription
-        self._streams = streams
+        self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self._subscription.aclose()
-            self._streams.release()
+            if self._on_close is not None:
+                await self._on_close()
 
 
 def _heartbeat() -> ServerSentEvent:
     return ServerSentEvent(comment="heartbeat")
 
 
-async def _messages(subscription: Subscription, settings: HttpSettings) -> AsyncIterator[bytes]:
-    yield f"retry: {settings.retry_ms}\n\n".encode()
+async def _with_retry_hint(messages: AsyncIterator[bytes], retry_ms: int) -> AsyncIterator[bytes]:
+    yield f"retry: {retry_ms}\n\n".encode()
+    async for message in messages:
+        yield message
+
+
+async def _messages(subscription: Subscription) -> AsyncIterator[bytes]:
     async for event in subscription:
         # One write for the run of events already read: far fewer sends under load.
         ready = subscription.ready()
@@ -121,7 +133,7 @@ def stream_router(runtime: Runtime, settings: HttpSettings) -> APIRouter:
 
     def open_stream(
         cursor: str | None, last_event_id: str | None, worker_id: str | None
-    ) -> _EventStream:
+    ) -> SseResponse:
         if last_event_id:  # a reconnecting EventSource resumes from what it saw last
             cursor = last_event_id
         worker = runtime.ref(worker_id) if worker_id is not None else None
@@ -131,7 +143,17 @@ def stream_router(runtime: Runtime, settings: HttpSettings) -> APIRouter:
         except BaseException:
             streams.release()
             raise
-        return _EventStream(subscription, streams, settings)
+
+        async def release() -> None:
+            await subscription.aclose()
+            streams.release()
+
+        return SseResponse(
+            _messages(subscription),
+            heartbeat_s=settings.heartbeat_s,
+            retry_ms=settings.retry_ms,
+            on_close=release,
+        )
 
     @router.get("/v1/events", response_class=EventSourceResponse, responses=sse)
     async def runtime_events(
