@@ -95,6 +95,13 @@ class ControlPlane:
             (runtime_id, status, reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
         )
 
+    def last_status(self, runtime_id: str) -> tuple[str, str] | None:
+        """The (status, reason) last recorded for a runtime, if any."""
+        row = self._db.execute(
+            "SELECT status, reason FROM runtime_status WHERE runtime_id = ?", (runtime_id,)
+        ).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
     def close(self) -> None:
         self._db.close()
 
@@ -125,7 +132,9 @@ class RuntimeRegistry:
         return source
 
     async def add_remote(self, record: RemoteRecord, *, persist: bool) -> RemoteSource:
-        """Register (and, with ``persist``, record in the control plane) a remote runtime."""
+        """Register a remote runtime. A new registration (``persist``: recorded in the control
+        plane) is checked before this returns; one restored at start-up shows its last known
+        status until its poller's first check, so a dead remote never delays the start."""
         require_id(record.runtime_id, "runtime_id")
         _check_base_url(record.base_url)
         if record.runtime_id in self._sources:
@@ -142,9 +151,11 @@ class RuntimeRegistry:
             record.token,
             poll_s=self._poll_s,
             on_status=self._control.record_status,
+            last_known=None if persist else self._control.last_status(record.runtime_id),
         )
         self._sources[record.runtime_id] = source
-        await source.check()
+        if persist:
+            await source.check()
         scope = anyio.CancelScope()
         self._pollers[record.runtime_id] = scope
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 import anyio
 from pydantic import BaseModel
@@ -254,12 +254,16 @@ class RemoteSource:
         timeout_s: float = 5.0,
         poll_s: float = 2.0,
         on_status: Any = None,
+        last_known: tuple[str, str] | None = None,
     ) -> None:
         self.runtime_id = runtime_id
         self.display_name = display_name
         self._client = RuntimeClient(base_url, token=token, timeout_s=timeout_s)
         self._poll_s = poll_s
         self._health = _Health()
+        if last_known is not None and last_known[0] in ("running", "stopped", "unavailable"):
+            self._health.status = cast(SourceStatus, last_known[0])
+            self._health.reason = last_known[1]
         self._on_status = on_status
         self._streams: set[anyio.CancelScope] = set()
 
