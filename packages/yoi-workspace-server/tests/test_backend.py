@@ -248,6 +248,17 @@ def test_the_backend_end_to_end(tmp_path: Path) -> None:
         assert kinds[0] == "input_accepted"
         assert kinds[-1] == "turn_completed"
         seen += c.seen
+        # Removing a remote with a stream open ends that stream with runtime_shutdown.
+        with c.stream("GET", f"{rbase}/workers/{rwid}/events") as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("retry:")
+            with httpx.Client(base_url=str(c.base_url)) as other:
+                assert other.delete(rbase).status_code == 200
+            rest = list(lines)
+        assert any('"code":"runtime_shutdown"' in line for line in rest), rest
+        error(c.get(rbase), 404, "runtime_not_found")
+        again = {"runtime_id": "remote-a", "base_url": remote_url, "token": RUNTIME_TOKEN}
+        assert c.post("/api/runtimes", json=again).status_code == 201
         # SIGTERM with a remote's stream open: the browser's stream ends with runtime_shutdown.
         with c.stream("GET", f"{rbase}/workers/{rwid}/events") as response:
             lines = response.iter_lines()

@@ -174,6 +174,7 @@ class RuntimeRegistry:
             )
         del self._sources[runtime_id]
         self._pollers.pop(runtime_id).cancel()
+        source.end_streams("this runtime was removed from the Backend")
         self._control.remove_remote(runtime_id)
         await source.aclose()
 

@@ -266,6 +266,7 @@ class RemoteSource:
             self._health.reason = last_known[1]
         self._on_status = on_status
         self._streams: set[anyio.CancelScope] = set()
+        self._end_message = "the Backend is shutting down"
 
     def __repr__(self) -> str:
         return f"RemoteSource(runtime_id={self.runtime_id!r})"
@@ -410,10 +411,11 @@ class RemoteSource:
             raise _auth_failed() from None
         finally:
             self._streams.discard(scope)
-        yield notice(self.runtime_id, worker_id, "runtime_shutdown", "the Backend is shutting down")
+        yield notice(self.runtime_id, worker_id, "runtime_shutdown", self._end_message)
 
-    def end_streams(self) -> None:
+    def end_streams(self, message: str = "the Backend is shutting down") -> None:
         """End every open stream of this source with a ``runtime_shutdown`` notice."""
+        self._end_message = message
         for scope in list(self._streams):
             scope.cancel()
 
