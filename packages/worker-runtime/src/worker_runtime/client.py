@@ -38,7 +38,7 @@ from .errors import (
     WorkerRuntimeError,
     error_from_envelope,
 )
-from .events import Event, decode_cursor, now_rfc3339
+from .events import Event, decode_cursor, notice
 from .models import (
     CancelAck,
     CreateWorkerRequest,
@@ -225,21 +225,12 @@ class RuntimeClient:
             if max_attempts is not None and failures >= max_attempts:
                 raise error
             if outage_notices and failures == 1:
-                reason = str(error.details.get("reason", "unreachable"))
-                yield Event(
-                    position=-1,
-                    cursor=None,
-                    kind="diagnostic",
-                    runtime_id=runtime_id,
-                    worker_id=worker_id,
-                    turn_id=None,
-                    at=now_rfc3339(),
-                    data={
-                        "severity": "warning",
-                        "code": "runtime_unavailable",
-                        "message": "the runtime is unavailable; the stream resumes when it is back",
-                        "reason": reason,
-                    },
+                yield notice(
+                    runtime_id,
+                    worker_id,
+                    "runtime_unavailable",
+                    "the runtime is unavailable; the stream resumes when it is back",
+                    reason=str(error.details.get("reason", "unreachable")),
                 )
             delay = min(max_backoff_s, backoff_s * 2 ** (failures - 1))
             log.info("event stream lost (%s); reconnecting in %.2f s", error.code, delay)

@@ -110,6 +110,29 @@ class Event:
         }
 
 
+def notice(
+    runtime_id: str,
+    worker_id: str | None,
+    code: str,
+    message: str,
+    *,
+    position: int = -1,
+    **details: Any,
+) -> Event:
+    """A stream notice (``resync_required``, ``runtime_shutdown``, ``runtime_unavailable`` …):
+    a ``diagnostic`` event that is not part of any log, so it has no cursor."""
+    return Event(
+        position,
+        None,
+        "diagnostic",
+        runtime_id,
+        worker_id,
+        None,
+        now_rfc3339(),
+        {"severity": "warning", "code": code, "message": message, **details},
+    )
+
+
 class _Gap(Exception):
     """The backlog no longer holds the next event a reader needs."""
 
@@ -371,16 +394,7 @@ class EventLog:
 
     def notice(self, code: str, message: str, worker_id: str | None) -> Event:
         """A stream notice: a ``diagnostic`` event that is not part of the log."""
-        return Event(
-            self._visible,
-            None,
-            "diagnostic",
-            self.runtime_id,
-            worker_id,
-            None,
-            now_rfc3339(),
-            {"severity": "warning", "code": code, "message": message},
-        )
+        return notice(self.runtime_id, worker_id, code, message, position=self._visible)
 
 
 def _position(event: Event) -> int:

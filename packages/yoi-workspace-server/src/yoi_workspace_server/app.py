@@ -32,13 +32,14 @@ from worker_runtime import (
     RuntimeUnavailable,
     WorkerRuntimeError,
 )
+from worker_runtime.events import notice
 from worker_runtime.http import Guard, install_error_handlers, validate_body
 from worker_runtime.http.stream import SseResponse, encode_event
 from worker_runtime.models import require_id
 
 from . import __version__
 from .registry import RemoteRecord, RuntimeRegistry
-from .sources import RemoteSource, Source, notice
+from .sources import RemoteSource, Source
 
 __all__ = ["BackendSettings", "create_backend_app"]
 

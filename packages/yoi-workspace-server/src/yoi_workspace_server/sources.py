@@ -13,7 +13,6 @@ typed errors, so the Backend passes Runtime error codes through 1:1.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
@@ -39,6 +38,7 @@ from worker_runtime import (
     WorkerRuntimeError,
 )
 from worker_runtime.client import RuntimeClient
+from worker_runtime.events import notice, now_rfc3339
 
 __all__ = [
     "Capabilities",
@@ -145,24 +145,6 @@ async def _iterate(subscription: Subscription) -> AsyncGenerator[Event, None]:
 def _auth_failed() -> RuntimeUnavailable:
     return RuntimeUnavailable(
         "the runtime refused the Backend's token", details={"reason": "auth_failed"}
-    )
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def notice(runtime_id: str, worker_id: str | None, code: str, message: str) -> Event:
-    """A diagnostic notice that is not part of any log (no cursor)."""
-    return Event(
-        position=-1,
-        cursor=None,
-        kind="diagnostic",
-        runtime_id=runtime_id,
-        worker_id=worker_id,
-        turn_id=None,
-        at=_now(),
-        data={"severity": "warning", "code": code, "message": message},
     )
 
 
@@ -296,7 +278,7 @@ class RemoteSource:
     def _set(self, status: SourceStatus, reason: str) -> None:
         health = self._health
         changed = (health.status, health.reason) != (status, reason)
-        health.status, health.reason, health.checked_at = status, reason, _now()
+        health.status, health.reason, health.checked_at = status, reason, now_rfc3339()
         health.failures = health.failures + 1 if status == "unavailable" else 0
         if changed:
             if status == "unavailable":
