@@ -272,3 +272,146 @@ def test_the_backend_end_to_end(tmp_path: Path) -> None:
     for text in seen:
         for secret in secrets:
             assert secret not in text, secret
+
+
+def _write_store(root: Path, runtime_id: str, words: str) -> str:
+    """A store root left behind by a Runtime that has stopped: one Worker, one turn."""
+    import anyio
+
+    from worker_runtime import Runtime
+    from worker_runtime.store.fs import FsRuntimeStore
+
+    async def main() -> str:
+        async with Runtime(runtime_id=runtime_id, store=FsRuntimeStore(root)) as rt:
+            w = await rt.create_worker({"name": "old", "initial_input": {"content": words}})
+            with anyio.fail_after(10):
+                while (await rt.get_worker(w.worker_ref)).transcript_len < 2:
+                    await anyio.sleep(0.01)
+            return w.worker_id
+
+    return anyio.run(main)
+
+
+def test_local_stores_are_read_only_and_same_worker_ids_route_apart(tmp_path: Path) -> None:
+    """Local store roots appear as read-only local_compatibility sources (a left-behind root
+    and one a live process appends to); every command on them is unsupported_operation; a
+    root whose runtime is served live is not shown; a remote and a local store holding the
+    same worker_id are routed apart; and no store path, URL or token leaks."""
+    old_root, twin_root, live_root = tmp_path / "old", tmp_path / "twin", tmp_path / "live"
+    wid = _write_store(old_root, "old-rt", "from the old runtime")
+    # A second runtime holding the same worker_id: a copy of the root under another id.
+    subprocess.run(["cp", "-r", str(old_root), str(twin_root)], check=True)
+    record = json.loads((twin_root / "runtime.json").read_text())
+    (twin_root / "runtime.json").write_text(json.dumps({**record, "runtime_id": "twin-rt"}))
+    token_file = tmp_path / "remote.token"
+    token_file.write_text(RUNTIME_TOKEN)
+    data = tmp_path / "backend"
+    config = tmp_path / "backend.toml"
+    config.write_text(
+        f'[[local_store]]\nroot = "old"\ndisplay_name = "Old"\n'
+        f'[[local_store]]\nroot = "{data / "runtime"}"\n'
+        f'[[local_store]]\nroot = "missing"\n'
+    )
+    bport, tport, lport = _free_port(), _free_port(), _free_port()
+    twin_url, live_url = f"http://127.0.0.1:{tport}", f"http://127.0.0.1:{lport}"
+    twin_args = [
+        sys.executable, "-m", "worker_runtime.cli", "--runtime-id", "twin-rt",
+        "--bind", f"127.0.0.1:{tport}", "--store", "fs", "--data-dir", str(twin_root),
+        "--token-file", str(token_file),
+    ]  # fmt: skip
+    live_args = [
+        sys.executable, "-m", "worker_runtime.cli", "--runtime-id", "live-rt",
+        "--bind", f"127.0.0.1:{lport}", "--store", "fs", "--data-dir", str(live_root),
+        "--token-file", str(token_file),
+    ]  # fmt: skip
+    backend_args = [
+        sys.executable, "-m", "yoi_workspace_server.cli", "--bind", f"127.0.0.1:{bport}",
+        "--data-dir", str(data), "--config", str(config), "--local-store", str(live_root),
+    ]  # fmt: skip
+    auth = {"Authorization": f"Bearer {RUNTIME_TOKEN}"}
+    with (
+        process(twin_args, "listening on"),
+        process(live_args, "listening on"),
+        httpx.Client(base_url=live_url, headers=auth) as live,
+    ):
+        live_wid = live.post("/v1/workers", json={"name": "busy"}).json()["worker"]["worker_id"]
+        with process(backend_args, "listening on"), Recorder(f"http://127.0.0.1:{bport}") as c:
+            runtimes = {r["runtime_id"]: r for r in c.get("/api/runtimes").json()["runtimes"]}
+            # The embedded root is served live, so it is not projected; "missing" is skipped.
+            assert set(runtimes) == {"backend-internal", "old-rt", "live-rt"}
+            old = runtimes["old-rt"]
+            assert old["kind"] == "local_compatibility"
+            assert old["display_name"] == "Old"
+            assert old["status"] == "stopped"
+            assert old["capabilities"] == {
+                "can_create": False, "can_input": False, "can_stop": False,
+                "can_cancel": False, "can_read_transcript": True, "can_stream_events": False,
+            }  # fmt: skip
+            assert all(d["code"].startswith("local.") for d in old["diagnostics"])
+            assert runtimes["live-rt"]["status"] == "running"
+
+            obase = "/api/runtimes/old-rt"
+            detail = c.get(f"{obase}/workers/{wid}").json()["worker"]
+            assert detail["name"] == "old"
+            assert detail["last_cursor"].startswith("b1.")
+            items = c.get(f"{obase}/workers/{wid}/transcript").json()["transcript"]["items"]
+            assert [i["content"] for i in items] == ["from the old runtime"] * 2
+            for method, path, body in [
+                ("POST", f"{obase}/workers", {}),
+                ("POST", f"{obase}/workers/{wid}/input", {"content": "x"}),
+                ("POST", f"{obase}/workers/{wid}/stop", {}),
+                ("POST", f"{obase}/workers/{wid}/cancel", {}),
+                ("GET", f"{obase}/workers/{wid}/events", None),
+                ("DELETE", obase, None),
+            ]:
+                error(c.request(method, path, json=body), 501, "unsupported_operation")
+            error(c.get(f"{obase}/workers/nope"), 404, "worker_not_found")
+            error(c.get(f"{obase}/workers", params={"after": "nope"}), 400, "invalid_input")
+
+            # The same worker_id in a live remote: commands reach the remote only.
+            twin = {"runtime_id": "twin-rt", "base_url": twin_url, "token": RUNTIME_TOKEN}
+            assert c.post("/api/runtimes", json=twin).status_code == 201
+            tbase = "/api/runtimes/twin-rt"
+            ack = c.post(f"{tbase}/workers/{wid}/input", json={"content": "only the twin"})
+            assert ack.status_code == 200, ack.text
+            wait_for(
+                lambda: c.get(f"{tbase}/workers/{wid}").json()["worker"]["transcript_len"] == 4
+            )
+            assert c.get(f"{obase}/workers/{wid}").json()["worker"]["transcript_len"] == 2
+            rows = c.get("/api/workers").json()["workers"]
+            assert sorted(r["runtime_id"] for r in rows if r["worker_id"] == wid) == [
+                "old-rt",
+                "twin-rt",
+            ]
+            error(
+                c.get(
+                    f"{tbase}/workers/{wid}/events",
+                    params={"cursor": detail["last_cursor"]},  # old-rt's cursor
+                ),
+                400,
+                "cursor_unknown",
+            )
+
+            # The live store: the projection follows what its process appends.
+            def live_idle() -> bool:
+                worker = live.get(f"/v1/workers/{live_wid}").json()["worker"]
+                return bool(worker["status"] == "idle")
+
+            lbase = f"/api/runtimes/live-rt/workers/{live_wid}"
+            for i in range(5):
+                sent = live.post(f"/v1/workers/{live_wid}/input", json={"content": f"t {i}"})
+                assert sent.status_code == 200, sent.text
+                wait_for(live_idle)
+            wait_for(lambda: c.get(lbase).json()["worker"]["transcript_len"] == 10, timeout=10)
+            page = c.get(f"{lbase}/transcript", params={"start": 8}).json()["transcript"]
+            assert [i["content"] for i in page["items"]] == ["t 4", "t 4"]
+            error(c.post(f"{lbase}/input", json={"content": "no"}), 501, "unsupported_operation")
+            seen = c.seen
+
+    secrets = [
+        RUNTIME_TOKEN, PROVIDER_KEY, str(tmp_path), twin_url, live_url,
+        f"127.0.0.1:{tport}", f"127.0.0.1:{lport}",
+    ]  # fmt: skip
+    for text in seen:
+        for secret in secrets:
+            assert secret not in text, secret

@@ -34,9 +34,23 @@ from .models import (
 )
 from .store import RuntimeStore
 
-__all__ = ["Engine", "parse_request"]
+__all__ = ["Engine", "check_limit", "parse_request"]
 
 log = logging.getLogger("worker_runtime")
+
+
+def check_limit(limit: int | None, default: int, maximum: int) -> int:
+    """A page size: ``default`` when absent; an error (never a clamp) when not in 1..maximum."""
+    if limit is None:
+        return min(default, maximum)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise InvalidInput("limit must be an integer >= 1", details={"field": "limit"})
+    if limit > maximum:
+        raise LimitTooLarge(
+            f"limit must be at most {maximum}", details={"field": "limit", "maximum": maximum}
+        )
+    return limit
+
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -217,14 +231,4 @@ class Engine:
             )
         return reason.strip() or None
 
-    @staticmethod
-    def _check_limit(limit: int | None, default: int, maximum: int) -> int:
-        if limit is None:
-            return min(default, maximum)
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise InvalidInput("limit must be an integer >= 1", details={"field": "limit"})
-        if limit > maximum:
-            raise LimitTooLarge(
-                f"limit must be at most {maximum}", details={"field": "limit", "maximum": maximum}
-            )
-        return limit
+    _check_limit = staticmethod(check_limit)

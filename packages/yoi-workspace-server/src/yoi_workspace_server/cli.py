@@ -2,18 +2,21 @@
 
 The embedded Runtime (runtime_id ``backend-internal``) keeps its Workers in the fs store under
 ``<data-dir>/runtime``; the control plane is ``<data-dir>/backend.sqlite3``. Remote runtimes
-come from ``--config`` and from ``POST /api/runtimes``. On loopback no browser token is needed
+come from ``--config`` and from ``POST /api/runtimes``; local store roots (shown read-only)
+from ``--config`` and ``--local-store``. On loopback no browser token is needed
 unless one is configured; binding another address needs one (``--token-file``/``--token-env``).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
 import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -34,9 +37,11 @@ from worker_runtime.store.fs import FsRuntimeStore
 
 from .app import BackendSettings, create_backend_app
 from .registry import ControlPlane, RemoteRecord, RuntimeRegistry
-from .sources import EmbeddedSource
+from .sources import EmbeddedSource, LocalSource
 
-__all__ = ["build_parser", "main", "run"]
+log = logging.getLogger("yoi_workspace_server")
+
+__all__ = ["Config", "LocalStore", "build_parser", "load_config", "main", "run"]
 
 DEFAULT_BIND = "127.0.0.1:8700"
 EMBEDDED_ID = "backend-internal"
@@ -68,6 +73,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="Backend config TOML")
     parser.add_argument("--profiles", type=Path, default=None, help="profiles TOML (embedded)")
     parser.add_argument(
+        "--local-store",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="ROOT",
+        help="an fs-store root to show read-only (repeatable)",
+    )
+    parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
     )
 
@@ -89,14 +102,30 @@ def _read_token(path: Path | None, env: str | None, what: str) -> str | None:
     return None
 
 
-def load_config(path: Path) -> list[RemoteRecord]:
-    """The remote runtimes of a config file::
+@dataclass(frozen=True)
+class LocalStore:
+    root: Path
+    display_name: str | None = None
+
+
+@dataclass
+class Config:
+    remotes: list[RemoteRecord] = field(default_factory=list)
+    local_stores: list[LocalStore] = field(default_factory=list)
+
+
+def load_config(path: Path) -> Config:
+    """The remote runtimes and local store roots of a config file::
 
     [[remote]]
     runtime_id = "gpu-box"
     display_name = "GPU box"          # optional
     base_url = "http://10.0.0.5:38800"
     token_file = "/etc/yoi/gpu-box.token"   # or token_env = "GPU_BOX_TOKEN"
+
+    [[local_store]]
+    root = "/srv/yoi/old-runtime"      # relative: to the config file's directory
+    display_name = "Old runtime"       # optional
     """
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -104,7 +133,7 @@ def load_config(path: Path) -> list[RemoteRecord]:
         raise StartError(f"cannot read --config ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise StartError(f"--config is not valid TOML ({exc})") from None
-    unknown = set(data) - {"remote"}
+    unknown = set(data) - {"remote", "local_store"}
     if unknown:
         raise StartError(f"--config: unknown key {sorted(unknown)[0]!r}")
     records = []
@@ -139,13 +168,39 @@ def load_config(path: Path) -> list[RemoteRecord]:
                 token=token,
             )
         )
-    return records
+    stores = []
+    for i, entry in enumerate(data.get("local_store", [])):
+        where = f"--config: local_store #{i + 1}"
+        if not isinstance(entry, dict):
+            raise StartError(f"{where} must be a table")
+        extra = set(entry) - {"root", "display_name"}
+        if extra:
+            raise StartError(f"{where}: unknown key {sorted(extra)[0]!r}")
+        root, name = entry.get("root"), entry.get("display_name")
+        if not isinstance(root, str) or not root:
+            raise StartError(f"{where}: root is missing")
+        if name is not None and not isinstance(name, str):
+            raise StartError(f"{where}: display_name must be a string")
+        stores.append(LocalStore(path.parent / root, name))
+    return Config(records, stores)
+
+
+async def add_local_stores(registry: RuntimeRegistry, stores: list[LocalStore]) -> None:
+    """Show each local store root read-only; one that cannot be read is logged and skipped
+    (by its position in the list: its path stays out of the logs too)."""
+    for i, store in enumerate(stores):
+        try:
+            source = await LocalSource.open(store.root, store.display_name)
+        except WorkerRuntimeError as exc:
+            log.warning("local store #%d is not shown: %s", i + 1, exc.message)
+            continue
+        registry.add_local(source)
 
 
 async def run(
     args: argparse.Namespace,
     token: str | None,
-    remotes: list[RemoteRecord],
+    config: Config,
     sock: socket.socket,
 ) -> None:
     """Serve until SIGTERM/SIGINT; then close the embedded Runtime, end the remote sources'
@@ -162,9 +217,11 @@ async def run(
         async with runtime, anyio.create_task_group() as tg:
             registry = RuntimeRegistry(control, tg)
             registry.add_embedded(EmbeddedSource(runtime, "Backend (embedded)"))
-            for record in remotes:  # a repeated id is runtime_exists: exit 1
+            for record in config.remotes:  # a repeated id is runtime_exists: exit 1
                 await registry.add_remote(record, persist=False)
             await registry.load()  # then the remotes registered through the API
+            local = config.local_stores + [LocalStore(root) for root in args.local_store]
+            await add_local_stores(registry, local)  # last: live sources win
             app = create_backend_app(registry, BackendSettings(token=token))
 
             async def shut_down() -> None:
@@ -203,7 +260,7 @@ def serve(args: argparse.Namespace, prog: str) -> int:
                 file=sys.stderr,
             )
             return 2
-        remotes = load_config(args.config) if args.config else []
+        config = load_config(args.config) if args.config else Config()
         if args.profiles is not None:
             Profiles.from_toml(args.profiles)
         args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -217,7 +274,7 @@ def serve(args: argparse.Namespace, prog: str) -> int:
     except OSError as exc:
         print(f"{prog}: {exc.strerror}", file=sys.stderr)
         return 1
-    return run_until_stopped(prog, run, args, token, remotes, sock, sock=sock)
+    return run_until_stopped(prog, run, args, token, config, sock, sock=sock)
 
 
 if __name__ == "__main__":  # pragma: no cover

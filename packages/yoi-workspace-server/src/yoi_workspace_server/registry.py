@@ -1,8 +1,14 @@
 """The RuntimeRegistry: every runtime source by runtime_id, and the Backend's control plane in
-SQLite (registered remote runtimes and their last known status)."""
+SQLite (registered remote runtimes and their last known status).
+
+A live source (embedded or remote) always wins over a local store projection of the same
+runtime_id: a local root whose runtime is served live is not shown, and registering a remote
+with the id of a local projection replaces the projection (it comes back when that remote is
+removed)."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -19,7 +25,9 @@ from worker_runtime import (
 )
 from worker_runtime.models import require_id
 
-from .sources import EmbeddedSource, RemoteSource, Source
+from .sources import EmbeddedSource, LocalSource, RemoteSource, Source
+
+log = logging.getLogger("yoi_workspace_server.registry")
 
 __all__ = ["ControlPlane", "RemoteRecord", "RuntimeRegistry"]
 
@@ -116,9 +124,22 @@ class RuntimeRegistry:
         self._poll_s = poll_s
         self._sources: dict[str, Source] = {}
         self._pollers: dict[str, anyio.CancelScope] = {}
+        self._shadowed: dict[str, LocalSource] = {}  # local projections a live source serves
 
     def add_embedded(self, source: EmbeddedSource) -> None:
         self._sources[source.runtime_id] = source
+
+    def add_local(self, source: LocalSource) -> bool:
+        """Register a local store projection, unless a source already serves its runtime_id
+        (then it is not shown: ``False``)."""
+        if source.runtime_id in self._sources:
+            log.warning(
+                "local store of runtime %s is not shown: a source with that id is registered",
+                source.runtime_id,
+            )
+            return False
+        self._sources[source.runtime_id] = source
+        return True
 
     def sources(self) -> list[Source]:
         return list(self._sources.values())
@@ -137,13 +158,16 @@ class RuntimeRegistry:
         status until its poller's first check, so a dead remote never delays the start."""
         require_id(record.runtime_id, "runtime_id")
         _check_base_url(record.base_url)
-        if record.runtime_id in self._sources:
+        existing = self._sources.get(record.runtime_id)
+        if existing is not None and not isinstance(existing, LocalSource):
             raise RuntimeExists(
                 "a runtime with that id is already registered",
                 details={"runtime_id": record.runtime_id},
             )
         if persist:
             self._control.add_remote(record)
+        if isinstance(existing, LocalSource):
+            self._shadowed[record.runtime_id] = existing
         source = RemoteSource(
             record.runtime_id,
             record.display_name,
@@ -173,6 +197,9 @@ class RuntimeRegistry:
                 f"a {source.kind} runtime cannot be removed", details={"runtime_id": runtime_id}
             )
         del self._sources[runtime_id]
+        local = self._shadowed.pop(runtime_id, None)
+        if local is not None:
+            self._sources[runtime_id] = local
         self._pollers.pop(runtime_id).cancel()
         source.end_streams("this runtime was removed from the Backend")
         self._control.remove_remote(runtime_id)

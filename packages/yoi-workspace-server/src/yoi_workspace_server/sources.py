@@ -5,6 +5,9 @@
 - :class:`RemoteSource` reaches a ``yoi-runtime`` process through
   :class:`~worker_runtime.client.RuntimeClient`; its URL and token stay server-side. A health
   poll with backoff keeps its status current.
+- :class:`LocalSource` is a read-only projection of an fs-store root on this machine
+  (:class:`~worker_runtime.store.fsread.FsStoreReader`): list, detail and transcript; every
+  command is ``unsupported_operation``.
 
 Each source answers the same operations with the library's models and raises the library's
 typed errors, so the Backend passes Runtime error codes through 1:1.
@@ -16,6 +19,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 import anyio
@@ -30,19 +34,23 @@ from worker_runtime import (
     Runtime,
     RuntimeUnavailable,
     StopAck,
+    StoreCorrupt,
     Subscription,
     TranscriptPage,
     Unauthorized,
+    UnsupportedOperation,
     WorkerDetail,
     WorkerPage,
     WorkerRuntimeError,
 )
 from worker_runtime.client import RuntimeClient
 from worker_runtime.events import notice, now_rfc3339
+from worker_runtime.store.fsread import FsStoreReader
 
 __all__ = [
     "Capabilities",
     "EmbeddedSource",
+    "LocalSource",
     "RemoteSource",
     "RuntimeInfo",
     "Source",
@@ -78,7 +86,7 @@ ALL_CAPABILITIES = Capabilities(
 
 class SourceDiagnostic(BaseModel):
     """A diagnostic of a source. ``code`` is prefixed by the source's kind (``embedded.``,
-    ``remote.``) so that diagnostics of different sources never look alike."""
+    ``remote.``, ``local.``) so that diagnostics of different sources never look alike."""
 
     severity: Literal["info", "warning", "error"]
     code: str
@@ -403,3 +411,149 @@ class RemoteSource:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+READ_ONLY = Capabilities(
+    can_create=False,
+    can_input=False,
+    can_stop=False,
+    can_cancel=False,
+    can_read_transcript=True,
+    can_stream_events=False,
+)
+
+
+class LocalSource:
+    """A read-only projection of an fs-store root that no live source serves. Every read
+    first catches up with the store (a live process may be appending to it); every command
+    is ``unsupported_operation``. Its root path never leaves this object."""
+
+    kind: SourceKind = "local_compatibility"
+
+    def __init__(self, reader: FsStoreReader, display_name: str | None = None) -> None:
+        self._reader = reader
+        self._lock = anyio.Lock()
+        self.runtime_id = reader.runtime_id
+        self.display_name = display_name or f"{reader.runtime_id} (local store, read-only)"
+
+    @classmethod
+    async def open(cls, root: Path, display_name: str | None = None) -> LocalSource:
+        """Read the root once (its runtime_id names the source)."""
+        reader = FsStoreReader(root)
+        await anyio.to_thread.run_sync(reader.refresh)
+        return cls(reader, display_name)
+
+    def __repr__(self) -> str:
+        return f"LocalSource(runtime_id={self.runtime_id!r})"
+
+    async def _read(self, call: Callable[[], T]) -> T:
+        """Catch up with the store, then read, in a worker thread (both are file I/O)."""
+        reader = self._reader
+
+        def refresh_and_read() -> T:
+            reader.refresh()
+            if reader.runtime_id != self.runtime_id:
+                raise StoreCorrupt("the store root now belongs to another runtime")
+            return call()
+
+        async with self._lock:
+            try:
+                return await anyio.to_thread.run_sync(refresh_and_read)
+            except StoreCorrupt as exc:
+                raise RuntimeUnavailable(
+                    f"the local store cannot be read: {exc.message}",
+                    details={"reason": "store_unreadable"},
+                ) from None
+
+    def _unsupported(self, operation: str) -> UnsupportedOperation:
+        return UnsupportedOperation(
+            f"{operation} is not supported: a local store is shown read-only",
+            details={"runtime_id": self.runtime_id, "kind": self.kind},
+        )
+
+    async def info(self) -> RuntimeInfo:
+        at = now_rfc3339()
+        diagnostics = [
+            SourceDiagnostic(
+                severity="info",
+                code="local.read_only",
+                message="a read-only projection of a Runtime's store on this machine; "
+                "commands are not supported",
+                at=at,
+            )
+        ]
+        try:
+            alive = await self._read(lambda: self._reader.writer_alive)
+        except RuntimeUnavailable as exc:
+            diagnostics.append(
+                SourceDiagnostic(
+                    severity="error", code="local.store_unreadable", message=exc.message, at=at
+                )
+            )
+            status: SourceStatus = "unavailable"
+        else:
+            status = "running" if alive else "stopped"
+            if alive:
+                diagnostics.append(
+                    SourceDiagnostic(
+                        severity="info",
+                        code="local.live_writer",
+                        message="a Runtime process is writing to this store; the view "
+                        "follows it on every read",
+                        at=at,
+                    )
+                )
+            if self._reader.skipped_workers:
+                diagnostics.append(
+                    SourceDiagnostic(
+                        severity="warning",
+                        code="local.worker_skipped",
+                        message=f"{self._reader.skipped_workers} Worker record(s) could not "
+                        "be read and are not shown",
+                        at=at,
+                    )
+                )
+        return RuntimeInfo(
+            runtime_id=self.runtime_id,
+            display_name=self.display_name,
+            kind=self.kind,
+            implementation="fs-store root (read-only)",
+            status=status,
+            capabilities=READ_ONLY,
+            diagnostics=diagnostics,
+        )
+
+    async def list_workers(
+        self, *, status: str | None, limit: int | None, after: str | None
+    ) -> WorkerPage:
+        return await self._read(
+            lambda: self._reader.list_workers(status=status, limit=limit, after=after)
+        )
+
+    async def create_worker(self, request: CreateWorkerRequest) -> WorkerDetail:
+        raise self._unsupported("create")
+
+    async def get_worker(self, worker_id: str) -> WorkerDetail:
+        return await self._read(lambda: self._reader.get_worker(worker_id))
+
+    async def send_input(self, worker_id: str, request: InputRequest) -> InputAck:
+        raise self._unsupported("input")
+
+    async def stop_worker(self, worker_id: str, reason: str | None) -> StopAck:
+        raise self._unsupported("stop")
+
+    async def cancel(self, worker_id: str, turn_id: str | None, reason: str | None) -> CancelAck:
+        raise self._unsupported("cancel")
+
+    async def read_transcript(
+        self, worker_id: str, start: int, limit: int | None
+    ) -> TranscriptPage:
+        return await self._read(
+            lambda: self._reader.read_transcript(worker_id, start=start, limit=limit)
+        )
+
+    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
+        raise self._unsupported("streaming events")
+
+    async def aclose(self) -> None:
+        return None
