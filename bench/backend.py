@@ -3,7 +3,7 @@ in the same run.
 
 - embedded source: input acks/s (c=8) and POST input → first output_delta latency through the
   Backend (``/api/runtimes/backend-internal/…``), against the same Runtime code served directly
-  by a ``yoi-runtime`` process (memory store). Target: overhead ≤ 1.5×.
+  by a ``yoi-runtime`` process with the same store (fs, fsync batch). Target: overhead ≤ 1.5×.
 - remote source: the same through the Backend to a registered ``yoi-runtime``, against that
   ``yoi-runtime`` called directly. Target: ≤ 2.5×.
 
@@ -91,11 +91,12 @@ async def first_delta(host: str, port: int, prefix: str, rounds: int) -> float:
 
 
 async def main(seconds: float, rounds: int) -> None:
-    runtime_cmd = [
-        sys.executable, "-m", "worker_runtime.cli", "--bind", "127.0.0.1:0",
-        "--token-env", "BENCH_TOKEN", "--log-level", "warning", "--runtime-id", "direct",
-    ]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
+        runtime_cmd = [
+            sys.executable, "-m", "worker_runtime.cli", "--bind", "127.0.0.1:0",
+            "--token-env", "BENCH_TOKEN", "--log-level", "warning", "--runtime-id", "direct",
+            "--store", "fs", "--data-dir", f"{tmp}/direct",
+        ]  # fmt: skip
         backend_cmd = [
             sys.executable, "-m", "yoi_workspace_server.cli", "--bind", "127.0.0.1:0",
             "--data-dir", tmp, "--log-level", "warning",

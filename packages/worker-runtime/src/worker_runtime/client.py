@@ -61,6 +61,8 @@ M = TypeVar("M", bound=BaseModel)
 
 #: How many delivered cursors a stream remembers to drop repeats after a reconnect.
 _SEEN_CURSORS = 4096
+#: How many parsed request URLs a client keeps (paths differ by worker_id).
+_URL_CACHE = 4096
 
 
 class RuntimeClient:
@@ -83,6 +85,7 @@ class RuntimeClient:
         self.base_url = base_url.rstrip("/")
         self._timeout = httpx.Timeout(timeout_s)
         self._stream_timeout = httpx.Timeout(timeout_s, read=stream_idle_timeout_s)
+        self._urls: dict[str, httpx.URL] = {}
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"authorization": f"Bearer {token}"},
@@ -243,7 +246,7 @@ class RuntimeClient:
         params = _params(cursor=cursor)
         try:
             async with aconnect_sse(
-                self._http, "GET", path, params=params, timeout=self._stream_timeout
+                self._http, "GET", self.base_url + path, params=params, timeout=self._stream_timeout
             ) as source:
                 response = source.response
                 if response.status_code != 200:
@@ -261,6 +264,17 @@ class RuntimeClient:
 
     # -- plumbing ----------------------------------------------------------------------------
 
+    def _url(self, path: str) -> httpx.URL:
+        """The absolute URL of ``path``, parsed once: a relative path costs httpx two URL
+        parses per request, a third of a small command's client time."""
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(self.base_url + path)
+            if len(self._urls) >= _URL_CACHE:
+                self._urls.clear()
+            self._urls[path] = url
+        return url
+
     async def _request(
         self,
         method: str,
@@ -270,7 +284,7 @@ class RuntimeClient:
         json: Any = None,
     ) -> dict[str, Any]:
         try:
-            response = await self._http.request(method, path, params=params, json=json)
+            response = await self._http.request(method, self._url(path), params=params, json=json)
         except httpx.TimeoutException:
             raise _unavailable("timeout") from None
         except httpx.TransportError:

@@ -16,7 +16,7 @@ import binascii
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Query, Request
@@ -33,7 +33,7 @@ from worker_runtime import (
     WorkerRuntimeError,
 )
 from worker_runtime.events import notice
-from worker_runtime.http import Guard, install_error_handlers, validate_body
+from worker_runtime.http import DirectRoute, Guard, install_error_handlers, validate_body
 from worker_runtime.http.stream import SseResponse, encode_event
 from worker_runtime.models import require_id
 
@@ -147,6 +147,7 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
         redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.router.route_class = DirectRoute
     install_error_handlers(app)
 
     def source(runtime_id: str) -> Source:
@@ -157,6 +158,13 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
 
     def runtime_json(runtime_id: str, body: Any, status_code: int = 200) -> Response:
         return _json(_wrap_cursors(runtime_id, body), status_code)
+
+    # The hot route first: Starlette matches routes in order.
+    @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/input")
+    async def send_input(runtime_id: str, worker_id: str, request: Request) -> Response:
+        s, wid = source(runtime_id), worker_id_of(worker_id)
+        body = validate_body(InputRequest, await request.body())
+        return runtime_json(runtime_id, {"ack": _dump(await s.send_input(wid, body))})
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -228,12 +236,6 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
             runtime_id, {"worker": _dump(await s.get_worker(worker_id_of(worker_id)))}
         )
 
-    @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/input")
-    async def send_input(runtime_id: str, worker_id: str, request: Request) -> Response:
-        s, wid = source(runtime_id), worker_id_of(worker_id)
-        body = validate_body(InputRequest, await request.body())
-        return runtime_json(runtime_id, {"ack": _dump(await s.send_input(wid, body))})
-
     @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/stop")
     async def stop_worker(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
@@ -293,9 +295,10 @@ async def _messages(
     """The source's events, encoded with Backend cursors."""
     try:
         async for event in events:
-            if event.cursor is not None:
-                event = replace(event, cursor=wrap_cursor(runtime_id, event.cursor))
-            yield encode_event(event)
+            if event.cursor is None:
+                yield encode_event(event)
+            else:
+                yield encode_event(event, wrap_cursor(runtime_id, event.cursor))
     except WorkerRuntimeError as exc:
         # A remote refused the stream once it started (e.g. cursor_expired): say so, then end.
         log.info("stream of runtime %s ended: %s", runtime_id, exc.code)

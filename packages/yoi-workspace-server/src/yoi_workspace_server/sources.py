@@ -47,6 +47,8 @@ from worker_runtime.client import RuntimeClient
 from worker_runtime.events import notice, now_rfc3339
 from worker_runtime.store.fsread import FsStoreReader
 
+from ._transport import AiohttpTransport
+
 __all__ = [
     "Capabilities",
     "EmbeddedSource",
@@ -248,7 +250,9 @@ class RemoteSource:
     ) -> None:
         self.runtime_id = runtime_id
         self.display_name = display_name
-        self._client = RuntimeClient(base_url, token=token, timeout_s=timeout_s)
+        self._client = RuntimeClient(
+            base_url, token=token, timeout_s=timeout_s, transport=AiohttpTransport()
+        )
         self._poll_s = poll_s
         self._health = _Health()
         if last_known is not None and last_known[0] in ("running", "stopped", "unavailable"):

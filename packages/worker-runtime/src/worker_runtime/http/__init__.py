@@ -16,10 +16,11 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
     raise MissingExtraError("http-server") from exc
 
-from ._app import HttpSettings, create_app, install_error_handlers, validate_body
+from ._app import DirectRoute, HttpSettings, create_app, install_error_handlers, validate_body
 from ._guard import Guard
 
 __all__ = [
+    "DirectRoute",
     "Guard",
     "HttpSettings",
     "create_app",

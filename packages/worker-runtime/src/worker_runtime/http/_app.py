@@ -43,7 +43,7 @@ from .. import (
 from ..errors import invalid_input_from
 from ._guard import Guard
 
-__all__ = ["HttpSettings", "create_app", "install_error_handlers", "validate_body"]
+__all__ = ["DirectRoute", "HttpSettings", "create_app", "install_error_handlers", "validate_body"]
 
 log = logging.getLogger("worker_runtime.http")
 
@@ -184,7 +184,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class _DirectRoute(APIRoute):
+class DirectRoute(APIRoute):
     """An APIRoute that calls its endpoint directly when the endpoint takes nothing but path
     parameters (all ``str``) and the :class:`Request`: that skips FastAPI's per-request
     dependency solving, which is most of the cost of a small command. Routes with query
@@ -235,7 +235,7 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
         # No OpenTelemetry instrumentation: its per-request check costs more than a command.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.router.route_class = _DirectRoute
+    app.router.route_class = DirectRoute
     install_error_handlers(app)
 
     # The hot route first: Starlette matches routes in order.

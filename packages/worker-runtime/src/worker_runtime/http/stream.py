@@ -40,12 +40,16 @@ CursorQuery = Annotated[str | None, Query(max_length=_MAX_CURSOR_CHARS)]
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=_MAX_CURSOR_CHARS)]
 
 
-def encode_event(event: Event) -> bytes:
-    """One SSE message: ``id`` (log events only), ``event`` and a one-line JSON ``data``."""
-    data = json.dumps(event.to_dict(), ensure_ascii=False, separators=(",", ":"))
+def encode_event(event: Event, cursor: str | None = None) -> bytes:
+    """One SSE message: ``id`` (log events only), ``event`` and a one-line JSON ``data``.
+    ``cursor`` replaces the event's own cursor (a proxy's cursor for a log event)."""
+    fields = event.to_dict()
+    if cursor is not None and event.cursor is not None:
+        fields["cursor"] = cursor
+    data = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     if event.cursor is None:
         return f"event: {event.kind}\ndata: {data}\n\n".encode()
-    return f"id: {event.cursor}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+    return f"id: {fields['cursor']}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 
 class _Streams:
