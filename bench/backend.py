@@ -4,11 +4,15 @@ in the same run.
 - embedded source: input acks/s (c=8) and POST input → first output_delta latency through the
   Backend (``/api/runtimes/backend-internal/…``), against the same Runtime code served directly
   by a ``yoi-runtime`` process with the same store (fs, fsync batch). Target: overhead ≤ 1.5×.
+  (``--store memory`` runs the direct runtime on the memory store instead: a stricter view of
+  the remote hop, whose cost then stands against a cheaper command.)
 - remote source: the same through the Backend to a registered ``yoi-runtime``, against that
   ``yoi-runtime`` called directly. Target: ≤ 2.5×.
 
 Overhead is time per request (or latency) through the Backend ÷ directly. Echo, zero delay.
-Run: ``uv run python bench/backend.py`` (about a minute). Client and servers share 2 cores.
+The three targets are measured in alternation (throughput in short slices, latency round by
+round), so a change in machine load moves all three alike. Run: ``uv run python
+bench/backend.py`` (about a minute). Client and servers share 2 cores.
 """
 
 from __future__ import annotations
@@ -56,57 +60,80 @@ async def acks_per_second(host: str, port: int, prefix: str, seconds: float) -> 
     return count / (time.perf_counter() - start)
 
 
-async def first_delta(host: str, port: int, prefix: str, rounds: int) -> float:
-    """Median ms from writing an input POST to receiving the first output_delta."""
-    control = await Connection.open(host, port)
-    stream = await Connection.open(host, port)
-    status, payload = await control.request("POST", f"{prefix}/workers", b"{}")
-    worker = json.loads(payload)["worker"]
-    path = f"{prefix}/workers/{worker['worker_id']}"
-    assert await stream.open_stream(f"{path}/events?cursor={worker['last_cursor']}") == 200
-    body = json.dumps({"content": "hello world"}).encode()
-    latencies: list[float] = []
+class DeltaProbe:
+    """One Worker with a control connection and an open event stream: a round writes an
+    input POST and times the arrival of the first output_delta."""
 
-    async def wait_delta(start: float) -> None:
-        chunk = await stream.chunk()
-        while b"event: output_delta" not in chunk:
-            chunk = await stream.chunk()
-        latencies.append(time.perf_counter() - start)
-        while END not in chunk:
-            chunk = await stream.chunk()
+    def __init__(self, control: Connection, stream: Connection, path: str) -> None:
+        self.control, self.stream, self.path = control, stream, path
+        self.body = json.dumps({"content": "hello world"}).encode()
+        self.latencies: list[float] = []
 
+    @classmethod
+    async def open(cls, host: str, port: int, prefix: str) -> DeltaProbe:
+        control = await Connection.open(host, port)
+        stream = await Connection.open(host, port)
+        status, payload = await control.request("POST", f"{prefix}/workers", b"{}")
+        assert status == 201, payload
+        worker = json.loads(payload)["worker"]
+        path = f"{prefix}/workers/{worker['worker_id']}"
+        assert await stream.open_stream(f"{path}/events?cursor={worker['last_cursor']}") == 200
+        return cls(control, stream, path)
+
+    async def round(self) -> None:
+        start = time.perf_counter()
+
+        async def wait_delta() -> None:
+            chunk = await self.stream.chunk()
+            while b"event: output_delta" not in chunk:
+                chunk = await self.stream.chunk()
+            self.latencies.append(time.perf_counter() - start)
+            while END not in chunk:
+                chunk = await self.stream.chunk()
+
+        post = self.control.request("POST", f"{self.path}/input", self.body)
+        status, _ = (await asyncio.gather(post, wait_delta()))[0]
+        assert status == 200
+
+    def close(self) -> None:
+        self.stream.close()
+        self.control.close()
+
+
+async def interleaved(
+    targets: dict[str, tuple[str, int, str]], seconds: float, rounds: int
+) -> dict[str, tuple[float, float]]:
+    """Acks/s and first-delta p50 (ms) of each target, measured in alternation (short
+    throughput slices in turn, then latency rounds in turn) so that every target sees the
+    same machine state, and the ratios do not drift with it."""
+    acks = dict.fromkeys(targets, 0.0)
+    slices = 4
+    for _ in range(slices):
+        for name, target in targets.items():
+            acks[name] += await acks_per_second(*target, seconds / slices) / slices
+    probes = {name: await DeltaProbe.open(*target) for name, target in targets.items()}
     try:
         for _ in range(rounds):
-            start = time.perf_counter()
-            status, _ = (
-                await asyncio.gather(
-                    control.request("POST", f"{path}/input", body), wait_delta(start)
-                )
-            )[0]
-            assert status == 200
+            for probe in probes.values():
+                await probe.round()
     finally:
-        stream.close()
-        control.close()
-    return pct(latencies, 0.5)
+        for probe in probes.values():
+            probe.close()
+    return {name: (acks[name], pct(probes[name].latencies, 0.5)) for name in targets}
 
 
-async def main(seconds: float, rounds: int) -> None:
+async def main(seconds: float, rounds: int, store: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runtime_cmd = [
             sys.executable, "-m", "worker_runtime.cli", "--bind", "127.0.0.1:0",
             "--token-env", "BENCH_TOKEN", "--log-level", "warning", "--runtime-id", "direct",
-            "--store", "fs", "--data-dir", f"{tmp}/direct",
         ]  # fmt: skip
+        runtime_cmd += ["--store", "fs", "--data-dir", f"{tmp}/direct"] if store == "fs" else []
         backend_cmd = [
             sys.executable, "-m", "yoi_workspace_server.cli", "--bind", "127.0.0.1:0",
             "--data-dir", tmp, "--log-level", "warning",
         ]  # fmt: skip
         with server(runtime_cmd) as (rhost, rport), server(backend_cmd) as (bhost, bport):
-            direct_acks = await acks_per_second(rhost, rport, "/v1", seconds)
-            direct_lat = await first_delta(rhost, rport, "/v1", rounds)
-            embedded = "/api/runtimes/backend-internal"
-            emb_acks = await acks_per_second(bhost, bport, embedded, seconds)
-            emb_lat = await first_delta(bhost, bport, embedded, rounds)
             conn = await Connection.open(bhost, bport)
             register = {"runtime_id": "direct", "base_url": f"http://{rhost}:{rport}"}
             status, payload = await conn.request(
@@ -114,9 +141,16 @@ async def main(seconds: float, rounds: int) -> None:
             )
             conn.close()
             assert status == 201, payload
-            remote = "/api/runtimes/direct"
-            rem_acks = await acks_per_second(bhost, bport, remote, seconds)
-            rem_lat = await first_delta(bhost, bport, remote, rounds)
+            figures = await interleaved(
+                {
+                    "direct": (rhost, rport, "/v1"),
+                    "embedded": (bhost, bport, "/api/runtimes/backend-internal"),
+                    "remote": (bhost, bport, "/api/runtimes/direct"),
+                },
+                seconds,
+                rounds,
+            )
+    (direct_acks, direct_lat), (emb_acks, emb_lat), (rem_acks, rem_lat) = figures.values()
     rows = [
         Row("direct yoi-runtime: input acks/s, c=8", direct_acks, "req/s"),
         Row("direct yoi-runtime: first delta p50", direct_lat, "ms"),
@@ -163,7 +197,13 @@ async def main(seconds: float, rounds: int) -> None:
 if __name__ == "__main__":
     os.environ.setdefault("BENCH_TOKEN", TOKEN)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="per acks measurement")
+    parser.add_argument("--seconds", type=float, default=4.0, help="acks measurement per target")
     parser.add_argument("--rounds", type=int, default=300, help="latency samples")
+    parser.add_argument(
+        "--store",
+        choices=("fs", "memory"),
+        default="fs",
+        help="the direct runtime's store (fs: the same as the embedded Runtime's)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.rounds))
+    asyncio.run(main(args.seconds, args.rounds, args.store))

@@ -20,6 +20,7 @@ import httpx
 
 RUNTIME_TOKEN = "remote-secret-token-7f3a9c"
 PROVIDER_KEY = "sk-test-planted-provider-key-42"
+DEAD_TOKEN = "dead-runtime-secret-token-99"
 
 
 def _free_port() -> int:
@@ -314,6 +315,7 @@ def test_local_stores_are_read_only_and_same_worker_ids_route_apart(tmp_path: Pa
     )
     bport, tport, lport = _free_port(), _free_port(), _free_port()
     twin_url, live_url = f"http://127.0.0.1:{tport}", f"http://127.0.0.1:{lport}"
+    dead_url = f"http://127.0.0.1:{_free_port()}"
     twin_args = [
         sys.executable, "-m", "worker_runtime.cli", "--runtime-id", "twin-rt",
         "--bind", f"127.0.0.1:{tport}", "--store", "fs", "--data-dir", str(twin_root),
@@ -406,10 +408,23 @@ def test_local_stores_are_read_only_and_same_worker_ids_route_apart(tmp_path: Pa
             page = c.get(f"{lbase}/transcript", params={"start": 8}).json()["transcript"]
             assert [i["content"] for i in page["items"]] == ["t 4", "t 4"]
             error(c.post(f"{lbase}/input", json={"content": "no"}), 501, "unsupported_operation")
+            error(c.get(f"{lbase}/transcript", params={"start": -1}), 400, "invalid_input")
+
+            # Registration: hostile ids are refused, an unreachable remote echoes nothing.
+            for hostile in ("../x", "a\x00b", "名前", "x" * 300, ""):
+                bad = {"runtime_id": hostile, "base_url": twin_url}
+                error(c.post("/api/runtimes", json=bad), 400, "invalid_input")
+            dead = {"runtime_id": "dead-rt", "base_url": dead_url, "token": DEAD_TOKEN}
+            registered = c.post("/api/runtimes", json=dead)
+            assert registered.json()["runtime"]["status"] == "unavailable"
+            error(c.get("/api/runtimes/dead-rt/workers"), 503, "runtime_unavailable")
+            error(c.post("/api/runtimes/dead-rt/workers", json={}), 503, "runtime_unavailable")
+            assert c.get("/api/runtimes").status_code == 200
+            assert c.get("/api/workers").json()["diagnostics"][0]["runtime_id"] == "dead-rt"
             seen = c.seen
 
     secrets = [
-        RUNTIME_TOKEN, PROVIDER_KEY, str(tmp_path), twin_url, live_url,
+        RUNTIME_TOKEN, PROVIDER_KEY, DEAD_TOKEN, str(tmp_path), twin_url, live_url, dead_url,
         f"127.0.0.1:{tport}", f"127.0.0.1:{lport}",
     ]  # fmt: skip
     for text in seen:

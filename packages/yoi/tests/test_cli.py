@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from yoi.cli import main
 
@@ -44,3 +48,43 @@ def test_bad_demo_arguments_exit_2() -> None:
     assert main(["demo", "--delay-ms", "-1"]) == 2
     result = _yoi("demo", "--delay-ms", "soon")
     assert result.returncode == 2
+
+
+def test_the_readme_main_job_example_talks_to_yoi_up(tmp_path: Path) -> None:
+    """`yoi up` prints its URL, and the README's example (pointed at that URL) creates a
+    Worker, streams its echo turn through the Backend and reads its transcript."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"do; this one is Python.*?```python\n(.*?)```", readme, re.S)
+    assert match, "the README lost its main-job example"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    example = match.group(1).replace("127.0.0.1:8700", f"127.0.0.1:{port}")
+    (tmp_path / "example.py").write_text(example, encoding="utf-8")
+    args = ["up", "--bind", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "data")]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "yoi.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert f"http://127.0.0.1:{port}" in server.stdout.readline()
+        result = subprocess.run(
+            [sys.executable, str(tmp_path / "example.py")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        for stream in (server.stdout, server.stderr):
+            if stream is not None:
+                stream.close()
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("input_accepted")
+    assert [line.split()[0] for line in lines[:-1]][-1] == "turn_completed"
+    assert "'content': 'hello there'" in lines[-1]
