@@ -14,5 +14,6 @@ else
 fi
 
 sync_workspace() {
-  uv sync --frozen --all-packages --all-extras --quiet
+  # Every extra but llama-cpp, which compiles llama.cpp (see scripts/test-llama).
+  uv sync --frozen --all-packages --all-extras --no-extra llama-cpp --quiet
 }

@@ -135,11 +135,11 @@ async def test_a_rejected_initial_input_creates_nothing() -> None:
 
 
 async def test_profiles_that_do_not_exist_or_cannot_run_leave_nothing_behind() -> None:
-    """An unknown profile is profile_not_found; a profile whose provider has no backend yet is
-    unsupported_operation; neither creates a Worker."""
+    """An unknown profile is profile_not_found; a profile whose provider has no backend in
+    this Runtime is unsupported_operation; neither creates a Worker."""
     from worker_runtime import Profile
 
-    gpt = Profile(name="gpt", provider="openai", model="gpt-4.1-mini", api_key_env="OPENAI_KEY")
+    gpt = Profile(name="gpt", provider="in-house", model="gpt-4.1-mini", api_key_env="OPENAI_KEY")
     async with open_runtime(profiles=[gpt]) as rt:
         with pytest.raises(ProfileNotFound):
             await rt.create_worker({"profile": {"kind": "named", "name": "nope"}})

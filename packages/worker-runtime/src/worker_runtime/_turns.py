@@ -73,6 +73,34 @@ class _ContextView(Sequence[ContextMessage]):
         return f"ContextView({list(self)!r})"
 
 
+def estimate_tokens(message: ContextMessage) -> int:
+    """A provider-independent token estimate: about four characters a token, plus a few for
+    the message's framing. Good enough to keep a context under a budget."""
+    return (len(message.content) + 3) // 4 + 4
+
+
+def fit_context(
+    messages: Sequence[ContextMessage], budget: int, *, has_prompt: bool
+) -> list[ContextMessage]:
+    """``messages`` under ``budget`` estimated tokens: the oldest conversation entries are
+    left out first; the system prompt (first, when ``has_prompt``) and the last message (the
+    turn's input) are always kept, even when they alone exceed the budget."""
+    if len(messages) <= (2 if has_prompt else 1):
+        return list(messages)
+    head = [messages[0]] if has_prompt else []
+    body = list(messages[len(head) : -1])
+    last = messages[-1]
+    used = sum(estimate_tokens(m) for m in head) + estimate_tokens(last)
+    kept: list[ContextMessage] = []
+    for message in reversed(body):
+        used += estimate_tokens(message)
+        if used > budget:
+            break
+        kept.append(message)
+    kept.reverse()
+    return [*head, *kept, last]
+
+
 class Turns(Engine):
     """Input acceptance and the turn lifecycle."""
 
@@ -179,7 +207,7 @@ class Turns(Engine):
     async def _run_turn(self, w: Worker, turn: Turn) -> None:
         parts: list[str] = []
         usage: TurnUsage | None = None
-        failure: tuple[str, str] | None = None
+        failure: tuple[str, str, dict[str, Any]] | None = None
         try:
             with turn.scope:
                 request = TurnRequest(
@@ -203,10 +231,10 @@ class Turns(Engine):
                     if aclose is not None:
                         await aclose()
         except ExecutionError as exc:
-            failure = (exc.code, exc.message)
+            failure = (exc.code, exc.message, dict(exc.details))
         except Exception:
             log.exception("execution backend failed", extra={"turn_id": turn.turn_id})
-            failure = ("internal_error", "the execution backend failed unexpectedly")
+            failure = ("internal_error", "the execution backend failed unexpectedly", {})
         self._settle(w, turn, "".join(parts), usage, failure)
         try:
             await self._commit()
@@ -220,9 +248,11 @@ class Turns(Engine):
         it stood when the turn started (its own input last). A view, not a copy: the history
         only ever grows by appending."""
         prompt = w.profile.system_prompt
-        return _ContextView(
+        view = _ContextView(
             ContextMessage("system", prompt) if prompt else None, w.history or [], turn.context_len
         )
+        budget = w.profile.context_tokens
+        return view if budget is None else fit_context(view, budget, has_prompt=bool(prompt))
 
     def _settle(
         self,
@@ -230,7 +260,7 @@ class Turns(Engine):
         turn: Turn,
         text: str,
         usage: TurnUsage | None,
-        failure: tuple[str, str] | None,
+        failure: tuple[str, str, dict[str, Any]] | None,
     ) -> None:
         """Record how a turn ended (exactly one terminal event), then start the next queued
         input unless the Worker is stopping or the Runtime is closing."""
@@ -244,17 +274,14 @@ class Turns(Engine):
             w.cancelled += 1
             cursor = self._emit("turn_cancelled", w, tid, {"reason": turn.cancel_reason})
         elif failure is not None:
-            code, message = failure
+            code, message, details = failure
             sequence = w.transcript_len + 1
             w.failed += 1
+            error: dict[str, Any] = {"code": code, "message": message}
+            if details:
+                error["details"] = details  # e.g. retry_after_s of provider_rate_limited
             cursor = self._emit(
-                "turn_failed",
-                w,
-                tid,
-                {
-                    "error": {"code": code, "message": message},
-                    "transcript_sequence": sequence,
-                },
+                "turn_failed", w, tid, {"error": error, "transcript_sequence": sequence}
             )
             w.transcript_len += 1
         else:

@@ -63,11 +63,22 @@ class Profile(BaseModel):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     chunk_delay_ms: Annotated[float, Field(ge=0)] | None = None
+    #: The model context budget, in (estimated) tokens: the oldest conversation entries are
+    #: left out first; the system prompt and the turn's own input never are.
+    context_tokens: Annotated[int, Field(ge=16)] | None = None
+    #: How often a transient provider failure (rate limit, timeout, unavailable) is retried
+    #: before any output of the turn streamed, with backoff from ``retry_backoff_s``.
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_backoff_s: Annotated[float, Field(ge=0, le=60)] = 0.5
 
     @model_validator(mode="after")
-    def _echo_only_fields(self) -> Profile:
+    def _provider_fields(self) -> Profile:
         if self.chunk_delay_ms is not None and self.provider != "echo":
             raise ValueError("chunk_delay_ms is only valid for provider 'echo'")
+        if self.provider == "llama_cpp" and self.model is None:
+            raise ValueError("model (the path of a GGUF file) is required for provider 'llama_cpp'")
+        if self.provider in ("openai", "anthropic") and self.model is None:
+            raise ValueError(f"model is required for provider '{self.provider}'")
         return self
 
     @property
@@ -76,6 +87,8 @@ class Profile(BaseModel):
         model = (
             self.model if self.model is not None else ("echo" if self.provider == "echo" else None)
         )
+        if model is not None and self.provider == "llama_cpp":
+            model = model.replace("\\", "/").rsplit("/", 1)[-1]  # the file's name, not its path
         return ProfileInfo(name=self.name, provider=self.provider, model=model)
 
 

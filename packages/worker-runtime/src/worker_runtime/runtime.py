@@ -73,6 +73,32 @@ log = logging.getLogger("worker_runtime")
 M = TypeVar("M", bound=BaseModel)
 
 _STATUSES = ("idle", "running", "stopped")
+
+
+def _openai_backend() -> ExecutionBackend:
+    from .execution.openai import OpenAIBackend
+
+    return OpenAIBackend()
+
+
+def _anthropic_backend() -> ExecutionBackend:
+    from .execution.anthropic import AnthropicBackend
+
+    return AnthropicBackend()
+
+
+def _llama_cpp_backend() -> ExecutionBackend:
+    from .execution.llama_cpp import LlamaCppBackend
+
+    return LlamaCppBackend()
+
+
+#: The provider backends a Runtime makes on first use, each from its extra.
+_PROVIDER_BACKENDS = {
+    "openai": _openai_backend,
+    "anthropic": _anthropic_backend,
+    "llama_cpp": _llama_cpp_backend,
+}
 #: Events kept in memory per Worker when the store is durable (older ones are read from disk).
 DURABLE_WORKER_CACHE = 256
 
@@ -111,6 +137,20 @@ class Runtime(Turns):
         self._started_at = ""
         self._store_error: RuntimeUnavailable | None = None
         self._pending_diagnostics: list[tuple[Any, str, str, str | None]] = []
+
+    def _backend_for(self, profile: Profile) -> ExecutionBackend:
+        """The execution backend of a profile's provider, made on first use from its extra
+        (``MissingExtraError`` names the ``pip install`` when it is not installed)."""
+        backend = self._backends.get(profile.provider)
+        if backend is None:
+            factory = _PROVIDER_BACKENDS.get(profile.provider)
+            if factory is None:
+                raise UnsupportedOperation(
+                    f"provider '{profile.provider}' is not available in this Runtime",
+                    details={"provider": profile.provider, "profile": profile.name},
+                )
+            backend = self._backends[profile.provider] = factory()
+        return backend
 
     # -- lifecycle of the Runtime ----------------------------------------------------------
 
@@ -273,6 +313,10 @@ class Runtime(Turns):
                 await turn.done.wait()
             await self._commit()
             await self._store.close()
+            for backend in self._backends.values():  # provider clients and their pools
+                aclose = getattr(backend, "aclose", None)
+                if aclose is not None:
+                    await aclose()
         finally:
             self._state = "closed"
             if self._log is not None:
@@ -348,11 +392,7 @@ class Runtime(Turns):
                     )
                 return self._workers[prior[1]].detail(self._runtime_id)
         profile = self._profiles.resolve(req.profile)
-        if profile.provider not in self._backends:
-            raise UnsupportedOperation(
-                f"provider '{profile.provider}' is not available in this Runtime",
-                details={"provider": profile.provider, "profile": profile.name},
-            )
+        self._backend_for(profile)
         if req.name is not None and len(req.name) > self._limits.max_name_chars:
             raise InvalidInput(
                 f"name: at most {self._limits.max_name_chars} characters",
