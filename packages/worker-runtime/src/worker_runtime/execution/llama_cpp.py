@@ -5,6 +5,9 @@ Profile fields: ``model`` (required: the path of the GGUF file), ``context_token
 model's context window, ``n_ctx``; default 4096, and the turn's context budget as for every
 provider), ``max_tokens`` (default 512), ``temperature``, ``system_prompt``.
 
+A GGUF file without a chat template of a known family (Gemma) is formatted with that
+family's chat format.
+
 llama.cpp generates synchronously, so each token step runs in a worker thread. A cancelled
 turn lets the step in flight finish (one token), then closes the generator: generation stops
 within one token step. One loaded model generates one turn at a time (llama.cpp's context is
@@ -79,6 +82,7 @@ class LlamaCppBackend:
                         f"({type(exc).__name__})",
                         details={"profile": profile.name},
                     ) from None
+                _pick_chat_format(llm)
                 model = self._models[(path, n_ctx)] = _Model(llm, anyio.Lock())
         return model
 
@@ -125,6 +129,24 @@ class LlamaCppBackend:
                     await anyio.to_thread.run_sync(_close, chunks)
             total = int(getattr(model.llm, "n_tokens", 0))
         yield TurnUsage(input_tokens=max(0, total - output), output_tokens=output)
+
+
+#: Chat formats of model families whose GGUF files often ship without a chat template
+#: (llama-cpp-python would then fall back to Llama 2's ``[INST]`` format, which they do not
+#: understand).
+_FAMILY_FORMATS = {"gemma": "gemma"}
+
+
+def _pick_chat_format(llm: Any) -> None:
+    metadata = getattr(llm, "metadata", None) or {}
+    if metadata.get("tokenizer.chat_template"):
+        return  # the file says how to format a chat
+    architecture = str(metadata.get("general.architecture", ""))
+    for family, chat_format in _FAMILY_FORMATS.items():
+        if architecture.startswith(family):
+            llm.chat_format = chat_format
+            llm.chat_handler = None
+            return
 
 
 def _close(chunks: Iterator[Any]) -> None:
