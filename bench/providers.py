@@ -4,7 +4,9 @@ OpenAI-compatible server in the same run (``bench/_fake_openai.py``, its own pro
 - Cost per streamed delta: a reply of ``--deltas`` one-word deltas, read by the raw SDK
   (``AsyncOpenAI`` streaming chat completions, every chunk's text taken) and by the Runtime (a
   Worker on an ``openai`` profile: the input command, every ``output_delta`` through a
-  subscription, up to ``turn_completed``). Target: ≤ 1.2× the raw SDK's time per delta.
+  subscription, up to ``turn_completed``), ``--replies`` of each in alternation; the ratio is
+  the median over the pairs of a runtime reply and the raw reply just before it. Target: ≤
+  1.2× the raw SDK's time per delta.
 - First-delta latency added: a two-delta reply, the time to the first delta through the
   Runtime (from ``send_input`` to the subscriber's first ``output_delta``) minus the raw SDK's
   (from the ``create`` call to the first content chunk), medians over ``--rounds``, taken in
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -101,31 +104,38 @@ async def main(deltas: int, replies: int, rounds: int) -> None:
             for _ in range(2):  # warm both paths (connections, code)
                 await raw_sdk(client, deltas)
                 await through_runtime(rt, await fresh(deltas), deltas)
-            raw_total = rt_total = 0.0
+            raw_times: list[float] = []
+            rt_times: list[float] = []
             for _ in range(replies):  # alternate, so machine noise hits both alike
-                raw_total += (await raw_sdk(client, deltas))[0]
-                rt_total += (await through_runtime(rt, await fresh(deltas), deltas))[0]
+                gc.collect()  # neither reply pays for the other's garbage
+                raw_times.append((await raw_sdk(client, deltas))[0])
+                worker = await fresh(deltas)
+                gc.collect()
+                rt_times.append((await through_runtime(rt, worker, deltas))[0])
             raw_first: list[float] = []
             rt_first: list[float] = []
             for _ in range(rounds):
                 raw_first.append((await raw_sdk(client, 2))[1])
                 rt_first.append((await through_runtime(rt, await fresh(2), 2))[1])
         await client.close()
-    per_raw = raw_total / (replies * deltas) * 1e6
-    per_rt = rt_total / (replies * deltas) * 1e6
+    # Medians over the replies: a garbage collection landing in one reply moves no figure.
+    per_raw = pct(raw_times, 0.5) / deltas * 1e3
+    per_rt = pct(rt_times, 0.5) / deltas * 1e3
     first_raw = pct(raw_first, 0.5)
     first_rt = pct(rt_first, 0.5)
     added = first_rt - first_raw
+    # Each runtime reply against the raw reply just before it: pairs close in time share the
+    # machine's state, which drifts by ±15% between runs here.
+    paired = sorted(r / w for r, w in zip(rt_times, raw_times, strict=True))[len(rt_times) // 2]
     rows = [
-        Row("raw SDK: time per delta", per_raw, "us"),
+        Row("raw SDK: time per delta (median reply)", per_raw, "us"),
+        Row("runtime: time per delta (median reply)", per_rt, "us", per_raw, "raw SDK"),
         Row(
-            "runtime: time per delta",
-            per_rt,
-            "us",
-            per_raw,
-            "raw SDK",
-            "<= 1.2x",
-            per_rt <= 1.2 * per_raw,
+            "runtime / raw SDK per delta, median of pairs",
+            paired,
+            "x",
+            target="<= 1.2x",
+            ok=paired <= 1.2,
         ),
         Row("raw SDK: first delta p50", first_raw, "ms"),
         Row("runtime: first delta p50", first_rt, "ms", first_raw, "raw SDK"),
@@ -137,7 +147,7 @@ async def main(deltas: int, replies: int, rounds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deltas", type=int, default=2000, help="deltas per long reply")
-    parser.add_argument("--replies", type=int, default=10, help="long replies per path (>= 1)")
+    parser.add_argument("--replies", type=int, default=21, help="long replies per path (>= 1)")
     parser.add_argument("--rounds", type=int, default=200, help="first-delta samples per path")
     args = parser.parse_args()
     asyncio.run(main(args.deltas, args.replies, args.rounds))
