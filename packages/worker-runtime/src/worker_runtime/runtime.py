@@ -54,7 +54,6 @@ from .models import (
     RuntimeCounts,
     RuntimeSummary,
     StopAck,
-    TranscriptItem,
     TranscriptPage,
     WorkerDetail,
     WorkerPage,
@@ -63,7 +62,7 @@ from .models import (
     require_id,
 )
 from .profiles import Profile, Profiles
-from .store import RecoveredWorker, RuntimeStore, WorkerRecord
+from .store import RecoveredWorker, RuntimeStore, WorkerRecord, transcript_page
 from .store.memory import MemoryStore
 
 __all__ = ["Runtime"]
@@ -573,27 +572,8 @@ class Runtime(Turns):
         entries = (
             await self._store.read_transcript(w.worker_id, start, limit) if start < total else ()
         )
-        items = [
-            TranscriptItem(
-                sequence=e.sequence,
-                turn_id=e.turn_id,
-                role=e.role,
-                content=e.content,
-                cursor=e.cursor,
-                at=e.at,
-                partial=e.partial,
-            )
-            for e in entries
-        ]
-        end = start + len(items)
-        return TranscriptPage(
-            worker_ref=w.ref(self._runtime_id),
-            start=start,
-            limit=limit,
-            total_items=total,
-            items=items,
-            next_start=end if items and end < total else None,
-            cursor=cursor,
+        return transcript_page(
+            w.ref(self._runtime_id), entries, start=start, limit=limit, total=total, cursor=cursor
         )
 
     async def read_events(

@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "MAX_RETRY_AFTER_S",
     "ClientCache",
+    "SdkBackend",
     "api_key",
     "map_sdk_error",
     "retry_after_s",
@@ -223,3 +224,27 @@ def _is_timeout(exc: BaseException) -> bool:
     """A timeout of the HTTP layer under an SDK (raised unwrapped while a stream is read)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
     return bool(names & {"TimeoutException", "TimeoutError", "ReadTimeout"})
+
+
+class SdkBackend(Generic[C]):
+    """A provider backend over an official SDK: clients cached per endpoint and key, bounded
+    retries around :meth:`_attempt` (one provider call), and the clients closed with the
+    Runtime. Subclasses make the client and stream one attempt."""
+
+    def __init__(self) -> None:
+        self._clients: ClientCache[C] = ClientCache(self._make_client)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def _make_client(self, key: str, base_url: str | None, timeout: float) -> C:
+        raise NotImplementedError
+
+    def _attempt(self, request: TurnRequest) -> AsyncIterator[TextDelta | TurnUsage]:
+        raise NotImplementedError
+
+    def stream(self, request: TurnRequest) -> AsyncIterator[TextDelta | TurnUsage]:
+        return stream_with_retries(request, lambda: self._attempt(request))
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()

@@ -25,7 +25,7 @@ import anyio
 
 from ..errors import ExecutionError, ProviderError
 from . import ContextMessage, TextDelta, TurnRequest, TurnUsage
-from ._provider import ClientCache, api_key, map_sdk_error, stream_with_retries
+from ._provider import SdkBackend, api_key, map_sdk_error
 
 __all__ = ["AnthropicBackend"]
 
@@ -47,24 +47,15 @@ def to_messages(context: Sequence[ContextMessage]) -> tuple[str | None, list[dic
     return ("\n\n".join(system) if system else None), messages
 
 
-class AnthropicBackend:
+class AnthropicBackend(SdkBackend["anthropic.AsyncAnthropic"]):
     """Streams messages. One SDK client (and connection pool) per endpoint and key."""
 
-    def __init__(self) -> None:
-        self._clients = ClientCache(
-            lambda key, base_url, timeout: anthropic.AsyncAnthropic(
-                api_key=key, base_url=base_url, timeout=timeout, max_retries=0
-            )
+    def _make_client(
+        self, key: str, base_url: str | None, timeout: float
+    ) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key=key, base_url=base_url, timeout=timeout, max_retries=0
         )
-
-    def __repr__(self) -> str:
-        return "AnthropicBackend()"
-
-    def stream(self, request: TurnRequest) -> AsyncIterator[TextDelta | TurnUsage]:
-        return stream_with_retries(request, lambda: self._attempt(request))
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
 
     async def _attempt(self, request: TurnRequest) -> AsyncIterator[TextDelta | TurnUsage]:
         profile = request.profile

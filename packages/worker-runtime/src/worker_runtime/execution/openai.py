@@ -24,29 +24,16 @@ import anyio
 
 from ..errors import ExecutionError
 from . import TextDelta, TurnRequest, TurnUsage
-from ._provider import ClientCache, api_key, map_sdk_error, stream_with_retries
+from ._provider import SdkBackend, api_key, map_sdk_error
 
 __all__ = ["OpenAIBackend"]
 
 
-class OpenAIBackend:
+class OpenAIBackend(SdkBackend["openai.AsyncOpenAI"]):
     """Streams chat completions. One SDK client (and connection pool) per endpoint and key."""
 
-    def __init__(self) -> None:
-        self._clients = ClientCache(
-            lambda key, base_url, timeout: openai.AsyncOpenAI(
-                api_key=key, base_url=base_url, timeout=timeout, max_retries=0
-            )
-        )
-
-    def __repr__(self) -> str:
-        return "OpenAIBackend()"
-
-    def stream(self, request: TurnRequest) -> AsyncIterator[TextDelta | TurnUsage]:
-        return stream_with_retries(request, lambda: self._attempt(request))
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
+    def _make_client(self, key: str, base_url: str | None, timeout: float) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
 
     async def _attempt(self, request: TurnRequest) -> AsyncIterator[TextDelta | TurnUsage]:
         profile = request.profile

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from ..models import Limits
+from ..models import Limits, TranscriptItem, TranscriptPage, WorkerRef
 
 if TYPE_CHECKING:
     from ..events import Event
@@ -28,6 +28,7 @@ __all__ = [
     "StoreOpened",
     "TranscriptEntry",
     "WorkerRecord",
+    "transcript_page",
 ]
 
 
@@ -42,6 +43,40 @@ class TranscriptEntry:
     cursor: str
     at: str
     partial: bool = False
+
+
+def transcript_page(
+    ref: WorkerRef,
+    entries: Sequence[TranscriptEntry],
+    *,
+    start: int,
+    limit: int,
+    total: int,
+    cursor: str,
+) -> TranscriptPage:
+    """The page of ``entries`` (those from offset ``start``) of a transcript of ``total``."""
+    items = [
+        TranscriptItem(
+            sequence=e.sequence,
+            turn_id=e.turn_id,
+            role=e.role,
+            content=e.content,
+            cursor=e.cursor,
+            at=e.at,
+            partial=e.partial,
+        )
+        for e in entries
+    ]
+    end = start + len(items)
+    return TranscriptPage(
+        worker_ref=ref,
+        start=start,
+        limit=limit,
+        total_items=total,
+        items=items,
+        next_start=end if items and end < total else None,
+        cursor=cursor,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,6 @@ from ..events import encode_cursor
 from ..models import (
     Limits,
     ProfileInfo,
-    TranscriptItem,
     TranscriptPage,
     TurnCounts,
     Usage,
@@ -41,7 +40,7 @@ from ..models import (
     WorkerRef,
     WorkerSummary,
 )
-from . import TranscriptEntry
+from . import TranscriptEntry, transcript_page
 from ._fsbase import SCHEMA_VERSION, entry_of
 from ._fsfiles import decode_id, encode_id, io_errors, read_json
 from ._projection import WorkerState, transcript_entry
@@ -359,27 +358,12 @@ class FsStoreReader:
         if not isinstance(start, int) or isinstance(start, bool) or start < 0:
             raise InvalidInput("start must be an integer >= 0", details={"field": "start"})
         entries = self._entries(w)
-        total = len(entries)
-        items = [
-            TranscriptItem(
-                sequence=e.sequence,
-                turn_id=e.turn_id,
-                role=e.role,
-                content=e.content,
-                cursor=e.cursor,
-                at=e.at,
-                partial=e.partial,
-            )
-            for e in entries[start : start + limit]
-        ]
-        end = start + len(items)
-        return TranscriptPage(
-            worker_ref=WorkerRef(runtime_id=self.runtime_id, worker_id=w.worker_id),
+        return transcript_page(
+            WorkerRef(runtime_id=self.runtime_id, worker_id=w.worker_id),
+            entries[start : start + limit],
             start=start,
             limit=limit,
-            total_items=total,
-            items=items,
-            next_start=end if items and end < total else None,
+            total=len(entries),
             cursor=self.head_cursor,
         )
 
