@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import time
 from typing import Any
@@ -308,3 +309,68 @@ async def test_a_provider_profile_without_its_extra_names_the_install(tmp_path: 
         "missing_extra pip install 'worker-runtime[openai]'",
         "0",
     ]
+
+
+async def test_a_runtime_process_streams_a_providers_reply_over_http(tmp_path: Any) -> None:
+    """End to end: a yoi-runtime process with an openai profile streams the provider's reply
+    to an SSE client, and nothing the process prints (its JSON logs at debug level included)
+    shows the key."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    async with fake_provider() as (server, root):
+        server.queue(Reply(deltas=["over ", "http"], usage=(4, 2)))
+        profiles = tmp_path / "profiles.toml"
+        profiles.write_text(
+            'default = "gpt"\n[profiles.gpt]\nprovider = "openai"\nmodel = "gpt-test"\n'
+            f'base_url = "{root}/v1"\napi_key_env = "{KEY_ENV}"\n'
+        )
+        token = "runtime-token-for-the-provider-test"
+        args = [
+            sys.executable, "-m", "worker_runtime.cli", "--bind", "127.0.0.1:0",
+            "--token-env", "YOI_TEST_RUNTIME_TOKEN", "--profiles", str(profiles),
+            "--log-level", "debug",
+        ]  # fmt: skip
+        env = {**os.environ, KEY_ENV: KEY, "YOI_TEST_RUNTIME_TOKEN": token}
+        proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        try:
+            line = await anyio.to_thread.run_sync(proc.stdout.readline)
+            match = re.search(r"http://127\.0\.0\.1:\d+", line)
+            assert match, line
+            auth = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(base_url=match.group(0), headers=auth) as c:
+                worker = (await c.post("/v1/workers", json={})).json()["worker"]
+                path = f"/v1/workers/{worker['worker_id']}"
+                assert (await c.post(f"{path}/input", json={"content": "hi"})).status_code == 200
+                kinds, text = [], ""
+                params = {"cursor": worker["last_cursor"]}
+                with anyio.fail_after(20):
+                    async with c.stream("GET", f"{path}/events", params=params) as events:
+                        async for raw in events.aiter_lines():
+                            if not raw.startswith("data: "):
+                                continue
+                            event = json.loads(raw[6:])
+                            kinds.append(event["kind"])
+                            if event["kind"] == "output_delta":
+                                text += event["data"]["text"]
+                            if event["kind"] == "turn_completed":
+                                break
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+            printed = proc.stdout.read() + proc.stderr.read()
+            proc.stdout.close()
+            proc.stderr.close()
+    assert text == "over http"
+    assert kinds[-1] == "turn_completed"
+    assert printed
+    for fragment in (KEY, KEY[:12], KEY[-8:]):
+        assert fragment not in printed
