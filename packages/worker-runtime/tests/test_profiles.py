@@ -61,6 +61,11 @@ def test_a_profiles_file_loads_and_resolves_selectors(tmp_path: Path) -> None:
         ("[profiles.a\n", "not valid TOML"),
         ('[profiles."../x"]\nprovider = "echo"\n', "profiles.../x: name"),
         ('[profiles.a]\nprovider = "openai"\napi_key_env = "sk-live-123 secret"\n', "api_key_env"),
+        ('[profiles.a]\nprovider = "anthropic"\n', "model is required"),
+        ('[profiles.a]\nprovider = "llama_cpp"\n', "model (the path of a GGUF file)"),
+        ('[profiles.a]\nprovider = "echo"\nmax_retries = 11\n', "profiles.a: max_retries"),
+        ('[profiles.a]\nprovider = "echo"\ncontext_tokens = 0\n', "context_tokens"),
+        ('[profiles.a]\nprovider = "echo"\nretry_backoff_s = -1\n', "retry_backoff_s"),
     ],
 )
 def test_a_bad_profiles_file_names_the_file_and_key(
@@ -97,3 +102,12 @@ async def test_the_runtime_default_is_echo_with_an_info_diagnostic() -> None:
     ) as rt:
         assert await rt.diagnostics() == []
         assert (await rt.create_worker()).profile == "e"
+
+
+def test_a_local_model_profile_shows_its_file_name_not_its_path() -> None:
+    """A llama_cpp profile's public info names the GGUF file, never the directory it is in."""
+    from worker_runtime import Profile
+
+    local = Profile(name="g", provider="llama_cpp", model="/srv/models/secret-dir/gemma.gguf")
+    assert local.info.model == "gemma.gguf"
+    assert "secret-dir" not in local.info.model_dump_json()

@@ -276,3 +276,23 @@ async def test_content_over_max_input_bytes_is_invalid_input() -> None:
         with pytest.raises(InvalidInput) as info:
             await rt.send_input(w.worker_ref, {"content": "ééééé"})  # 10 bytes
         assert info.value.details["max_input_bytes"] == 8
+
+
+def test_the_context_budget_keeps_the_prompt_and_the_input_and_drops_the_oldest() -> None:
+    """fit_context leaves the oldest conversation entries out first, keeps the order of the
+    rest, and always keeps the system prompt and the last message, even over budget."""
+    from worker_runtime._turns import estimate_tokens, fit_context
+    from worker_runtime.execution import ContextMessage
+
+    prompt = ContextMessage("system", "p" * 40)
+    history = [ContextMessage("user" if i % 2 else "assistant", f"{i}" * 40) for i in range(6)]
+    last = ContextMessage("user", "now")
+    messages = [prompt, *history, last]
+    cost = estimate_tokens(history[0])
+    budget = estimate_tokens(prompt) + estimate_tokens(last) + 2 * cost
+    fitted = fit_context(messages, budget, has_prompt=True)
+    assert fitted == [prompt, history[-2], history[-1], last]
+    assert fit_context(messages, 10**6, has_prompt=True) == messages
+    assert fit_context(messages, 16, has_prompt=True) == [prompt, last]
+    assert fit_context([*history, last], 16, has_prompt=False) == [last]
+    assert fit_context([last], 16, has_prompt=False) == [last]

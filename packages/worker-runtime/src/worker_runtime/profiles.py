@@ -37,8 +37,8 @@ from .models import (
 
 __all__ = ["BUILTIN_PROFILES", "KNOWN_PROVIDERS", "Profile", "ProfileError", "Profiles"]
 
-#: Providers a profiles file may name. Only ``echo`` runs in the core; the others are served by
-#: execution backends that are registered with the Runtime.
+#: Providers a profiles file may name. ``echo`` runs in the core; ``openai``, ``anthropic`` and
+#: ``llama_cpp`` each need their extra (the Runtime makes their backends on first use).
 KNOWN_PROVIDERS = ("echo", "openai", "anthropic", "llama_cpp")
 
 _NAME = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9._:\-]+$")]
