@@ -16,7 +16,8 @@ import hashlib
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -91,7 +92,7 @@ def scrub(text: object, secret: str | None) -> str:
 
 async def stream_with_retries(
     request: TurnRequest,
-    attempt: Callable[[], AsyncIterator[TextDelta | TurnUsage]],
+    attempt: Callable[[], AsyncGenerator[TextDelta | TurnUsage, None]],
 ) -> AsyncIterator[TextDelta | TurnUsage]:
     """Run ``attempt`` (one provider call), retrying a transient failure that happened before
     the first delta. A failure after output streamed is final: the text already sent cannot
@@ -101,9 +102,12 @@ async def stream_with_retries(
     while True:
         streamed = False
         try:
-            async for item in attempt():
-                streamed = streamed or isinstance(item, TextDelta)
-                yield item
+            # aclosing: when this stream is closed early, the attempt (and its HTTP response)
+            # is closed now, not whenever the garbage collector gets to it.
+            async with aclosing(attempt()) as items:
+                async for item in items:
+                    streamed = streamed or isinstance(item, TextDelta)
+                    yield item
             return
         except _TRANSIENT as exc:
             if streamed or retries >= profile.max_retries:
@@ -240,7 +244,7 @@ class SdkBackend(Generic[C]):
     def _make_client(self, key: str, base_url: str | None, timeout: float) -> C:
         raise NotImplementedError
 
-    def _attempt(self, request: TurnRequest) -> AsyncIterator[TextDelta | TurnUsage]:
+    def _attempt(self, request: TurnRequest) -> AsyncGenerator[TextDelta | TurnUsage, None]:
         raise NotImplementedError
 
     def stream(self, request: TurnRequest) -> AsyncIterator[TextDelta | TurnUsage]:

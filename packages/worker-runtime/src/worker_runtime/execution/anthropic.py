@@ -11,7 +11,7 @@ message marked ``[system]``, since the Messages API has no system role in ``mess
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 try:
@@ -57,7 +57,7 @@ class AnthropicBackend(SdkBackend["anthropic.AsyncAnthropic"]):
             api_key=key, base_url=base_url, timeout=timeout, max_retries=0
         )
 
-    async def _attempt(self, request: TurnRequest) -> AsyncIterator[TextDelta | TurnUsage]:
+    async def _attempt(self, request: TurnRequest) -> AsyncGenerator[TextDelta | TurnUsage, None]:
         profile = request.profile
         key = api_key(profile, required=profile.base_url is None)
         client = self._clients.get(profile, key)

@@ -10,7 +10,7 @@ retries, so that every provider behaves alike.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 try:
@@ -35,7 +35,7 @@ class OpenAIBackend(SdkBackend["openai.AsyncOpenAI"]):
     def _make_client(self, key: str, base_url: str | None, timeout: float) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
 
-    async def _attempt(self, request: TurnRequest) -> AsyncIterator[TextDelta | TurnUsage]:
+    async def _attempt(self, request: TurnRequest) -> AsyncGenerator[TextDelta | TurnUsage, None]:
         profile = request.profile
         key = api_key(profile, required=profile.base_url is None)
         client = self._clients.get(profile, key)
