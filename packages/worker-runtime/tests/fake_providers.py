@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .servers import _Server, free_socket
+from .servers import serve_app
 
 
 @dataclass
@@ -177,22 +177,6 @@ class _Streaming(StreamingResponse):
 async def fake_provider() -> AsyncIterator[tuple[FakeProvider, str]]:
     """Serve a :class:`FakeProvider`; yields it and its root URL (OpenAI's SDK wants
     ``root + "/v1"``, Anthropic's the root)."""
-    import uvicorn
-
     provider = FakeProvider()
-    sock = free_socket()
-    config = uvicorn.Config(provider.app, log_config=None, access_log=False, lifespan="off")
-    server = _Server(config)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            while not server.started:
-                await anyio.sleep(0.01)
-            try:
-                yield provider, f"http://127.0.0.1:{sock.getsockname()[1]}"
-            finally:
-                server.should_exit = True
-                for connection in list(server.server_state.connections):
-                    connection.transport.abort()
-    finally:
-        sock.close()
+    async with serve_app(provider.app, abort_connections=True) as url:
+        yield provider, url

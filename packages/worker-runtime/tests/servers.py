@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,13 +35,16 @@ def free_socket(port: int = 0) -> socket.socket:
 
 
 @asynccontextmanager
-async def serve(
-    runtime: Runtime, port: int = 0, *, close_runtime: bool = True, **settings: Any
+async def serve_app(
+    app: Any,
+    port: int = 0,
+    *,
+    before_stop: Callable[[], Awaitable[None]] | None = None,
+    abort_connections: bool = False,
 ) -> AsyncIterator[str]:
-    """Serve ``runtime`` on 127.0.0.1 (``port`` 0: a free one); yields the base URL. On exit the
-    Runtime is closed first (streams get runtime_shutdown), then the server stops. Without
-    ``close_runtime`` the Runtime stays open and open streams are dropped, as in a crash."""
-    app = create_app(runtime, HttpSettings(token=TOKEN, **settings))
+    """Serve an ASGI app on 127.0.0.1 (``port`` 0: a free one) in this event loop; yields the
+    base URL. On exit ``before_stop`` runs, open connections are cut when
+    ``abort_connections``, then the server stops."""
     sock = free_socket(port)
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
     server = _Server(config)
@@ -53,11 +56,28 @@ async def serve(
             try:
                 yield f"http://127.0.0.1:{sock.getsockname()[1]}"
             finally:
-                if close_runtime:
-                    await runtime.close()
-                else:  # a crash: every open connection is cut
+                if before_stop is not None:
+                    await before_stop()
+                if abort_connections:
                     for connection in list(server.server_state.connections):
                         connection.transport.abort()
                 server.should_exit = True
     finally:
         sock.close()
+
+
+@asynccontextmanager
+async def serve(
+    runtime: Runtime, port: int = 0, *, close_runtime: bool = True, **settings: Any
+) -> AsyncIterator[str]:
+    """Serve ``runtime`` on 127.0.0.1 (``port`` 0: a free one); yields the base URL. On exit the
+    Runtime is closed first (streams get runtime_shutdown), then the server stops. Without
+    ``close_runtime`` the Runtime stays open and open streams are dropped, as in a crash."""
+    app = create_app(runtime, HttpSettings(token=TOKEN, **settings))
+    async with serve_app(
+        app,
+        port,
+        before_stop=runtime.close if close_runtime else None,
+        abort_connections=not close_runtime,
+    ) as url:
+        yield url
