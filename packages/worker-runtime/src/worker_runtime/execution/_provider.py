@@ -12,6 +12,7 @@ time (or the provider's retry-after, when it said one and it is not longer than
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -154,28 +155,28 @@ def retry_after_s(headers: object) -> float | None:
 
 
 class ClientCache(Generic[C]):
-    """SDK clients (each with its connection pool) by endpoint and timeout, made without a key.
-    A turn gets a copy that carries its key and shares the pool (the SDKs' ``with_options``):
-    the key lives as long as that turn's call, and no cached object holds it."""
+    """SDK clients (each with its connection pool) by endpoint, timeout and key. The key's
+    digest, not the key, names a client; a rotated key gets a new one."""
 
-    def __init__(self, make: Callable[[str | None, float], C], *, size: int = 16) -> None:
+    def __init__(self, make: Callable[[str, str | None, float], C], *, size: int = 16) -> None:
         self._make = make
         self._size = size
-        self._clients: dict[tuple[str | None, float], C] = {}
+        self._clients: dict[tuple[str | None, float, str], C] = {}
         self._retired: list[C] = []
 
     def get(self, profile: Profile, key: str | None) -> C:
         timeout = profile.timeout_s or DEFAULT_TIMEOUT_S
-        cache_key = (profile.base_url, timeout)
+        digest = hashlib.sha256((key or "").encode()).hexdigest()
+        cache_key = (profile.base_url, timeout, digest)
         client = self._clients.get(cache_key)
         if client is None:
             if len(self._clients) >= self._size:  # kept until aclose: a turn may use it
                 self._retired.extend(self._clients.values())
                 self._clients.clear()
-            client = self._clients[cache_key] = self._make(profile.base_url, timeout)
-        # Local servers take any key, and the SDKs insist on one.
-        with_key: C = client.with_options(api_key=key or "no-key")  # type: ignore[attr-defined]
-        return with_key
+            # Local servers take any key, and the SDKs insist on one.
+            client = self._make(key or "no-key", profile.base_url, timeout)
+            self._clients[cache_key] = client
+        return client
 
     async def aclose(self) -> None:
         """Close every client (each closes its connection pool)."""
@@ -240,7 +241,7 @@ class SdkBackend(Generic[C]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
-    def _make_client(self, base_url: str | None, timeout: float) -> C:
+    def _make_client(self, key: str, base_url: str | None, timeout: float) -> C:
         raise NotImplementedError
 
     def _attempt(self, request: TurnRequest) -> AsyncGenerator[TextDelta | TurnUsage, None]:

@@ -50,10 +50,11 @@ def to_messages(context: Sequence[ContextMessage]) -> tuple[str | None, list[dic
 class AnthropicBackend(SdkBackend["anthropic.AsyncAnthropic"]):
     """Streams messages. One SDK client (and connection pool) per endpoint and key."""
 
-    def _make_client(self, base_url: str | None, timeout: float) -> anthropic.AsyncAnthropic:
-        # No key here: each turn's call gets a copy with the key it read (ClientCache.get).
+    def _make_client(
+        self, key: str, base_url: str | None, timeout: float
+    ) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(
-            api_key="unset", base_url=base_url, timeout=timeout, max_retries=0
+            api_key=key, base_url=base_url, timeout=timeout, max_retries=0
         )
 
     async def _attempt(self, request: TurnRequest) -> AsyncGenerator[TextDelta | TurnUsage, None]:

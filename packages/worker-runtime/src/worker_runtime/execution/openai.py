@@ -32,11 +32,8 @@ __all__ = ["OpenAIBackend"]
 class OpenAIBackend(SdkBackend["openai.AsyncOpenAI"]):
     """Streams chat completions. One SDK client (and connection pool) per endpoint and key."""
 
-    def _make_client(self, base_url: str | None, timeout: float) -> openai.AsyncOpenAI:
-        # No key here: each turn's call gets a copy with the key it read (ClientCache.get).
-        return openai.AsyncOpenAI(
-            api_key="unset", base_url=base_url, timeout=timeout, max_retries=0
-        )
+    def _make_client(self, key: str, base_url: str | None, timeout: float) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
 
     async def _attempt(self, request: TurnRequest) -> AsyncGenerator[TextDelta | TurnUsage, None]:
         profile = request.profile
