@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from .._engine import check_limit
 from ..errors import InvalidInput, StoreCorrupt, WorkerNotFound
@@ -32,16 +33,15 @@ from ..models import (
     Limits,
     ProfileInfo,
     TranscriptPage,
-    TurnCounts,
-    Usage,
     WorkerDetail,
     WorkerOverview,
     WorkerPage,
     WorkerRef,
     WorkerSummary,
 )
+from ..profiles import Profile
 from . import TranscriptEntry, transcript_page
-from ._fsbase import SCHEMA_VERSION, entry_of
+from ._fsbase import SCHEMA_VERSION, entry_of, overview_of
 from ._fsfiles import decode_id, encode_id, io_errors, read_json
 from ._projection import WorkerState, transcript_entry
 
@@ -63,16 +63,13 @@ class _Worker:
 
 
 def _profile_info(raw: Any) -> ProfileInfo:
-    if isinstance(raw, dict):
-        model = raw.get("model")
-        if model is None and raw.get("provider") == "echo":
-            model = "echo"
-        return ProfileInfo(
-            name=str(raw.get("name", "unknown")),
-            provider=str(raw.get("provider", "unknown")),
-            model=model if isinstance(model, str) else None,
-        )
-    return ProfileInfo(name=str(raw or "unknown"), provider="unknown", model=None)
+    """What clients see of a Worker's stored profile (``Profile.info``); for a record that no
+    longer validates, or only a profile's name (a ``worker_created`` event), just its name."""
+    try:
+        return Profile.model_validate(raw).info
+    except ValidationError:
+        name = raw.get("name") if isinstance(raw, dict) else raw
+        return ProfileInfo(name=str(name or "unknown"), provider="unknown", model=None)
 
 
 class FsStoreReader:
@@ -154,10 +151,8 @@ class FsStoreReader:
         self.clean_shutdown = bool(record.get("clean_shutdown", False))
         try:  # first: every snapshot read after it reflects the log at least up to it
             checkpoint = int(read_json(self._root / "events" / "checkpoint.json")["position"])
-        except FileNotFoundError:
-            checkpoint = 0
-        except (ValueError, KeyError, TypeError):
-            checkpoint = 0
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            checkpoint = 0  # none yet, or unreadable: follow the log from the start
         self._workers = {}
         self.skipped_workers = 0
         start = checkpoint + 1
@@ -322,29 +317,25 @@ class FsStoreReader:
         page: list[WorkerSummary] = []
         next_after: str | None = None
         for w in workers[start:]:
-            if status is not None and self._summary_fields(w)["status"] != status:
+            fields = self._summary_fields(w)
+            if status is not None and fields["status"] != status:
                 continue
             if len(page) == limit:
                 next_after = page[-1].worker_id
                 break
-            page.append(WorkerSummary(**self._summary_fields(w)))
+            page.append(WorkerSummary(**fields))
         return WorkerPage(workers=page, next_after=next_after)
 
     def get_worker(self, worker_id: str) -> WorkerDetail:
         w = self._worker(worker_id)
-        s = w.state
-        overview = WorkerOverview(
-            turns=TurnCounts(
-                total=s.turns_total,
-                completed=s.completed,
-                failed=s.failed,
-                cancelled=s.cancelled,
-                interrupted=s.interrupted,
-            ),
-            usage=Usage(input_tokens=s.input_tokens, output_tokens=s.output_tokens),
-            transcript_len=s.transcript_len,
-            last_activity_at=s.last_activity_at or w.created_at,
-            last_cursor=s.last_cursor or self.head_cursor,
+        # The same projection the fs store writes to overview.json, with the summary's
+        # fallbacks for a Worker that has no event of its own yet.
+        overview = WorkerOverview.model_validate(
+            {
+                **overview_of(w.state),
+                "last_activity_at": w.state.last_activity_at or w.created_at,
+                "last_cursor": w.state.last_cursor or self.head_cursor,
+            }
         )
         return WorkerDetail(**self._summary_fields(w), overview=overview, profile_info=w.profile)
 
