@@ -156,13 +156,13 @@ def retry_after_s(headers: object) -> float | None:
 
 class ClientCache(Generic[C]):
     """SDK clients (each with its connection pool) by endpoint, timeout and key. The key's
-    digest, not the key, names a client; a rotated key gets a new one."""
+    digest, not the key, names a client; a rotated key gets a new one. There are as many as
+    distinct profile settings and keys seen, and all close with the Runtime (a client is never
+    dropped earlier: a running turn may be using it)."""
 
-    def __init__(self, make: Callable[[str, str | None, float], C], *, size: int = 16) -> None:
+    def __init__(self, make: Callable[[str, str | None, float], C]) -> None:
         self._make = make
-        self._size = size
         self._clients: dict[tuple[str | None, float, str], C] = {}
-        self._retired: list[C] = []
 
     def get(self, profile: Profile, key: str | None) -> C:
         timeout = profile.timeout_s or DEFAULT_TIMEOUT_S
@@ -170,9 +170,6 @@ class ClientCache(Generic[C]):
         cache_key = (profile.base_url, timeout, digest)
         client = self._clients.get(cache_key)
         if client is None:
-            if len(self._clients) >= self._size:  # kept until aclose: a turn may use it
-                self._retired.extend(self._clients.values())
-                self._clients.clear()
             # Local servers take any key, and the SDKs insist on one.
             client = self._make(key or "no-key", profile.base_url, timeout)
             self._clients[cache_key] = client
@@ -180,9 +177,8 @@ class ClientCache(Generic[C]):
 
     async def aclose(self) -> None:
         """Close every client (each closes its connection pool)."""
-        clients = [*self._clients.values(), *self._retired]
+        clients = list(self._clients.values())
         self._clients.clear()
-        self._retired.clear()
         for client in clients:
             close = getattr(client, "close", None)
             if close is not None:
