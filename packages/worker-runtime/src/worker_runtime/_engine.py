@@ -230,5 +230,3 @@ class Engine:
                 "reason must be a string of at most 1000 characters", details={"field": "reason"}
             )
         return reason.strip() or None
-
-    _check_limit = staticmethod(check_limit)

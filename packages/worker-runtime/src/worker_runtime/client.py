@@ -254,7 +254,7 @@ class RuntimeClient:
         params = _params(cursor=cursor)
         try:
             async with aconnect_sse(
-                self._http, "GET", self.base_url + path, params=params, timeout=self._stream_timeout
+                self._http, "GET", path, params=params, timeout=self._stream_timeout
             ) as source:
                 response = source.response
                 if response.status_code != 200:

@@ -31,7 +31,7 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ValidationError
 
-from ._engine import parse_request
+from ._engine import check_limit, parse_request
 from ._turns import Turns
 from ._worker import IdempotencyCache, QueuedInput, Turn, Worker, fingerprint
 from .errors import (
@@ -368,7 +368,7 @@ class Runtime(Turns):
         """The newest diagnostics, oldest first (at most ``limits.max_diagnostics``)."""
         self._check_store()
         self._drain_store_diagnostics()
-        limit = self._check_limit(limit, self._limits.max_diagnostics, self._limits.max_diagnostics)
+        limit = check_limit(limit, self._limits.max_diagnostics, self._limits.max_diagnostics)
         items = list(self._diagnostics)
         return items[-limit:]
 
@@ -431,7 +431,7 @@ class Runtime(Turns):
         """A page of Workers in creation order; ``after`` is the last worker_id of the previous
         page, and ``next_after`` is ``None`` on the last page."""
         self._check_store()
-        limit = self._check_limit(limit, 100, self._limits.max_list_workers)
+        limit = check_limit(limit, 100, self._limits.max_list_workers)
         if status is not None and status not in _STATUSES:
             raise InvalidInput(
                 "status must be one of idle, running, stopped", details={"field": "status"}
@@ -564,7 +564,7 @@ class Runtime(Turns):
         the page was read: subscribe from it to continue with no gap."""
         self._check_store()
         w = self._worker(ref)
-        limit = self._check_limit(limit, 100, self._limits.max_transcript_items)
+        limit = check_limit(limit, 100, self._limits.max_transcript_items)
         if not isinstance(start, int) or isinstance(start, bool) or start < 0:
             raise InvalidInput("start must be an integer >= 0", details={"field": "start"})
         cursor = self._require_log().head_cursor
@@ -587,7 +587,7 @@ class Runtime(Turns):
         runtime-wide or for one Worker. ``next_cursor`` continues the read."""
         self._check_store()
         log_ = self._require_log()
-        limit = self._check_limit(limit, 100, self._limits.max_events_read)
+        limit = check_limit(limit, 100, self._limits.max_events_read)
         worker_id = self._worker(worker).worker_id if worker is not None else None
         if cursor is None:
             position = max(0, log_.oldest_retained(worker_id) - 1)
