@@ -154,12 +154,14 @@ def test_the_backend_end_to_end(tmp_path: Path) -> None:
         assert embedded["status"] == "running"
         assert all(embedded["capabilities"].values())
         assert all(d["code"].startswith("embedded.") for d in embedded["diagnostics"])
+        assert embedded["counts"] == {"workers": 0, "idle": 0, "running": 0, "stopped": 0}
         base = "/api/runtimes/backend-internal"
         created = c.post(f"{base}/workers", json={"name": "emb"})
         assert created.status_code == 201
         wid = created.json()["worker"]["worker_id"]
         cursor = created.json()["worker"]["last_cursor"]
         assert cursor.startswith("b1.")
+        assert c.get(base).json()["runtime"]["counts"]["workers"] == 1
         ack = c.post(f"{base}/workers/{wid}/input", json={"content": "hello backend"})
         assert ack.status_code == 200
         events = sse_events(c, f"{base}/workers/{wid}/events", "turn_completed", cursor=cursor)
@@ -207,6 +209,7 @@ def test_the_backend_end_to_end(tmp_path: Path) -> None:
         )
         assert added.status_code == 201, added.text
         assert added.json()["runtime"]["status"] == "running"
+        assert added.json()["runtime"]["counts"]["workers"] == 0
         error(
             c.post("/api/runtimes", json={"runtime_id": "remote-a", "base_url": remote_url}),
             409,
@@ -345,6 +348,7 @@ def test_local_stores_are_read_only_and_same_worker_ids_route_apart(tmp_path: Pa
             assert old["kind"] == "local_compatibility"
             assert old["display_name"] == "Old"
             assert old["status"] == "stopped"
+            assert old["counts"] == {"workers": 1, "idle": 1, "running": 0, "stopped": 0}
             assert old["capabilities"] == {
                 "can_create": False, "can_input": False, "can_stop": False,
                 "can_cancel": False, "can_read_transcript": True, "can_stream_events": False,

@@ -45,6 +45,7 @@ from worker_runtime import (
 )
 from worker_runtime.client import RuntimeClient
 from worker_runtime.events import notice, now_rfc3339
+from worker_runtime.models import RuntimeCounts
 from worker_runtime.store.fsread import FsStoreReader
 
 from ._transport import AiohttpTransport
@@ -97,7 +98,8 @@ class SourceDiagnostic(BaseModel):
 
 
 class RuntimeInfo(BaseModel):
-    """What every source reports (SPEC §10)."""
+    """What every source reports (SPEC §10), with its summary: the Worker counts (as of the
+    last successful health check for a remote; ``None`` before one)."""
 
     runtime_id: str
     display_name: str
@@ -106,6 +108,7 @@ class RuntimeInfo(BaseModel):
     status: SourceStatus
     capabilities: Capabilities
     diagnostics: list[SourceDiagnostic]
+    counts: RuntimeCounts | None
 
 
 class Source(Protocol):
@@ -184,6 +187,7 @@ class EmbeddedSource:
             status="running" if summary.status == "running" else "stopped",
             capabilities=ALL_CAPABILITIES,
             diagnostics=diagnostics,
+            counts=summary.counts,
         )
 
     async def list_workers(
@@ -228,6 +232,7 @@ class _Health:
     checked_at: str = ""
     failures: int = 0
     diagnostics: list[SourceDiagnostic] = field(default_factory=list)
+    counts: RuntimeCounts | None = None
 
 
 class RemoteSource:
@@ -285,6 +290,7 @@ class RemoteSource:
             if summary.runtime_id != self.runtime_id:
                 self._set("unavailable", "runtime_id_mismatch")
             else:
+                self._health.counts = summary.counts
                 self._set("running" if summary.status == "running" else "stopped", "")
 
     def _set(self, status: SourceStatus, reason: str) -> None:
@@ -342,6 +348,7 @@ class RemoteSource:
             status=health.status,
             capabilities=ALL_CAPABILITIES,
             diagnostics=list(health.diagnostics),
+            counts=health.counts,
         )
 
     async def list_workers(
@@ -486,8 +493,11 @@ class LocalSource:
                 at=at,
             )
         ]
+        counts: RuntimeCounts | None = None
         try:
-            alive = await self._read(lambda: self._reader.writer_alive)
+            alive, counts = await self._read(
+                lambda: (self._reader.writer_alive, self._reader.counts())
+            )
         except RuntimeUnavailable as exc:
             diagnostics.append(
                 SourceDiagnostic(
@@ -525,6 +535,7 @@ class LocalSource:
             status=status,
             capabilities=READ_ONLY,
             diagnostics=diagnostics,
+            counts=counts,
         )
 
     async def list_workers(

@@ -32,6 +32,7 @@ from ..events import encode_cursor
 from ..models import (
     Limits,
     ProfileInfo,
+    RuntimeCounts,
     TranscriptPage,
     WorkerDetail,
     WorkerOverview,
@@ -70,6 +71,10 @@ def _profile_info(raw: Any) -> ProfileInfo:
     except ValidationError:
         name = raw.get("name") if isinstance(raw, dict) else raw
         return ProfileInfo(name=str(name or "unknown"), provider="unknown", model=None)
+
+
+def _status(state: WorkerState) -> str:
+    return state.status if state.status in _STATUSES else "idle"
 
 
 class FsStoreReader:
@@ -276,13 +281,12 @@ class FsStoreReader:
 
     def _summary_fields(self, w: _Worker) -> dict[str, Any]:
         state = w.state
-        status = state.status if state.status in _STATUSES else "idle"
         return {
             "worker_ref": WorkerRef(runtime_id=self.runtime_id, worker_id=w.worker_id),
             "runtime_id": self.runtime_id,
             "worker_id": w.worker_id,
             "name": w.name,
-            "status": status,
+            "status": _status(state),
             "profile": w.profile.name,
             "active_turn_id": state.active_turn_id,
             "queued_inputs": len(state.queue),
@@ -290,6 +294,16 @@ class FsStoreReader:
             "last_cursor": state.last_cursor or self.head_cursor,
             "created_at": w.created_at,
         }
+
+    def counts(self) -> RuntimeCounts:
+        """How many Workers the store holds, by status (as ``Runtime.summary().counts``)."""
+        statuses = [_status(w.state) for w in self._workers.values()]
+        return RuntimeCounts(
+            workers=len(statuses),
+            idle=statuses.count("idle"),
+            running=statuses.count("running"),
+            stopped=statuses.count("stopped"),
+        )
 
     @property
     def head_cursor(self) -> str:
