@@ -2,7 +2,8 @@
 
 - ``POST /api/session {"token"}`` checks the token in constant time and answers 201 with
   ``Set-Cookie: yoi_session=<random id>; HttpOnly; SameSite=Strict; Path=/`` (``Secure``
-  behind https). The cookie holds a random id, never the token.
+  behind https). The cookie holds a random id, never the token; a session the request
+  already carried ends (a sign-in never keeps an id chosen before it).
 - ``GET /api/session`` says whether the caller is signed in, and how.
 - ``DELETE /api/session`` ends the caller's session at once and clears the cookie.
 
@@ -75,6 +76,8 @@ def install_session_routes(app: FastAPI, boundary: TrustBoundary) -> None:
             for name, value in error_headers(refusal):
                 response.headers.append(name.decode(), value.decode())
             return response
+        for old in session_ids(request.scope):  # a new sign-in replaces the browser's session
+            sessions.end(old)
         session_id, info = sessions.create()
         auth = Auth("cookie", session_id, info)
         return _answer(describe(auth), 201, cookie(session_id, int(sessions.max_s), request))
