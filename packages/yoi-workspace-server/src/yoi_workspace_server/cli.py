@@ -26,11 +26,14 @@ from worker_runtime import Profiles, Runtime, WorkerRuntimeError
 from worker_runtime.cli import (
     Bind,
     StartError,
+    add_limit_arguments,
     bind_socket,
     configure_logging,
     parse_bind,
     run_until_stopped,
+    runtime_limits,
     serve_until_signalled,
+    serving_limits,
 )
 from worker_runtime.models import is_valid_id
 from worker_runtime.store.fs import FsRuntimeStore
@@ -83,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
     )
+    add_limit_arguments(parser)
 
 
 def _read_token(path: Path | None, env: str | None, what: str) -> str | None:
@@ -211,6 +215,7 @@ async def run(
         display_name="Backend (embedded)",
         store=FsRuntimeStore(args.data_dir / "runtime"),
         profiles=profiles,
+        limits=runtime_limits(args),
     )
     control = ControlPlane(args.data_dir / "backend.sqlite3")
     try:
@@ -234,6 +239,7 @@ async def run(
                 sock,
                 on_signal=shut_down,
                 announce=f"yoi workspace backend listening on {bind.url(sock.getsockname()[1])}",
+                limits=serving_limits(args),
             )
             await registry.aclose()
             tg.cancel_scope.cancel()
