@@ -252,24 +252,39 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+#: yoi's own loggers: they log at the configured level (they never log a secret).
+OWN_LOGGERS = frozenset({"worker_runtime", "yoi_workspace_server", "yoi"})
+
 #: Third-party loggers and the most they may say, whatever yoi's own level: below these the
 #: HTTP libraries log request and response headers (a provider may echo a key) and every SSE
-#: chunk (the conversation), and httpx logs each request's URL at INFO.
+#: chunk (the conversation), and httpx logs each request's URL at INFO. Any other
+#: third-party logger is capped at WARNING.
 THIRD_PARTY_LOG_CAPS: dict[str, int] = {
-    "httpx": logging.WARNING,
-    "httpcore": logging.WARNING,
-    "aiohttp": logging.WARNING,
-    "sse_starlette": logging.WARNING,
-    "hpack": logging.WARNING,
-    "h2": logging.WARNING,
-    "urllib3": logging.WARNING,
-    "asyncio": logging.WARNING,
-    "multipart": logging.WARNING,
     "openai": logging.INFO,
     "anthropic": logging.INFO,
     "llama_cpp": logging.INFO,
+    "uvicorn": logging.INFO,
     "uvicorn.access": logging.WARNING,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "httpx2": logging.WARNING,
+    "httpcore2": logging.WARNING,
+    "aiohttp": logging.WARNING,
+    "sse_starlette": logging.WARNING,
 }
+
+
+def _log_cap(name: str) -> int | None:
+    """The cap of a logger name (``None``: one of yoi's own)."""
+    if name.partition(".")[0] in OWN_LOGGERS or name == "root":
+        return None
+    while True:
+        cap = THIRD_PARTY_LOG_CAPS.get(name)
+        if cap is not None:
+            return cap
+        name, dot, _ = name.rpartition(".")
+        if not dot:
+            return THIRD_PARTY_LOG_CAPS.get(name, logging.WARNING)
 
 
 class _ThirdPartyCap(logging.Filter):
@@ -277,14 +292,8 @@ class _ThirdPartyCap(logging.Filter):
     (the SDKs do, from an environment variable)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        name = record.name
-        while True:
-            cap = THIRD_PARTY_LOG_CAPS.get(name)
-            if cap is not None:
-                return record.levelno >= cap
-            name, dot, _ = name.rpartition(".")
-            if not dot:
-                return True
+        cap = _log_cap(record.name)
+        return cap is None or record.levelno >= cap
 
 
 def configure_logging(level: str) -> None:
