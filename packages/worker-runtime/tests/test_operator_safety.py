@@ -37,9 +37,7 @@ def _env(**extra: str) -> dict[str, str]:
 def runtime(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[Any, str, str]]:
     """Start yoi-runtime; yields (process, base_url, announce line) once it listens."""
     cmd = [*CLI, *args] if "--bind" in args else [*CLI, "--bind", "127.0.0.1:0", *args]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -215,7 +213,8 @@ async def test_no_log_line_shows_a_reflected_key_or_the_conversation(
         proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         try:
             line = await anyio.to_thread.run_sync(proc.stdout.readline)
             match = re.search(r"http://127\.0\.0\.1:\d+", line)
@@ -243,7 +242,8 @@ async def test_no_log_line_shows_a_reflected_key_or_the_conversation(
             proc.stdout.close()
             proc.stderr.close()
     assert text == f"{SECRET_WORD} reply"
-    assert server.headers and server.headers[-1]["authorization"] == f"Bearer {KEY}"
+    assert server.headers
+    assert server.headers[-1]["authorization"] == f"Bearer {KEY}"
     if level != "warning":
         assert '"logger": "worker_runtime.cli"' in printed  # yoi's own lines still print
     for fragment in (KEY, KEY[:14], KEY[-10:], SECRET_WORD):
@@ -268,9 +268,16 @@ def test_the_backend_names_no_remote_url_at_its_default_level(tmp_path: Path) ->
         )
         backend = subprocess.Popen(
             [
-                sys.executable, "-m", "yoi_workspace_server.cli", "--bind", "127.0.0.1:0",
-                "--data-dir", str(tmp_path / "b"), "--config", str(config),
-            ],  # fmt: skip
+                sys.executable,
+                "-m",
+                "yoi_workspace_server.cli",
+                "--bind",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(tmp_path / "b"),
+                "--config",
+                str(config),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -346,22 +353,24 @@ def test_a_256_kib_echo_does_not_stall_other_clients(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
     content = "a " * (128 * 1024 - 1) + "a"
-    with runtime("--token-file", str(token_file)) as (_proc, url, _line):
-        with httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:
-            worker = c.post("/v1/workers", json={}).json()["worker"]
-            path = f"/v1/workers/{worker['worker_id']}"
-            c.get("/healthz")
-            assert c.post(f"{path}/input", json={"content": content}).status_code == 200
-            worst, deadline = 0.0, time.monotonic() + 60
-            while time.monotonic() < deadline:
-                t0 = time.monotonic()
-                assert c.get("/healthz").status_code == 200
-                worst = max(worst, time.monotonic() - t0)
-                status = c.get(path).json()["worker"]["status"]
-                if status == "idle":
-                    break
-            else:
-                pytest.fail("the echo turn did not finish")
+    with (
+        runtime("--token-file", str(token_file)) as (_proc, url, _line),
+        httpx.Client(base_url=url, headers=AUTH, timeout=30) as c,
+    ):
+        worker = c.post("/v1/workers", json={}).json()["worker"]
+        path = f"/v1/workers/{worker['worker_id']}"
+        c.get("/healthz")
+        assert c.post(f"{path}/input", json={"content": content}).status_code == 200
+        worst, deadline = 0.0, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            t0 = time.monotonic()
+            assert c.get("/healthz").status_code == 200
+            worst = max(worst, time.monotonic() - t0)
+            status = c.get(path).json()["worker"]["status"]
+            if status == "idle":
+                break
+        else:
+            pytest.fail("the echo turn did not finish")
     assert worst < 0.25, worst
 
 

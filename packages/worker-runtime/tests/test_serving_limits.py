@@ -270,4 +270,5 @@ def test_bad_limit_values_exit_2(flag: str) -> None:
         [*RUNTIME, flag, "0"], capture_output=True, text=True, timeout=30, check=False
     )
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and flag in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert flag in result.stderr

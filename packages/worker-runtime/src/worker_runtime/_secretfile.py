@@ -9,6 +9,7 @@ a half-written file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -37,7 +38,9 @@ def ensure_private_dir(directory: Path, *, create: bool = True) -> None:
     if not stat.S_ISDIR(info.st_mode):
         raise SecretFileError(f"{directory} is not a directory (a symlink is refused)")
     if info.st_uid != os.getuid():
-        raise SecretFileError(f"{directory} is owned by another user; refusing to put a secret in it")
+        raise SecretFileError(
+            f"{directory} is owned by another user; refusing to put a secret in it"
+        )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise SecretFileError(
             f"{directory} is writable by group or others (mode "
@@ -76,7 +79,5 @@ def write_secret(path: Path, text: str, *, replace: bool) -> None:
     except OSError as exc:
         raise SecretFileError(f"cannot write {path} ({exc.strerror})") from None
     finally:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass

@@ -35,8 +35,8 @@ from .profiles import ProfileError, Profiles
 __all__ = [
     "Bind",
     "StartError",
-    "bind_socket",
     "add_limit_arguments",
+    "bind_socket",
     "configure_logging",
     "main",
     "parse_bind",

@@ -3,8 +3,9 @@
 Every change is an :class:`Event` in one ordered log. The log keeps a bounded backlog in memory:
 a runtime-wide window of the newest ``runtime_event_window`` events (and at most about
 ``runtime_event_window_bytes`` of them: the oldest leave first, from the window and from their
-Worker's ring), and for each Worker a ring of its newest ``event_backlog`` events. A cursor names one event: it encodes the log's
-*incarnation* and the event's position, and clients compare cursors only for equality.
+Worker's ring), and for each Worker a ring of its newest ``event_backlog`` events. A cursor
+names one event: it encodes the log's *incarnation* and the event's position, and clients
+compare cursors only for equality.
 
 Subscriptions pull from the backlog instead of receiving copies: appending an event costs the
 same whatever the number of subscribers, and no subscriber can block the Runtime or another
@@ -436,9 +437,7 @@ def _approx_size(value: Any, depth: int = 0) -> int:
     if isinstance(value, dict):
         if depth > 4:
             return 64 * len(value)
-        return 64 + sum(
-            48 + len(k) + _approx_size(v, depth + 1) for k, v in value.items()
-        )
+        return 64 + sum(48 + len(k) + _approx_size(v, depth + 1) for k, v in value.items())
     if isinstance(value, list | tuple):
         if depth > 4:
             return 64 * len(value)
