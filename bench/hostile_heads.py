@@ -104,12 +104,26 @@ def main() -> None:
                 base_cpu, base_worst = measure(uncapped, uncapped_url, size)
             label = f"{size // MiB} MiB head"
             rows.append(
-                Row(f"server CPU, {label}", cpu * 1000, "ms", base_cpu and base_cpu * 1000,
-                    "no head cap", "< 100 ms", cpu < 0.1)  # fmt: skip
+                Row(
+                    f"server CPU, {label}",
+                    cpu * 1000,
+                    "ms",
+                    base_cpu and base_cpu * 1000,
+                    "no head cap",
+                    "< 100 ms",
+                    cpu < 0.1,
+                )
             )
             rows.append(
-                Row(f"worst /healthz, {label}", worst, "ms", base_worst, "no head cap",
-                    "< 100 ms", worst < 100)  # fmt: skip
+                Row(
+                    f"worst /healthz, {label}",
+                    worst,
+                    "ms",
+                    base_worst,
+                    "no head cap",
+                    "< 100 ms",
+                    worst < 100,
+                )
             )
     finally:
         for proc in (capped, uncapped):
