@@ -132,6 +132,17 @@ def test_two_memory_runtimes_with_the_default_id_get_their_own_token_files(
         assert answers(url_a, token_b) == 401
 
 
+def test_a_memory_runtimes_token_file_is_removed_when_it_stops(tmp_path: Path) -> None:
+    """A memory Runtime removes its generated token file when it stops on SIGTERM."""
+    env = _env(XDG_RUNTIME_DIR=str(private_dir(tmp_path / "xdg")))
+    with runtime(env=env) as (proc, _url, line):
+        path = token_path(line)
+        assert path.exists()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert not path.exists()
+
+
 def test_a_planted_symlink_is_replaced_never_followed(tmp_path: Path) -> None:
     """A symlink planted where the token goes (memory and fs) is replaced by a 0600 file; its
     target keeps its content and mode."""

@@ -389,16 +389,27 @@ async def _serve(args: argparse.Namespace, token: str, where: str, sock: socket.
         profiles=profiles,
         store=store,
     )
+    generated: Path | None = None
     try:
         async with runtime:
             if not where:  # generated: written only now that the lock and the bind are held
-                where = write_generated_token(
-                    _generated_token_path(args, sock.getsockname()[1]), token
-                )
+                generated = _generated_token_path(args, sock.getsockname()[1])
+                where = write_generated_token(generated, token)
             await _serve_app(args, runtime, token, where, sock)
     except WorkerRuntimeError as exc:  # the store could not be opened (locked, corrupt …)
         raise StartError(exc.message) from None
+    finally:
+        if generated is not None and args.store == "memory":
+            _remove_if_ours(generated, token)  # a memory Runtime's token dies with it
     log.info("runtime %s stopped", args.runtime_id)
+
+
+def _remove_if_ours(path: Path, token: str) -> None:
+    try:
+        if path.read_text(encoding="utf-8").strip() == token:
+            path.unlink()
+    except OSError:
+        pass
 
 
 async def _serve_app(

@@ -138,7 +138,7 @@ def _protocol_class(limits: ServingLimits) -> type[asyncio.Protocol]:
         def _arm_body_timer(self) -> None:
             if self._body_timer is not None:
                 self._body_timer.cancel()
-            self._body_timer = self.loop.call_later(limits.idle_timeout_s, self._time_out)
+            self._body_timer = self.loop.call_later(limits.idle_timeout_s, self._body_time_out)
 
         def _cancel_timers(self) -> None:
             for timer in (self._head_timer, self._body_timer):
@@ -150,6 +150,12 @@ def _protocol_class(limits: ServingLimits) -> type[asyncio.Protocol]:
             self._cancel_timers()
             if not self.transport.is_closing():
                 self.transport.close()
+
+        def _body_time_out(self) -> None:
+            if self.flow is not None and self.flow.read_paused:
+                self._arm_body_timer()  # the app has not read what came: not the client's fault
+                return
+            self._time_out()
 
         def _refuse(self, response: bytes) -> None:
             self._refused = True
