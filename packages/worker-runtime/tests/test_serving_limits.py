@@ -272,3 +272,43 @@ def test_bad_limit_values_exit_2(flag: str) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert flag in result.stderr
+
+
+def test_each_kind_of_held_connection_is_closed_by_its_timeout(tmp_path: Path) -> None:
+    """A connection that sends nothing, a partial head, an announced body that never comes, or
+    nothing after a kept-alive response is open at 0.4 s and closed by the 1 s timeouts
+    within 3 s; an event stream that is idle stays open."""
+    with fs_runtime(tmp_path, "--header-timeout-s", "1", "--idle-timeout-s", "1") as (
+        _proc,
+        url,
+    ):
+        host, port = address(url)
+        starts = {
+            "nothing": b"",
+            "partial head": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-a: b",
+            "no body": b"POST /v1/workers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{",
+            "kept alive": b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+            "stream": b"GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\r\n\r\n",
+        }
+        socks = {}
+        for name, first in starts.items():
+            sock = socket.create_connection((host, port), timeout=5)
+            if first:
+                sock.sendall(first)
+            socks[name] = sock
+        try:
+            time.sleep(0.4)
+            for name, sock in socks.items():
+                assert not is_closed_by_peer(sock, time.monotonic() + 0.05), name
+            deadline = time.monotonic() + 3
+            for name, sock in socks.items():
+                if name != "stream":
+                    assert is_closed_by_peer(sock, deadline), name
+            assert not is_closed_by_peer(socks["stream"], time.monotonic() + 0.2)
+        finally:
+            for sock in socks.values():
+                sock.close()
