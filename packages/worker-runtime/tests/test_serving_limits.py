@@ -312,3 +312,18 @@ def test_each_kind_of_held_connection_is_closed_by_its_timeout(tmp_path: Path) -
         finally:
             for sock in socks.values():
                 sock.close()
+
+
+def test_a_descriptor_reserve_above_the_limit_is_refused_at_start() -> None:
+    """An --fd-reserve that leaves almost no descriptor for connections exits 1 clearly."""
+    result = subprocess.run(
+        [*RUNTIME, "--bind", "127.0.0.1:0", "--token-env", "PATH", "--fd-reserve", "250"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        preexec_fn=_low_fd_limit,
+    )
+    assert result.returncode == 1
+    assert "--fd-reserve 250" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -201,8 +201,16 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def serving_limits(args: argparse.Namespace) -> Any:
     """The :class:`~worker_runtime.http._serve.ServingLimits` of parsed flags."""
+    import resource
+
     from .http._serve import ServingLimits
 
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and args.fd_reserve > soft - 32:
+        raise StartError(
+            f"--fd-reserve {args.fd_reserve} leaves fewer than 32 of the {soft} file "
+            "descriptors (RLIMIT_NOFILE) for connections"
+        )
     return ServingLimits(
         header_timeout_s=args.header_timeout_s,
         idle_timeout_s=args.idle_timeout_s,
