@@ -360,7 +360,8 @@ def test_creating_a_worker_beyond_max_workers_is_refused_with_limit_exceeded(
 
 def test_a_256_kib_echo_does_not_stall_other_clients(tmp_path: Path) -> None:
     """While the echo backend streams a 256 KiB input of one-letter words (131,072 deltas),
-    another client's /healthz never waits longer than 250 ms."""
+    another client's /healthz never waits longer than 450 ms (without yielding it waited about
+    0.9 s; with it about 50 ms on an idle machine: the margin is for shared CI cores)."""
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
     content = "a " * (128 * 1024 - 1) + "a"
@@ -382,7 +383,7 @@ def test_a_256_kib_echo_does_not_stall_other_clients(tmp_path: Path) -> None:
                 break
         else:
             pytest.fail("the echo turn did not finish")
-    assert worst < 0.25, worst
+    assert worst < 0.45, worst
 
 
 # -- the byte budget of the event window ----------------------------------------------------------
