@@ -40,7 +40,11 @@ class Reply:
 
 
 class FakeProvider:
-    def __init__(self) -> None:
+    """With ``reflect_key_header`` set, every streamed reply carries that response header with
+    the request's credential in it (a careless provider; logs must never show it)."""
+
+    def __init__(self, reflect_key_header: str | None = None) -> None:
+        self.reflect_key_header = reflect_key_header
         self.replies: deque[Reply] = deque()
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -59,6 +63,12 @@ class FakeProvider:
         self.requests.append(json.loads(await request.body()))
         self.headers.append(dict(request.headers))
         return self.replies.popleft() if self.replies else Reply()
+
+    def _reflected(self, request: Request) -> dict[str, str] | None:
+        if self.reflect_key_header is None:
+            return None
+        credential = request.headers.get("authorization") or request.headers.get("x-api-key")
+        return {self.reflect_key_header: credential or ""}
 
     def _error(self, reply: Reply, request: Request, kind: str) -> Response:
         credential = request.headers.get("authorization") or request.headers.get("x-api-key")
@@ -111,7 +121,11 @@ class FakeProvider:
         tail = [chunk({}, usage=usage, choices=False), b"data: [DONE]\n\n"]
         if reply.cut_after is not None:
             reply.cut_after += 1  # the role chunk comes first
-        return _Streaming(self._stream(reply, frames, tail), media_type="text/event-stream")
+        return _Streaming(
+            self._stream(reply, frames, tail),
+            media_type="text/event-stream",
+            headers=self._reflected(request),
+        )
 
     async def _anthropic(self, request: Request) -> Response:
         reply = await self._take(request)
@@ -157,7 +171,11 @@ class FakeProvider:
         ]
         if reply.cut_after is not None:
             reply.cut_after += 2  # message_start and content_block_start come first
-        return _Streaming(self._stream(reply, frames, tail), media_type="text/event-stream")
+        return _Streaming(
+            self._stream(reply, frames, tail),
+            media_type="text/event-stream",
+            headers=self._reflected(request),
+        )
 
 
 class _Cut(Exception):
@@ -174,9 +192,11 @@ class _Streaming(StreamingResponse):
 
 
 @asynccontextmanager
-async def fake_provider() -> AsyncIterator[tuple[FakeProvider, str]]:
+async def fake_provider(
+    reflect_key_header: str | None = None,
+) -> AsyncIterator[tuple[FakeProvider, str]]:
     """Serve a :class:`FakeProvider`; yields it and its root URL (OpenAI's SDK wants
     ``root + "/v1"``, Anthropic's the root)."""
-    provider = FakeProvider()
+    provider = FakeProvider(reflect_key_header)
     async with serve_app(provider.app, abort_connections=True) as url:
         yield provider, url

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import socket
 import sys
 import tempfile
@@ -26,22 +25,26 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import anyio
-from anyio.abc import TaskStatus
 
 from .errors import MissingExtraError, WorkerRuntimeError
 from .models import ID_RULE, Limits, is_valid_id
 from .profiles import ProfileError, Profiles
+from .secretfile import SecretFileError, write_secret
 
 #: Shared with the Workspace Backend's process (yoi_workspace_server.cli).
 __all__ = [
     "Bind",
     "StartError",
+    "add_limit_arguments",
     "bind_socket",
     "configure_logging",
     "main",
     "parse_bind",
     "run_until_stopped",
+    "runtime_limits",
     "serve_until_signalled",
+    "serving_limits",
+    "write_generated_token",
 ]
 
 log = logging.getLogger("worker_runtime.cli")
@@ -141,7 +144,89 @@ def build_parser() -> argparse.ArgumentParser:
         default=1024,
         help="cap on open event streams; above it a new stream gets 503 (default 1024)",
     )
+    add_limit_arguments(parser)
     return parser
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The connection and Runtime limits both processes take (docs/operations.md)."""
+    defaults = Limits()
+    group = parser.add_argument_group("limits")
+    group.add_argument(
+        "--header-timeout-s",
+        type=_positive_float,
+        default=10.0,
+        help="close a connection whose request head is not complete in this time (default 10)",
+    )
+    group.add_argument(
+        "--idle-timeout-s",
+        type=_positive_float,
+        default=10.0,
+        help="close a kept-alive connection, or a request body, silent this long (default 10)",
+    )
+    group.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=2048,
+        help="open connections above it get 503 and are closed (default 2048)",
+    )
+    group.add_argument(
+        "--fd-reserve",
+        type=_positive_int,
+        default=64,
+        help="file descriptors kept free for the store: new connections are closed when "
+        "fewer are left (default 64)",
+    )
+    group.add_argument(
+        "--max-head-bytes",
+        type=_positive_int,
+        default=64 * 1024,
+        help="largest request line plus headers; above it 431 (default 65536)",
+    )
+    group.add_argument(
+        "--max-workers",
+        type=_positive_int,
+        default=defaults.max_workers,
+        help=f"most Workers a Runtime holds; beyond it limit_exceeded (default "
+        f"{defaults.max_workers})",
+    )
+    group.add_argument(
+        "--event-window-bytes",
+        type=_positive_int,
+        default=defaults.runtime_event_window_bytes,
+        help="byte budget of the in-memory event window (default "
+        f"{defaults.runtime_event_window_bytes})",
+    )
+
+
+def serving_limits(args: argparse.Namespace) -> Any:
+    """The :class:`~worker_runtime.http._serve.ServingLimits` of parsed flags."""
+    import resource
+
+    from .http._serve import ServingLimits
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and args.fd_reserve > soft - 32:
+        raise StartError(
+            f"--fd-reserve {args.fd_reserve} leaves fewer than 32 of the {soft} file "
+            "descriptors (RLIMIT_NOFILE) for connections"
+        )
+    return ServingLimits(
+        header_timeout_s=args.header_timeout_s,
+        idle_timeout_s=args.idle_timeout_s,
+        max_connections=args.max_connections,
+        fd_reserve=args.fd_reserve,
+        max_head_bytes=args.max_head_bytes,
+    )
+
+
+def runtime_limits(args: argparse.Namespace, **more: Any) -> Limits:
+    """The Runtime :class:`Limits` of parsed flags (the rest at their defaults)."""
+    return Limits(
+        max_workers=args.max_workers,
+        runtime_event_window_bytes=args.event_window_bytes,
+        **more,
+    )
 
 
 def _positive_float(value: str) -> float:
@@ -175,17 +260,68 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+#: yoi's own loggers: they log at the configured level (they never log a secret).
+OWN_LOGGERS = frozenset({"worker_runtime", "yoi_workspace_server", "yoi"})
+
+#: Third-party loggers and the most they may say, whatever yoi's own level: below these the
+#: HTTP libraries log request and response headers (a provider may echo a key) and every SSE
+#: chunk (the conversation), and httpx logs each request's URL at INFO. Any other
+#: third-party logger is capped at WARNING.
+THIRD_PARTY_LOG_CAPS: dict[str, int] = {
+    "openai": logging.INFO,
+    "anthropic": logging.INFO,
+    "llama_cpp": logging.INFO,
+    "uvicorn": logging.INFO,
+    "uvicorn.access": logging.WARNING,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "httpx2": logging.WARNING,
+    "httpcore2": logging.WARNING,
+    "aiohttp": logging.WARNING,
+    "sse_starlette": logging.WARNING,
+}
+
+
+def _log_cap(name: str) -> int | None:
+    """The cap of a logger name (``None``: one of yoi's own)."""
+    if name.partition(".")[0] in OWN_LOGGERS or name == "root":
+        return None
+    while True:
+        cap = THIRD_PARTY_LOG_CAPS.get(name)
+        if cap is not None:
+            return cap
+        name, dot, _ = name.rpartition(".")
+        if not dot:
+            return THIRD_PARTY_LOG_CAPS.get(name, logging.WARNING)
+
+
+class _ThirdPartyCap(logging.Filter):
+    """Drops a third-party record below its cap, even if the library lowered its own level
+    (the SDKs do, from an environment variable)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cap = _log_cap(record.name)
+        return cap is None or record.levelno >= cap
+
+
 def configure_logging(level: str) -> None:
+    """JSON lines on stderr at ``level`` for yoi's own loggers; third-party loggers capped
+    (:data:`THIRD_PARTY_LOG_CAPS`)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
+    handler.addFilter(_ThirdPartyCap())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    wanted = logging.getLevelName(level.upper())
+    for name, cap in THIRD_PARTY_LOG_CAPS.items():
+        logging.getLogger(name).setLevel(max(cap, wanted))
 
 
 def _resolve_token(args: argparse.Namespace) -> tuple[str, str]:
-    """The token and a description of where it is (a path, or an env var's name)."""
+    """The token and a description of where it is (a path, or an env var's name); a generated
+    token comes with an empty description: its file is written once the lock and the bind
+    are held (:func:`write_generated_token`)."""
     if args.token_file is not None:
         try:
             token = args.token_file.read_text(encoding="utf-8").strip()
@@ -203,21 +339,28 @@ def _resolve_token(args: argparse.Namespace) -> tuple[str, str]:
         raise UsageError(
             "binding a non-loopback address needs a configured token (--token-file or --token-env)"
         )
-    token = secrets.token_urlsafe(32)
+    return secrets.token_urlsafe(32), ""
+
+
+def _generated_token_path(args: argparse.Namespace, port: int) -> Path:
+    """Where a generated token goes: ``<data-dir>/runtime.token`` (fs; the store's lock makes
+    it this process's), else a per-user runtime directory, keyed by the runtime id and the
+    bound port (which this process holds, so no two live processes share a path)."""
     if args.store == "fs":
-        path = args.data_dir / "runtime.token"
-    else:
-        base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-        path = Path(base) / f"yoi-runtime-{os.getuid()}" / f"{args.runtime_id}.token"
+        return Path(args.data_dir) / "runtime.token"
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"yoi-runtime-{os.getuid()}" / f"{args.runtime_id}-{port}.token"
+
+
+def write_generated_token(path: Path, token: str) -> str:
+    """Write a generated token once the process holds what the path is keyed on (the store's
+    lock, the bound port): a file left there is a dead process's, and is replaced (a symlink
+    there is replaced, never followed). Returns the description printed at start."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(token + "\n")
-        os.chmod(path, 0o600)
-    except OSError as exc:
-        raise StartError(f"cannot write the generated token file ({exc.strerror})") from None
-    return token, f"generated token file {path}"
+        write_secret(path, token + "\n", replace=True)
+    except SecretFileError as exc:
+        raise StartError(f"cannot write the generated token file: {exc}") from None
+    return f"generated token file {path}"
 
 
 def bind_socket(bind: Bind) -> socket.socket:
@@ -250,16 +393,31 @@ async def _serve(args: argparse.Namespace, token: str, where: str, sock: socket.
     runtime = Runtime(
         runtime_id=args.runtime_id,
         display_name=args.display_name,
-        limits=Limits(shutdown_grace_s=args.shutdown_grace_s),
+        limits=runtime_limits(args, shutdown_grace_s=args.shutdown_grace_s),
         profiles=profiles,
         store=store,
     )
+    generated: Path | None = None
     try:
         async with runtime:
+            if not where:  # generated: written only now that the lock and the bind are held
+                generated = _generated_token_path(args, sock.getsockname()[1])
+                where = write_generated_token(generated, token)
             await _serve_app(args, runtime, token, where, sock)
     except WorkerRuntimeError as exc:  # the store could not be opened (locked, corrupt …)
         raise StartError(exc.message) from None
+    finally:
+        if generated is not None and args.store == "memory":
+            _remove_if_ours(generated, token)  # a memory Runtime's token dies with it
     log.info("runtime %s stopped", args.runtime_id)
+
+
+def _remove_if_ours(path: Path, token: str) -> None:
+    try:
+        if path.read_text(encoding="utf-8").strip() == token:
+            path.unlink()
+    except OSError:
+        pass
 
 
 async def _serve_app(
@@ -286,43 +444,23 @@ async def _serve_app(
         on_signal=runtime.close,
         announce=f"yoi-runtime {args.runtime_id} listening on {args.bind.url(port)} "
         f"(store={args.store}); {where}",
+        limits=serving_limits(args),
     )
 
 
 async def serve_until_signalled(
-    app: Any, sock: socket.socket, *, on_signal: Callable[[], Awaitable[None]], announce: str
+    app: Any,
+    sock: socket.socket,
+    *,
+    on_signal: Callable[[], Awaitable[None]],
+    announce: str,
+    limits: Any = None,
 ) -> None:
-    """Serve ``app`` with uvicorn on the bound ``sock`` until SIGTERM or SIGINT. The signal
-    handlers are in place before ``announce`` is printed; on a signal ``on_signal()`` runs
-    while the server still answers, then the server stops."""
-    import uvicorn
+    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT, within the connection ``limits`` (a
+    :class:`worker_runtime.http._serve.ServingLimits`; the defaults when ``None``)."""
+    from .http._serve import serve_until_signalled as serve
 
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-        proxy_headers=False,  # never trust X-Forwarded-*: no proxy is configured
-    )
-    server = _server_class()(config)
-    async with anyio.create_task_group() as tg:
-
-        async def watch_signals(
-            *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-        ) -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                task_status.started()
-                async for signum in signals:
-                    log.info("received %s: shutting down", signal.Signals(signum).name)
-                    await on_signal()
-                    server.should_exit = True
-                    return
-
-        await tg.start(watch_signals)
-        print(announce, flush=True)
-        await server.serve(sockets=[sock])
-        tg.cancel_scope.cancel()
+    await serve(app, sock, on_signal=on_signal, announce=announce, limits=limits)
 
 
 def run_until_stopped(
@@ -347,24 +485,6 @@ def _loop_options() -> dict[str, Any]:
     except ImportError:
         return {}
     return {"use_uvloop": True}
-
-
-def _server_class() -> Any:
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn without its own signal handling: the CLI owns SIGTERM/SIGINT, so that the
-        Runtime closes gracefully and the process exits 0."""
-
-        def install_signal_handlers(self) -> None:  # older uvicorn
-            return None
-
-        def capture_signals(self) -> Any:  # newer uvicorn
-            import contextlib
-
-            return contextlib.nullcontext()
-
-    return Server
 
 
 def main(argv: Sequence[str] | None = None) -> int:

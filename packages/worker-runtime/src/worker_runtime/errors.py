@@ -20,9 +20,11 @@ are written for clients: they never contain a filesystem path, a traceback or a 
     ├── Conflict                               conflict               409
     │   ├── WorkerBusy                         worker_busy            409
     │   ├── WorkerStopped                      worker_stopped         409
+    │   ├── LimitExceeded                      limit_exceeded         409
     │   └── IdempotencyConflict                idempotency_conflict   409
     ├── CursorExpired (LookupError)            cursor_expired         410
     ├── PayloadTooLarge                        payload_too_large      413
+    ├── RequestHeadTooLarge                    request_head_too_large 431
     ├── InternalError                          internal_error         500
     │   └── StoreCorrupt                       store_corrupt          500
     ├── MissingExtraError (ImportError)        missing_extra          500
@@ -54,6 +56,7 @@ __all__ = [
     "IdempotencyConflict",
     "InternalError",
     "InvalidInput",
+    "LimitExceeded",
     "LimitTooLarge",
     "MethodNotAllowed",
     "MissingExtraError",
@@ -65,6 +68,7 @@ __all__ = [
     "ProviderRateLimited",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "RequestHeadTooLarge",
     "RuntimeExists",
     "RuntimeNotFound",
     "RuntimeUnavailable",
@@ -190,6 +194,12 @@ class WorkerStopped(Conflict):
     code = "worker_stopped"
 
 
+class LimitExceeded(Conflict):
+    """A Runtime-wide cap is reached (``details.limit`` names it, e.g. ``max_workers``)."""
+
+    code = "limit_exceeded"
+
+
 class RuntimeExists(Conflict):
     """A Runtime with that id is already registered (Workspace Backend)."""
 
@@ -214,6 +224,14 @@ class PayloadTooLarge(WorkerRuntimeError):
 
     code = "payload_too_large"
     status = 413
+
+
+class RequestHeadTooLarge(WorkerRuntimeError):
+    """The request line and headers are over the server's cap (answered by the serving layer
+    before any route runs)."""
+
+    code = "request_head_too_large"
+    status = 431
 
 
 class InternalError(WorkerRuntimeError):

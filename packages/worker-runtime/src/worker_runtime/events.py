@@ -1,9 +1,11 @@
 """The runtime-wide event log, its cursors, and subscriptions (SPEC §3–§4).
 
 Every change is an :class:`Event` in one ordered log. The log keeps a bounded backlog in memory:
-a runtime-wide window of the newest ``runtime_event_window`` events, and for each Worker a ring
-of its newest ``event_backlog`` events. A cursor names one event: it encodes the log's
-*incarnation* and the event's position, and clients compare cursors only for equality.
+a runtime-wide window of the newest ``runtime_event_window`` events (and at most about
+``runtime_event_window_bytes`` of them: the oldest leave first, from the window and from their
+Worker's ring), and for each Worker a ring of its newest ``event_backlog`` events. A cursor
+names one event: it encodes the log's *incarnation* and the event's position, and clients
+compare cursors only for equality.
 
 Subscriptions pull from the backlog instead of receiving copies: appending an event costs the
 same whatever the number of subscribers, and no subscriber can block the Runtime or another
@@ -191,11 +193,15 @@ class EventLog:
         worker_backlog: int,
         head: int = 0,
         archive: Archive | None = None,
+        window_bytes: int | None = None,
     ) -> None:
         self.runtime_id = runtime_id
         self.incarnation = incarnation
         self._cap = window
         self._buf: list[Event | None] = [None] * window
+        self._sizes: list[int] = [0] * window
+        self._bytes = 0  # approximate size of the events in the window
+        self._budget = window_bytes
         self._first = head + 1
         self._head = head
         self._visible = head
@@ -229,9 +235,14 @@ class EventLog:
             data,
         )
         self._head = position
-        self._buf[position % self._cap] = event
+        slot = position % self._cap
+        size = _approx_size(data)
         if position - self._first >= self._cap:
             self._first = position - self._cap + 1
+            self._bytes -= self._sizes[slot]
+        self._buf[slot] = event
+        self._sizes[slot] = size
+        self._bytes += size
         if worker_id is not None:
             wlog = self._workers.get(worker_id)
             if wlog is None:
@@ -243,7 +254,28 @@ class EventLog:
             # Whoever waits when this is published must hear of it, even if it started waiting
             # only after the append.
             self._notify_workers.add(worker_id)
+        if self._budget is not None and self._bytes > self._budget:
+            self._evict_to_budget()
         return event
+
+    def _evict_to_budget(self) -> None:
+        """Drop the oldest events (never the newest) until the window is within its byte
+        budget; each also leaves its Worker's ring, with anything older in that ring."""
+        assert self._budget is not None
+        buf, sizes, cap = self._buf, self._sizes, self._cap
+        while self._bytes > self._budget and self._first < self._head:
+            slot = self._first % cap
+            event = buf[slot]
+            buf[slot] = None
+            self._bytes -= sizes[slot]
+            sizes[slot] = 0
+            self._first += 1
+            if event is not None and event.worker_id is not None:
+                wlog = self._workers.get(event.worker_id)
+                if wlog is not None:
+                    ring = wlog.ring
+                    while ring and ring[0].position <= event.position:
+                        wlog.evicted = ring.popleft().position
 
     def publish(self) -> None:
         """Make every appended event visible and wake the readers waiting for it."""
@@ -395,6 +427,22 @@ class EventLog:
     def notice(self, code: str, message: str, worker_id: str | None) -> Event:
         """A stream notice: a ``diagnostic`` event that is not part of the log."""
         return notice(self.runtime_id, worker_id, code, message, position=self._visible)
+
+
+def _approx_size(value: Any, depth: int = 0) -> int:
+    """A cheap estimate of an event's retained bytes: its strings' lengths plus a small
+    per-item overhead (nesting deeper than a few levels is counted flat)."""
+    if isinstance(value, str):
+        return 56 + len(value)
+    if isinstance(value, dict):
+        if depth > 4:
+            return 64 * len(value)
+        return 64 + sum(48 + len(k) + _approx_size(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        if depth > 4:
+            return 64 * len(value)
+        return 56 + sum(8 + _approx_size(v, depth + 1) for v in value)
+    return 32
 
 
 def _position(event: Event) -> int:

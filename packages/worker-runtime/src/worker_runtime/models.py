@@ -87,6 +87,12 @@ class Limits(BaseModel):
     max_diagnostics: int = Field(default=1000, ge=1)
     event_backlog: int = Field(default=4096, ge=1, description="events kept per Worker")
     runtime_event_window: int = Field(default=65536, ge=1, description="events kept runtime-wide")
+    runtime_event_window_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1,
+        description="byte budget of the runtime-wide event window (approximate event sizes)",
+    )
+    max_workers: int = Field(default=10_000, ge=1, description="Workers a Runtime holds at most")
     max_idempotency_keys: int = Field(default=1024, ge=1, description="keys kept per Worker")
     max_name_chars: int = Field(default=200, ge=1)
     shutdown_grace_s: float = Field(default=10.0, ge=0)

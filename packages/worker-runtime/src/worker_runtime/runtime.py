@@ -37,6 +37,7 @@ from ._worker import IdempotencyCache, QueuedInput, Turn, Worker, fingerprint
 from .errors import (
     IdempotencyConflict,
     InvalidInput,
+    LimitExceeded,
     RuntimeUnavailable,
     UnsupportedOperation,
 )
@@ -161,6 +162,7 @@ class Runtime(Turns):
             runtime_id=self._runtime_id,
             incarnation=opened.incarnation,
             window=self._limits.runtime_event_window,
+            window_bytes=self._limits.runtime_event_window_bytes,
             # With a durable store the rings are only a cache in front of the disk.
             worker_backlog=(
                 min(self._limits.event_backlog, DURABLE_WORKER_CACHE)
@@ -399,6 +401,11 @@ class Runtime(Turns):
             )
         if req.initial_input is not None:
             self._check_content(req.initial_input, field="initial_input.content")
+        if len(self._workers) >= self._limits.max_workers:
+            raise LimitExceeded(
+                f"this Runtime holds its maximum of {self._limits.max_workers} Workers",
+                details={"limit": "max_workers", "value": self._limits.max_workers},
+            )
 
         log_ = self._require_log()
         worker_id = self._new_worker_id()

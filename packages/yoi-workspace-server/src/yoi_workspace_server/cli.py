@@ -31,11 +31,14 @@ from worker_runtime import Profiles, Runtime, WorkerRuntimeError
 from worker_runtime.cli import (
     Bind,
     StartError,
+    add_limit_arguments,
     bind_socket,
     configure_logging,
     parse_bind,
     run_until_stopped,
+    runtime_limits,
     serve_until_signalled,
+    serving_limits,
 )
 from worker_runtime.models import is_valid_id
 from worker_runtime.store.fs import FsRuntimeStore
@@ -137,6 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
     )
+    add_limit_arguments(parser)
 
 
 def _positive(value: str) -> float:
@@ -293,6 +297,7 @@ async def run(
         display_name="Backend (embedded)",
         store=FsRuntimeStore(args.data_dir / "runtime"),
         profiles=profiles,
+        limits=runtime_limits(args),
     )
     control = ControlPlane(args.data_dir / "backend.sqlite3")
     try:
@@ -333,6 +338,7 @@ async def run(
                 announce=f"yoi workspace backend listening on {url}\n"
                 f"open the console: {console_link(settings.public_url or url, token)}\n"
                 f"{where}",
+                limits=serving_limits(args),
             )
             await registry.aclose()
             tg.cancel_scope.cancel()

@@ -9,12 +9,13 @@ import secrets
 import stat
 from pathlib import Path
 
+from worker_runtime.secretfile import SecretFileError, SecretFileExistsError, write_secret
+
 __all__ = [
     "MIN_TOKEN_CHARS",
     "TOKEN_FILE_NAME",
     "TokenError",
     "load_or_create_token",
-    "write_secret_file",
 ]
 
 log = logging.getLogger("yoi_workspace_server.tokens")
@@ -26,21 +27,7 @@ MIN_TOKEN_CHARS = 16
 
 
 class TokenError(Exception):
-    """The token cannot be read or written (the message names no path)."""
-
-
-def write_secret_file(path: Path, text: str) -> None:
-    """Create ``path`` holding ``text``: the parent directory made 0700 if it is new, the file
-    created exclusively (``O_EXCL``), never through a symlink (``O_NOFOLLOW``), mode 0600,
-    flushed to disk. An existing file is ``FileExistsError``."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags, 0o600)
-    try:
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """The token cannot be read or written (the message is for the operator)."""
 
 
 def _read_secret_file(path: Path) -> str:
@@ -79,10 +66,10 @@ def load_or_create_token(data_dir: Path) -> tuple[str, Path]:
             return token, path
         token = secrets.token_urlsafe(32)
         try:
-            write_secret_file(path, token + "\n")
-        except FileExistsError:
+            write_secret(path, token + "\n", replace=False)
+        except SecretFileExistsError:
             continue  # another process created it first: read that one
-        except OSError as exc:
-            raise TokenError(f"cannot write the browser token file ({exc.strerror})") from None
+        except SecretFileError as exc:
+            raise TokenError(f"cannot write the browser token file: {exc}") from None
         return token, path
     raise TokenError("the browser token file cannot be created")  # pragma: no cover

@@ -3,7 +3,8 @@
 It streams the turn's user input back one whitespace-separated word per delta (each word keeps
 its following whitespace, and the first keeps any leading whitespace, so the deltas concatenate
 to the input exactly). With ``chunk_delay_ms`` it pauses before each delta, so a turn can be
-cancelled mid-way.
+cancelled mid-way. Without a delay it still yields to the event loop every
+:data:`YIELD_EVERY` deltas, so a long input never stalls the process's other clients.
 
 Usage is counted in whitespace-separated words, not model tokens: ``input_tokens`` is the number
 of words of the whole context sent for the turn (system prompt and every message),
@@ -16,12 +17,16 @@ import re
 from collections.abc import AsyncIterator
 
 import anyio
+import anyio.lowlevel
 
 from . import ContextMessage, TextDelta, TurnRequest, TurnUsage
 
 __all__ = ["EchoBackend", "split_words"]
 
 _WORD = re.compile(r"\s*\S+\s*")
+
+#: With no delay, let the event loop run other tasks after this many deltas.
+YIELD_EVERY = 256
 
 
 def split_words(text: str) -> list[str]:
@@ -64,8 +69,10 @@ class EchoBackend:
         user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         delay_ms = request.profile.chunk_delay_ms or 0.0
         words = split_words(user)
-        for word in words:
+        for count, word in enumerate(words, 1):
             if delay_ms:
                 await anyio.sleep(delay_ms / 1000)
+            elif count % YIELD_EVERY == 0:
+                await anyio.lowlevel.checkpoint()
             yield TextDelta(word)
         yield TurnUsage(input_tokens=self._context_words(request), output_tokens=len(words))

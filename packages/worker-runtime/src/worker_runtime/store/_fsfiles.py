@@ -4,9 +4,11 @@ dense offset index, and id encoding. Every OS error becomes a typed, path-free e
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import re
 import struct
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,7 @@ __all__ = [
     "encode_id",
     "fsync_dir",
     "io_errors",
+    "open_fd",
     "read_json",
 ]
 
@@ -75,8 +78,27 @@ def decode_id(component: str) -> str | None:
     return None
 
 
+#: Pauses before each retry of an open that found no free descriptor (about 0.6 s in all).
+_OPEN_RETRY_DELAYS_S = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.25)
+
+
+def open_fd(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open``, retried a bounded number of times while the process (EMFILE) or the system
+    (ENFILE) has no free descriptor: that is transient pressure (the serving layer sheds
+    connections to leave descriptors for the store), not a failed write. Nothing has been
+    written when it fails, so the last error is raised as it is."""
+    for delay in _OPEN_RETRY_DELAYS_S:
+        try:
+            return os.open(path, flags, mode)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+        time.sleep(delay)
+    return os.open(path, flags, mode)
+
+
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = open_fd(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
@@ -88,7 +110,7 @@ def atomic_write_json(path: Path, value: Any, *, durable: bool) -> None:
     directory (the fsyncs only when ``durable``)."""
     tmp = path.with_name(f".{path.name}.tmp")
     data = orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
         while view:
@@ -124,7 +146,7 @@ class AppendFile:
     __slots__ = ("fd", "size")
 
     def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.fd = open_fd(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.size = os.fstat(self.fd).st_size
 
     def write(self, data: bytes) -> None:
