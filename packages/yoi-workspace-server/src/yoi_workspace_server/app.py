@@ -15,13 +15,15 @@ import base64
 import binascii
 import json
 import logging
+import unicodedata
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from worker_runtime import (
     CreateWorkerRequest,
@@ -50,17 +52,34 @@ _CURSOR_PREFIX = "b1."
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """``token``: the browser token (``None``: none required, for loopback binds only)."""
+    """``token``: the browser token (``None``: none required, for loopback binds only).
+    ``max_streams``: open browser event streams over every source (503
+    ``runtime_unavailable`` with ``reason: too_many_streams`` above it; each remote has its
+    own cap too, see :class:`~yoi_workspace_server.registry.RemoteLimits`)."""
 
     token: str | None = None
     max_body_bytes: int = 1024 * 1024
     heartbeat_s: float = 15.0
+    max_streams: int = 1024
 
     def __repr__(self) -> str:
         return (
             f"BackendSettings(token={'***' if self.token else None}, "
-            f"max_body_bytes={self.max_body_bytes}, heartbeat_s={self.heartbeat_s})"
+            f"max_body_bytes={self.max_body_bytes}, heartbeat_s={self.heartbeat_s}, "
+            f"max_streams={self.max_streams})"
         )
+
+
+#: Bidirectional formatting characters (Trojan Source): they reorder how text is shown.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _printable(value: str) -> str:
+    """Refuse control characters (C0, DEL, C1), line separators and bidi overrides."""
+    for ch in value:
+        if ch in _BIDI or unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            raise ValueError("must not contain control or bidirectional formatting characters")
+    return value
 
 
 class _Body(BaseModel):
@@ -69,7 +88,9 @@ class _Body(BaseModel):
 
 class RegisterRuntime(_Body):
     runtime_id: Annotated[str, Field(min_length=1, max_length=120)]
-    display_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    display_name: (
+        Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)] | None
+    ) = None
     base_url: Annotated[str, Field(min_length=1, max_length=2000)]
     token: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
 
@@ -127,10 +148,29 @@ def _wrap_cursors(runtime_id: str, value: Any) -> Any:
 
 def _json(body: Any, status_code: int = 200) -> Response:
     return Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        _utf8(json.dumps(body, ensure_ascii=False, separators=(",", ":"))),
         status_code,
         media_type="application/json",
     )
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8, a lone surrogate (which a remote's JSON may carry) as U+FFFD."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+
+
+def _header_text(value: str | None) -> str | None:
+    """A header as the client sent it: Starlette decodes headers as Latin-1, browsers send
+    UTF-8."""
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return value
 
 
 def _dump(model: BaseModel) -> Any:
@@ -148,7 +188,11 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.router.route_class = DirectRoute
+    # No slash redirects: their Location is built from the client's Host header.
+    app.router.redirect_slashes = False
     install_error_handlers(app)
+    streams = _StreamSlots(settings.max_streams)
+    deadline_s = registry.limits.reply.deadline_s
 
     def source(runtime_id: str) -> Source:
         return registry.get(require_id(runtime_id, "runtime_id"))
@@ -199,18 +243,37 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
     async def all_workers(limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> Response:
         """Every Worker of every available source (up to ``limit`` per source), each row
         with its runtime_id; an unavailable source is listed in ``diagnostics`` instead."""
+        sources = registry.sources()
+        results: list[list[Any] | dict[str, Any]] = [
+            _unavailable_row(s.runtime_id, "timeout") for s in sources
+        ]
+
+        async def ask(i: int, s: Source) -> None:
+            # All sources at once, each within its own deadline: a slow one delays nobody.
+            if isinstance(s, RemoteSource) and s.status == "unavailable":
+                results[i] = _unavailable_row(s.runtime_id, s.reason or "unreachable")
+                return
+            with anyio.move_on_after(deadline_s):
+                try:
+                    page = await s.list_workers(status=None, limit=limit, after=None)
+                except RuntimeUnavailable as exc:
+                    reason = exc.details.get("reason")
+                    results[i] = _unavailable_row(
+                        s.runtime_id, reason if isinstance(reason, str) else "unreachable"
+                    )
+                    return
+                results[i] = [_wrap_cursors(s.runtime_id, _dump(w)) for w in page.workers]
+
+        async with anyio.create_task_group() as tg:
+            for i, s in enumerate(sources):
+                tg.start_soon(ask, i, s)
         rows: list[Any] = []
         diagnostics: list[Any] = []
-        for s in registry.sources():
-            if isinstance(s, RemoteSource) and s.status == "unavailable":
-                diagnostics.append(_unavailable_row(s.runtime_id))
-                continue
-            try:
-                page = await s.list_workers(status=None, limit=limit, after=None)
-            except RuntimeUnavailable:
-                diagnostics.append(_unavailable_row(s.runtime_id))
-                continue
-            rows.extend(_wrap_cursors(s.runtime_id, _dump(w)) for w in page.workers)
+        for result in results:
+            if isinstance(result, list):
+                rows.extend(result)
+            else:
+                diagnostics.append(result)
         return _json({"workers": rows, "diagnostics": diagnostics})
 
     @app.get("/api/runtimes/{runtime_id}/workers")
@@ -268,23 +331,78 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=400)] = None,
     ) -> SseResponse:
         s, wid = source(runtime_id), worker_id_of(worker_id)
-        wanted = last_event_id or cursor
+        wanted = _header_text(last_event_id) or cursor
         inner = unwrap_cursor(runtime_id, wanted) if wanted else None
-        events = await s.open_events(wid, inner)  # errors here are plain HTTP errors
+        remote = s if isinstance(s, RemoteSource) else None
+        streams.acquire(remote)
+        try:
+            events = await s.open_events(wid, inner)  # errors here are plain HTTP errors
+        except BaseException:
+            streams.release(remote)
+            raise
+
+        async def close() -> None:
+            try:
+                await events.aclose()
+            finally:
+                streams.release(remote)
+
         return SseResponse(
-            _messages(runtime_id, wid, events),
-            heartbeat_s=settings.heartbeat_s,
-            on_close=events.aclose,
+            _messages(runtime_id, wid, events), heartbeat_s=settings.heartbeat_s, on_close=close
         )
 
     return Guard(app, token=settings.token, max_body_bytes=settings.max_body_bytes)
 
 
-def _unavailable_row(runtime_id: str) -> dict[str, Any]:
+def _replace_surrogates(event: Event) -> Event:
+    """``event`` with every lone surrogate in its text replaced by U+FFFD."""
+    clean = json.loads(_utf8(json.dumps(event.to_dict(), ensure_ascii=False)))
+    return replace(
+        event,
+        kind=clean["kind"],
+        worker_id=clean["worker_id"],
+        turn_id=clean["turn_id"],
+        at=clean["at"],
+        data=clean["data"],
+    )
+
+
+class _StreamSlots:
+    """Open browser streams, counted against the Backend's cap and each remote's."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.open = 0
+
+    def acquire(self, remote: RemoteSource | None) -> None:
+        if self.open >= self.cap:
+            raise _too_many_streams(self.cap)
+        if remote is not None:
+            if remote.open_streams >= remote.max_streams:
+                raise _too_many_streams(remote.max_streams, per_runtime=True)
+            remote.open_streams += 1
+        self.open += 1
+
+    def release(self, remote: RemoteSource | None) -> None:
+        self.open -= 1
+        if remote is not None:
+            remote.open_streams -= 1
+
+
+def _too_many_streams(cap: int, per_runtime: bool = False) -> RuntimeUnavailable:
+    where = "to this runtime" if per_runtime else "on this Backend"
+    return RuntimeUnavailable(
+        f"too many open event streams {where}; retry later",
+        details={"reason": "too_many_streams", "max_streams": cap},
+    )
+
+
+def _unavailable_row(runtime_id: str, reason: str) -> dict[str, Any]:
     return {
         "runtime_id": runtime_id,
         "severity": "error",
         "code": "runtime_unavailable",
+        "reason": reason,
         "message": "this runtime is unavailable; its Workers are not listed",
     }
 
@@ -295,10 +413,11 @@ async def _messages(
     """The source's events, encoded with Backend cursors."""
     try:
         async for event in events:
-            if event.cursor is None:
-                yield encode_event(event)
-            else:
-                yield encode_event(event, wrap_cursor(runtime_id, event.cursor))
+            cursor = None if event.cursor is None else wrap_cursor(runtime_id, event.cursor)
+            try:
+                yield encode_event(event, cursor)
+            except UnicodeEncodeError:  # a lone surrogate from a remote: U+FFFD instead
+                yield encode_event(_replace_surrogates(event), cursor)
     except WorkerRuntimeError as exc:
         # A remote refused the stream once it started (e.g. cursor_expired): say so, then end.
         log.info("stream of runtime %s ended: %s", runtime_id, exc.code)
