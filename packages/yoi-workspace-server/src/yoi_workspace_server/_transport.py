@@ -27,6 +27,7 @@ already maps: timeouts to ``httpx.TimeoutException``, everything else to
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ class ReplyLimits:
     max_line_bytes: int = 1024 * 1024
 
 
+_BREAK = re.compile(rb"[\r\n]")
 _PIECE = 64 * 1024  # inflate at most this much at a time
 
 
@@ -128,11 +130,21 @@ class _StreamBody(httpx.AsyncByteStream):
         self._line = 0  # bytes since the last line break
 
     def _check(self, data: bytes) -> bytes:
-        cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
-        self._line = len(data) - cut - 1 if cut >= 0 else self._line + len(data)
-        if self._line > self._max_line:
-            raise unavailable("line_too_large", max_line_bytes=self._max_line)
-        return data
+        if self._line + len(data) <= self._max_line:  # no line in it can be over the cap
+            cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
+            self._line = len(data) - cut - 1 if cut >= 0 else self._line + len(data)
+            return data
+        line, prev = self._line, -1
+        for match in _BREAK.finditer(data):
+            if line + match.start() - prev - 1 > self._max_line:
+                break
+            line, prev = 0, match.start()
+        else:
+            line += len(data) - prev - 1
+            if line <= self._max_line:
+                self._line = line
+                return data
+        raise unavailable("line_too_large", max_line_bytes=self._max_line)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
