@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import logging
+import sqlite3
 import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -35,13 +36,16 @@ from worker_runtime import (
     WorkerRuntimeError,
 )
 from worker_runtime.events import notice
-from worker_runtime.http import DirectRoute, Guard, install_error_handlers, validate_body
+from worker_runtime.http import DirectRoute, install_error_handlers, validate_body
 from worker_runtime.http.stream import SseResponse, encode_event
 from worker_runtime.models import require_id
 
 from . import __version__
 from .registry import RemoteRecord, RuntimeRegistry
+from .session_api import install_session_routes
+from .sessions import FailedLogins, Sessions
 from .sources import RemoteSource, Source
+from .trust import TrustBoundary, TrustSettings
 
 __all__ = ["BackendSettings", "create_backend_app"]
 
@@ -52,21 +56,32 @@ _CURSOR_PREFIX = "b1."
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """``token``: the browser token (``None``: none required, for loopback binds only).
-    ``max_streams``: open browser event streams over every source (503
-    ``runtime_unavailable`` with ``reason: too_many_streams`` above it; each remote has its
-    own cap too, see :class:`~yoi_workspace_server.registry.RemoteLimits`)."""
+    """``token``: the browser token (always required; see :mod:`.trust`). ``bound_host``,
+    ``allowed_hosts`` and ``public_url`` make the Host allow-list and the Backend's own
+    origin; sessions end ``session_idle_s`` after their last use and ``session_max_s`` after
+    sign-in. More than ``failed_login_budget`` failed sign-ins or bad tokens from one client
+    in a minute are answered ``429 too_many_requests``. ``max_streams``: open browser event
+    streams over every source (503 ``runtime_unavailable`` with ``reason: too_many_streams``
+    above it; each remote has its own cap too, see
+    :class:`~yoi_workspace_server.registry.RemoteLimits`)."""
 
-    token: str | None = None
+    token: str
     max_body_bytes: int = 1024 * 1024
     heartbeat_s: float = 15.0
     max_streams: int = 1024
+    bound_host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()
+    public_url: str | None = None
+    session_idle_s: float = 12 * 3600.0
+    session_max_s: float = 7 * 86400.0
+    failed_login_budget: int = 10
 
     def __repr__(self) -> str:
         return (
-            f"BackendSettings(token={'***' if self.token else None}, "
-            f"max_body_bytes={self.max_body_bytes}, heartbeat_s={self.heartbeat_s}, "
-            f"max_streams={self.max_streams})"
+            f"BackendSettings(token='***', max_body_bytes={self.max_body_bytes}, "
+            f"heartbeat_s={self.heartbeat_s}, max_streams={self.max_streams}, "
+            f"bound_host={self.bound_host!r}, allowed_hosts={self.allowed_hosts!r}, "
+            f"public_url={self.public_url!r})"
         )
 
 
@@ -177,8 +192,25 @@ def _dump(model: BaseModel) -> Any:
     return model.model_dump(mode="json")
 
 
-def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> Any:
-    """The Backend's ASGI app over ``registry``."""
+def create_backend_app(
+    registry: RuntimeRegistry, settings: BackendSettings, sessions: Sessions | None = None
+) -> Any:
+    """The Backend's ASGI app over ``registry``, behind the browser trust boundary
+    (:class:`~.trust.TrustBoundary`). ``sessions``: the session table (the control plane's
+    in ``yoi-workspace-server``; an in-memory database when ``None``)."""
+    if sessions is None:
+        sessions = Sessions(
+            sqlite3.connect(":memory:", check_same_thread=False),
+            idle_s=settings.session_idle_s,
+            max_s=settings.session_max_s,
+        )
+    trust = TrustSettings(
+        token=settings.token,
+        bound_host=settings.bound_host,
+        allowed_hosts=settings.allowed_hosts,
+        public_url=settings.public_url,
+        max_body_bytes=settings.max_body_bytes,
+    )
     app = FastAPI(
         title="yoi Workspace Backend",
         version=__version__,
@@ -193,6 +225,10 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
     install_error_handlers(app)
     streams = _StreamSlots(settings.max_streams)
     deadline_s = registry.limits.reply.deadline_s
+    boundary = TrustBoundary(
+        app, trust, sessions, FailedLogins(budget=settings.failed_login_budget)
+    )
+    install_session_routes(app, boundary)
 
     def source(runtime_id: str) -> Source:
         return registry.get(require_id(runtime_id, "runtime_id"))
@@ -351,7 +387,7 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
             _messages(runtime_id, wid, events), heartbeat_s=settings.heartbeat_s, on_close=close
         )
 
-    return Guard(app, token=settings.token, max_body_bytes=settings.max_body_bytes)
+    return boundary
 
 
 def _replace_surrogates(event: Event) -> Event:
