@@ -41,6 +41,7 @@ from worker_runtime.http.stream import SseResponse, encode_event
 from worker_runtime.models import require_id
 
 from . import __version__
+from ._openapi import body, describe
 from .registry import RemoteRecord, RuntimeRegistry
 from .session_api import install_session_routes
 from .sessions import FailedLogins, Sessions
@@ -223,6 +224,7 @@ def create_backend_app(
     # No slash redirects: their Location is built from the client's Host header.
     app.router.redirect_slashes = False
     install_error_handlers(app)
+    describe(app, (InputRequest, RegisterRuntime, CreateWorkerRequest, StopBody, CancelBody))
     streams = _StreamSlots(settings.max_streams)
     deadline_s = registry.limits.reply.deadline_s
     boundary = TrustBoundary(
@@ -240,7 +242,9 @@ def create_backend_app(
         return _json(_wrap_cursors(runtime_id, body), status_code)
 
     # The hot route first: Starlette matches routes in order.
-    @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/input")
+    @app.post(
+        "/api/runtimes/{runtime_id}/workers/{worker_id}/input", openapi_extra=body(InputRequest)
+    )
     async def send_input(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
         body = validate_body(InputRequest, await request.body())
@@ -254,7 +258,7 @@ def create_backend_app(
     async def list_runtimes() -> Response:
         return _json({"runtimes": [_dump(await s.info()) for s in registry.sources()]})
 
-    @app.post("/api/runtimes", status_code=201)
+    @app.post("/api/runtimes", status_code=201, openapi_extra=body(RegisterRuntime))
     async def register_runtime(request: Request) -> Response:
         body: RegisterRuntime = validate_body(RegisterRuntime, await request.body())
         record = RemoteRecord(
@@ -322,7 +326,11 @@ def create_backend_app(
         page = await source(runtime_id).list_workers(status=status, limit=limit, after=after)
         return runtime_json(runtime_id, _dump(page))
 
-    @app.post("/api/runtimes/{runtime_id}/workers", status_code=201)
+    @app.post(
+        "/api/runtimes/{runtime_id}/workers",
+        status_code=201,
+        openapi_extra=body(CreateWorkerRequest, required=False),
+    )
     async def create_worker(runtime_id: str, request: Request) -> Response:
         s = source(runtime_id)
         body = validate_body(CreateWorkerRequest, await request.body(), optional=True)
@@ -335,13 +343,19 @@ def create_backend_app(
             runtime_id, {"worker": _dump(await s.get_worker(worker_id_of(worker_id)))}
         )
 
-    @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/stop")
+    @app.post(
+        "/api/runtimes/{runtime_id}/workers/{worker_id}/stop",
+        openapi_extra=body(StopBody, required=False),
+    )
     async def stop_worker(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
         body: StopBody = validate_body(StopBody, await request.body(), optional=True)
         return runtime_json(runtime_id, {"ack": _dump(await s.stop_worker(wid, body.reason))})
 
-    @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/cancel")
+    @app.post(
+        "/api/runtimes/{runtime_id}/workers/{worker_id}/cancel",
+        openapi_extra=body(CancelBody, required=False),
+    )
     async def cancel(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
         body: CancelBody = validate_body(CancelBody, await request.body(), optional=True)
