@@ -19,7 +19,6 @@ from anyio.abc import TaskGroup
 
 from worker_runtime import (
     Conflict,
-    InvalidInput,
     RuntimeExists,
     RuntimeNotFound,
     UnsupportedOperation,
@@ -28,6 +27,7 @@ from worker_runtime import (
 from worker_runtime.models import require_id
 
 from ._transport import ReplyLimits
+from .remote_urls import check_base_url, check_resolved
 from .sources import EmbeddedSource, LocalSource, RemoteSource, Source
 
 log = logging.getLogger("yoi_workspace_server.registry")
@@ -200,7 +200,10 @@ class RuntimeRegistry:
         the caller sent can refuse a registration (``invalid_input``, ``runtime_exists``,
         ``too_many_runtimes``)."""
         require_id(record.runtime_id, "runtime_id")
-        _check_base_url(record.base_url)
+        if persist:  # a new registration: its name is resolved too
+            await check_resolved(record.base_url)
+        else:
+            check_base_url(record.base_url)
         existing = self._sources.get(record.runtime_id)
         if existing is not None and not isinstance(existing, LocalSource):
             raise RuntimeExists(
@@ -292,24 +295,3 @@ class RuntimeRegistry:
 
 def _why(exc: Exception) -> str:
     return exc.message if isinstance(exc, WorkerRuntimeError) else type(exc).__name__
-
-
-def _check_base_url(url: str) -> None:
-    import httpx
-
-    try:
-        parsed = httpx.URL(url)
-    except Exception:
-        parsed = None
-    if (
-        parsed is None
-        or parsed.scheme not in ("http", "https")
-        or not parsed.host
-        or parsed.query
-        or parsed.fragment
-        or parsed.userinfo
-    ):
-        raise InvalidInput(
-            "base_url must be an http(s) URL with a host and no query, fragment or credentials",
-            details={"field": "base_url"},
-        )

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker_runtime.http import validate_body
 
-from .trust import SESSION_COOKIE, Auth, TrustBoundary, session_ids
+from .trust import SESSION_COOKIE, Auth, TrustBoundary, error_headers, session_ids
 
 __all__ = ["SignIn", "install_session_routes"]
 
@@ -70,7 +70,11 @@ def install_session_routes(app: FastAPI, boundary: TrustBoundary) -> None:
     async def sign_in(request: Request) -> Response:
         body = validate_body(SignIn, await request.body())
         if not boundary.token_matches(body.token):
-            raise boundary.note_failure(request.scope, "a failed sign-in")
+            refusal = boundary.note_failure(request.scope, "a failed sign-in")
+            response = _answer(refusal.to_envelope(), refusal.status)
+            for name, value in error_headers(refusal):
+                response.headers.append(name.decode(), value.decode())
+            return response
         session_id, info = sessions.create()
         auth = Auth("cookie", session_id, info)
         return _answer(describe(auth), 201, cookie(session_id, int(sessions.max_s), request))

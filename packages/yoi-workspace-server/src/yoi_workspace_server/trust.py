@@ -8,13 +8,15 @@ In order, for every HTTP request:
    bound host, the ``--public-url`` host or an ``--allowed-host`` name is ``403
    host_not_allowed`` (DNS rebinding), credentials or not.
 3. **No cross-site requests**: a write (``POST``, ``PUT``, ``PATCH``, ``DELETE``, and any
-   ``OPTIONS`` preflight) whose ``Origin`` is not the request's own origin (or the public
-   one), or any write or ``/api`` request carrying ``Sec-Fetch-Site: cross-site`` or
-   ``same-site``, is ``403 origin_not_allowed`` (CSRF), credentials or not.
+   ``OPTIONS`` preflight) whose ``Origin`` is not the request's own origin (the scheme and
+   ``Host`` it arrived with; the ``--public-url`` origin when it names that host), or any
+   write or ``/api`` request carrying ``Sec-Fetch-Site: cross-site`` or ``same-site``, is
+   ``403 origin_not_allowed`` (CSRF), credentials or not.
 4. **Authentication**: every ``/api`` route and stream needs ``Authorization: Bearer <token>``
    (the scheme in any case) or a live ``yoi_session`` cookie, else ``401 unauthorized``
    (``429 too_many_requests`` after a burst of bad tokens from one client).
-   ``/api/session`` itself is reachable without them (it is how a browser signs in).
+   ``/api/session`` itself is reachable without them (it is how a browser signs in), but
+   not with a bad token.
 5. **JSON only**: a body-carrying ``/api`` request whose ``Content-Type`` is not
    ``application/json`` (``charset=utf-8`` allowed) is ``415 unsupported_media_type``; so is a
    non-empty body with no ``Content-Type``.
@@ -50,6 +52,7 @@ __all__ = [
     "Auth",
     "TrustBoundary",
     "TrustSettings",
+    "error_headers",
     "is_protected",
     "normalize_host",
 ]
@@ -297,9 +300,9 @@ class TrustBoundary:
             if is_protected(path):
                 auth, failure = self.authenticate(scope)
                 scope.setdefault("state", {})["auth"] = auth
+                if failure == "bad_token" and auth.method is None:  # on every route
+                    raise self.note_failure(scope, "a bad token")
                 if auth.method is None and path != "/api/session":
-                    if failure == "bad_token":
-                        raise self.note_failure(scope, "a bad token")
                     if failure == "unknown_session":
                         log.info("refused an unknown or expired session cookie")
                     raise Unauthorized("a valid bearer token or session is required")
@@ -315,13 +318,15 @@ class TrustBoundary:
         if parsed is None or parsed[0] not in self.settings.hosts:
             raise HostNotAllowed("this host name is not allowed")
 
-    def _own_origins(self, scope: Scope) -> set[tuple[str, str, int]]:
-        scheme = str(scope.get("scheme", "http"))
+    def _own_origin(self, scope: Scope) -> tuple[str, str, int]:
+        """The origin the request was sent to: the public one for a request that names the
+        public host (it came through the proxy), else the scheme and Host it arrived with."""
         host, port = _split_host_header(header(scope, b"host")[0]) or ("", None)
-        own = {(scheme, host, port if port is not None else _DEFAULT_PORTS.get(scheme, 80))}
-        if self.settings.public_origin is not None:
-            own.add(self.settings.public_origin)
-        return own
+        public = self.settings.public_origin
+        if public is not None and host == public[1]:
+            return public
+        scheme = str(scope.get("scheme", "http"))
+        return scheme, host, port if port is not None else _DEFAULT_PORTS.get(scheme, 80)
 
     def _check_origin(self, scope: Scope) -> None:
         method = scope["method"]
@@ -337,7 +342,7 @@ class TrustBoundary:
         if not origins:
             return
         parsed = _origin_of(origins[0]) if len(origins) == 1 else None
-        if parsed is None or parsed not in self._own_origins(scope):
+        if parsed is None or parsed != self._own_origin(scope):
             raise OriginNotAllowed("requests from another origin are not allowed")
 
     def _check_content_type(self, scope: Scope) -> None:
@@ -420,13 +425,19 @@ def _secured(message: Message, api: bool) -> MutableMapping[str, Any]:
     return {**message, "headers": headers}
 
 
+def error_headers(error: WorkerRuntimeError) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers a refusal carries besides the envelope (``WWW-Authenticate`` on a 401,
+    ``Retry-After`` on a 429)."""
+    if isinstance(error, Unauthorized):
+        return ((b"www-authenticate", b"Bearer"),)
+    if isinstance(error, TooManyRequests):
+        return ((b"retry-after", str(error.details.get("retry_after_s", 60)).encode()),)
+    return ()
+
+
 async def _send_error(send: Send, error: WorkerRuntimeError) -> None:
     body = json.dumps(error.to_envelope()).encode()
-    extra: Iterable[tuple[bytes, bytes]] = ()
-    if isinstance(error, Unauthorized):
-        extra = ((b"www-authenticate", b"Bearer"),)
-    elif isinstance(error, TooManyRequests):
-        extra = ((b"retry-after", str(error.details.get("retry_after_s", 60)).encode()),)
+    extra: Iterable[tuple[bytes, bytes]] = error_headers(error)
     await send(
         {
             "type": "http.response.start",
