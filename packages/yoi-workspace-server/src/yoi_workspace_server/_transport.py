@@ -65,7 +65,7 @@ class ReplyLimits:
 
     deadline_s: float = 5.0
     max_reply_bytes: int = 16 * 1024 * 1024
-    max_line_bytes: int = 1024 * 1024
+    max_line_bytes: int = 4 * 1024 * 1024
 
 
 _BREAK = re.compile(rb"[\r\n]")

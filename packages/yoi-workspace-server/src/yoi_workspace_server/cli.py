@@ -175,8 +175,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a remote's reply, on the wire and decoded (default 16 MiB)",
     )
     limits.add_argument(
-        "--max-event-line-bytes", type=_positive_int, default=1024 * 1024, metavar="N",
-        help="one line of a remote's event stream (default 1 MiB)",
+        "--max-event-line-bytes", type=_positive_int, default=4 * 1024 * 1024, metavar="N",
+        help="one line of a remote's event stream (default 4 MiB)",
     )  # fmt: skip
 
 
