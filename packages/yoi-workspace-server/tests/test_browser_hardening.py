@@ -385,3 +385,23 @@ def test_the_session_and_login_routes_leak_nothing(tmp_path: Path) -> None:
     assert token not in logs
     assert sid not in logs
     assert str(data) not in logs
+
+
+def test_a_rotated_token_ends_every_session(tmp_path: Path) -> None:
+    """A session survives a restart with the same token, and ends when the Backend restarts
+    with another one (the old token is refused too)."""
+    data, token_file = tmp_path / "data", tmp_path / "browser.token"
+    token_file.write_text("first-token-0123456789abcdef")
+    with backend(data, "--token-file", str(token_file)) as b:
+        r = b.client().post("/api/session", json={"token": "first-token-0123456789abcdef"})
+        sid = r.cookies["yoi_session"]
+    with backend(data, "--token-file", str(token_file)) as b:
+        assert b.client(Cookie=f"yoi_session={sid}").get("/api/runtimes").status_code == 200
+    token_file.write_text("second-token-0123456789abcdef")
+    with backend(data, "--token-file", str(token_file)) as b:
+        error(b.client(Cookie=f"yoi_session={sid}").get("/api/runtimes"), 401, "unauthorized")
+        old = b.client(Authorization="Bearer first-token-0123456789abcdef")
+        error(old.get("/api/runtimes"), 401, "unauthorized")
+        new = b.client(Authorization="Bearer second-token-0123456789abcdef")
+        assert new.get("/api/runtimes").status_code == 200
+        assert "every browser session was ended" in b.logs()

@@ -392,6 +392,8 @@ async def run(
             sessions = Sessions(
                 control.db, idle_s=settings.session_idle_s, max_s=settings.session_max_s
             )
+            if sessions.bind_token(token):
+                log.warning("the browser token changed: every browser session was ended")
             app = create_backend_app(registry, settings, sessions)
 
             async def shut_down() -> None:
