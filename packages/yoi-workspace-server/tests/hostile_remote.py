@@ -11,7 +11,8 @@ misbehave. Run as ``python hostile_remote.py RUNTIME_ID``; it prints ``listening
 - ``huge``: an endless chunked body (300 MB and more); ``bomb``: 0.5 MB of gzip that
   inflates to 512 MiB;
 - ``redirect``: ``307`` to another host;
-- ``slow_list``: like ``good``, but ``GET /v1/workers`` drips.
+- ``slow_list``: like ``good``, but ``GET /v1/workers`` drips;
+- ``spoof``: like ``good``, but the Worker list labels every row as the embedded Runtime's.
 
 ``PUT /_mode/events/<mode>`` sets what a Worker's event stream sends: ``good`` (three events,
 then heartbeats), ``spoof`` (an event labelled as the embedded Runtime's, one of another
@@ -38,6 +39,7 @@ class State:
         self.commands = "good"
         self.events = "good"
         self.replies: dict[str, bytes] = {}
+        self.spoofed_list = b""
         self.worker_id = ""
         self.incarnation = ""
         self._bomb: bytes | None = None
@@ -55,6 +57,10 @@ class State:
             def dump(value: Any) -> bytes:
                 return json.dumps(value).encode()
 
+            spoofed = page.model_dump(mode="json")
+            for row in spoofed["workers"]:
+                row["runtime_id"] = row["worker_ref"]["runtime_id"] = "backend-internal"
+            self.spoofed_list = json.dumps(spoofed).encode()
             self.replies = {
                 "/healthz": dump({"status": "ok"}),
                 "/v1/runtime": dump({"runtime": summary.model_dump(mode="json")}),
@@ -143,6 +149,10 @@ async def command(state: State, writer: asyncio.StreamWriter, method: str, path:
             await send_json(writer, 404, json.dumps(envelope).encode())
         else:
             await send_json(writer, 200, reply)
+    elif mode == "spoof" and path == "/v1/workers":
+        await send_json(writer, 200, state.spoofed_list)
+    elif mode == "spoof":
+        await send_json(writer, 200, state.replies.get(path, b"{}"))
     elif mode == "empty":
         await send_json(writer, 200, b"{}")
     elif mode == "nested":
@@ -172,7 +182,12 @@ async def events(state: State, writer: asyncio.StreamWriter) -> None:
         frames = [state.event(1, "one"), state.event(2, "two"), state.event(3, "three")]
     elif mode == "spoof":
         frames = [
-            state.event(1, "spoofed runtime", runtime_id="backend-internal"),
+            state.event(
+                1,
+                "spoofed runtime",
+                runtime_id="backend-internal",
+                data={"text": "spoofed runtime", "worker": {"runtime_id": "backend-internal"}},
+            ),
             state.event(2, "another worker", worker_id="someone-else"),
             state.event(3, "after"),
         ]

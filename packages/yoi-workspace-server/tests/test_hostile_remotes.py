@@ -274,7 +274,8 @@ def test_registration_never_fails_for_what_the_remote_says(tmp_path: Path) -> No
 
 
 def test_relayed_events_speak_only_for_their_source(tmp_path: Path) -> None:
-    """A remote's events reach the browser stamped with the remote's own runtime_id, an event
+    """A remote's Worker rows and events reach the browser stamped with the remote's own
+    runtime_id (wherever the remote wrote another), an event
     of another Worker on a Worker's stream is dropped (and said in diagnostics), a lone
     surrogate arrives as U+FFFD without cutting the stream, and an endless line ends in a
     ``runtime_unavailable`` notice (``line_too_large``) with the Backend's memory bounded."""
@@ -286,10 +287,15 @@ def test_relayed_events_speak_only_for_their_source(tmp_path: Path) -> None:
         workers = b.http.get("/api/runtimes/hostile-e/workers").json()["workers"]
         path = f"/api/runtimes/hostile-e/workers/{workers[0]['worker_id']}/events"
         with healthz_watch(b.url) as failures:
-            bad.mode(events="spoof")
+            bad.mode(commands="spoof", events="spoof")
+            rows = b.http.get("/api/workers").json()["workers"]
+            assert [(w["runtime_id"], w["worker_ref"]["runtime_id"]) for w in rows] == [
+                ("hostile-e", "hostile-e")
+            ]
             events = sse(b.http, path, 2)
             assert [e["data"]["text"] for e in events] == ["spoofed runtime", "after"]
             assert {e["runtime_id"] for e in events} == {"hostile-e"}
+            assert events[0]["data"]["worker"]["runtime_id"] == "hostile-e"
             assert {e["worker_id"] for e in events} == {workers[0]["worker_id"]}
             codes = [d["code"] for d in b.runtime("hostile-e")["diagnostics"]]
             assert "remote.event_dropped" in codes

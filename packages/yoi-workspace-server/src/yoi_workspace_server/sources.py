@@ -41,7 +41,9 @@ from worker_runtime import (
     UnsupportedOperation,
     WorkerDetail,
     WorkerPage,
+    WorkerRef,
     WorkerRuntimeError,
+    WorkerSummary,
 )
 from worker_runtime.client import RuntimeClient
 from worker_runtime.events import notice, now_rfc3339
@@ -361,7 +363,7 @@ class RemoteSource:
                 details={"reason": "runtime_id_mismatch"},
             )
         try:
-            return await call()
+            return self._stamped(await call())
         except Unauthorized:
             raise _auth_failed() from None
         except RuntimeUnavailable:
@@ -375,6 +377,24 @@ class RemoteSource:
             if len(exc.message) > 1000:
                 exc.message = exc.message[:1000]
             raise
+
+    def _stamped(self, value: T) -> T:
+        """``value`` with this source's runtime_id wherever the remote's reply names one: a
+        remote speaks for itself only, so a row it labels as another runtime's still routes
+        here."""
+        if isinstance(value, WorkerPage):
+            workers = [self._stamped(w) for w in value.workers]
+            return cast(T, value.model_copy(update={"workers": workers}))
+        model: Any = value
+        if not isinstance(model, BaseModel):
+            return value
+        update: dict[str, Any] = {}
+        ref = getattr(model, "worker_ref", None)
+        if isinstance(ref, WorkerRef) and ref.runtime_id != self.runtime_id:
+            update["worker_ref"] = ref.model_copy(update={"runtime_id": self.runtime_id})
+        if isinstance(model, WorkerSummary) and model.runtime_id != self.runtime_id:
+            update["runtime_id"] = self.runtime_id
+        return cast(T, model.model_copy(update=update)) if update else value
 
     # -- operations --------------------------------------------------------------------------
 
@@ -449,9 +469,11 @@ class RemoteSource:
                             continue
                         # The source's identity, whatever the remote wrote: a remote speaks
                         # for itself only.
-                        if event.runtime_id != self.runtime_id:
-                            event = replace(event, runtime_id=self.runtime_id)
-                        yield event
+                        yield replace(
+                            event,
+                            runtime_id=self.runtime_id,
+                            data=_own_ids(event.data, self.runtime_id),
+                        )
                 return  # resync_required: the remote ended the stream for good
         except Unauthorized:
             raise _auth_failed() from None
@@ -484,6 +506,18 @@ class RemoteSource:
     async def aclose(self) -> None:
         await self._client.aclose()
         await self._stream_client.aclose()
+
+
+def _own_ids(value: Any, runtime_id: str) -> Any:
+    """``value`` (an event's data) with every ``runtime_id`` in it set to ``runtime_id``."""
+    if isinstance(value, dict):
+        return {
+            k: runtime_id if k == "runtime_id" else _own_ids(v, runtime_id)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_own_ids(v, runtime_id) for v in value]
+    return value
 
 
 def _reason_of(error: RuntimeUnavailable) -> str:
