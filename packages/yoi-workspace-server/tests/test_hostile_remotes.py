@@ -364,7 +364,7 @@ def test_commands_never_wait_behind_streams(tmp_path: Path) -> None:
         async def scenario() -> None:
             limits = httpx.Limits(max_connections=200)
             async with httpx.AsyncClient(
-                base_url=b.url, headers=AUTH, timeout=10, limits=limits
+                base_url=b.url, headers=AUTH, timeout=httpx.Timeout(10, read=60), limits=limits
             ) as client:
                 opened = anyio.Event()
                 count = 0
@@ -373,18 +373,20 @@ def test_commands_never_wait_behind_streams(tmp_path: Path) -> None:
                     nonlocal count
                     async with client.stream("GET", path) as response:
                         assert response.status_code == 200
+                        counted = False
+                        # Read on (never break: leaving the iterator closes the connection).
                         async for line in response.aiter_lines():
-                            if line.startswith("data: "):  # the stream reaches the remote
-                                break
-                        count += 1
-                        if count == 120:
-                            opened.set()
-                        await anyio.sleep_forever()
+                            # A relayed event, not an outage notice: it reached the remote.
+                            if not counted and '"output_delta"' in line:
+                                counted = True
+                                count += 1
+                                if count == 120:
+                                    opened.set()
 
                 async with anyio.create_task_group() as tg:
                     for _ in range(120):
                         tg.start_soon(hold)
-                    with anyio.fail_after(60):
+                    with anyio.fail_after(30):
                         await opened.wait()
                     for _ in range(20):
                         response = await client.get(f"/api/runtimes/busy-r/workers/{wid}")
