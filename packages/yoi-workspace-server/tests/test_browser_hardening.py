@@ -405,3 +405,44 @@ def test_a_rotated_token_ends_every_session(tmp_path: Path) -> None:
         new = b.client(Authorization="Bearer second-token-0123456789abcdef")
         assert new.get("/api/runtimes").status_code == 200
         assert "every browser session was ended" in b.logs()
+
+
+def test_signing_out_ends_the_streams_open_under_that_session(tmp_path: Path) -> None:
+    """DELETE /api/session ends, at once, an event stream opened with that session's cookie
+    (the response is finished cleanly, nothing is logged as an error), while a stream of
+    another session and one signed in by bearer token stay open; reconnecting with the old
+    cookie is 401."""
+    with backend(tmp_path / "data") as b:
+        token = b.token
+        wid = b.authed().post(f"{EMB}/workers", json={}).json()["worker"]["worker_id"]
+        events = f"{EMB}/workers/{wid}/events"
+        first = b.client().post("/api/session", json={"token": token}).cookies["yoi_session"]
+        second = b.client().post("/api/session", json={"token": token}).cookies["yoi_session"]
+        mine = b.client(Cookie=f"yoi_session={first}")
+        theirs = b.client(Cookie=f"yoi_session={second}")
+        with (
+            mine.stream("GET", events) as ending,
+            theirs.stream("GET", events) as staying,
+            b.authed().stream("GET", events) as by_bearer,
+        ):
+            lines = {}
+            for response in (ending, staying, by_bearer):
+                assert response.status_code == 200
+                lines[id(response)] = response.iter_lines()
+                assert next(lines[id(response)]).startswith("retry:")
+            out = b.client(Cookie=f"yoi_session={first}").delete("/api/session")
+            assert out.status_code == 200
+            rest = list(lines[id(ending)])  # returns: the stream has ended
+            assert all('"kind"' not in line for line in rest)
+            sent = b.authed().post(f"{EMB}/workers/{wid}/input", json={"content": "still here"})
+            assert sent.status_code == 200
+            for response in (staying, by_bearer):
+                seen = []
+                for line in lines[id(response)]:
+                    seen.append(line)
+                    if line.startswith("data: ") and "input_accepted" in line:
+                        break
+                assert "input_accepted" in seen[-1], seen
+        error(mine.get(events), 401, "unauthorized")
+        logs = b.logs()
+    assert '"level": "error"' not in logs

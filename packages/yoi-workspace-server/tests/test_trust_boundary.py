@@ -361,6 +361,12 @@ def test_the_session_lifecycle(tmp_path: Path) -> None:
         assert c.get("/api/session").json()["authenticated"] is False
         # The other browser's session is untouched.
         assert b.client(Cookie=f"yoi_session={other}").get("/api/runtimes").status_code == 200
+        # A new sign-in from a browser replaces the session that browser carried.
+        fresh = b.client(Cookie=f"yoi_session={other}").post("/api/session", json={"token": token})
+        assert fresh.status_code == 201
+        error(b.client(Cookie=f"yoi_session={other}").get("/api/runtimes"), 401, "unauthorized")
+        other = fresh.cookies["yoi_session"]
+        assert b.client(Cookie=f"yoi_session={other}").get("/api/runtimes").status_code == 200
         # A bearer caller has no session to end: it stays signed in by its header.
         assert b.authed().delete("/api/session").json()["method"] == "bearer"
     with backend(data) as b:  # the ended session stays ended

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
+
 from worker_runtime import PayloadTooLarge, Unauthorized, WorkerRuntimeError
 from worker_runtime.http._guard import ASGIApp, Message, Receive, Scope, Send
 
@@ -242,6 +244,7 @@ class TrustBoundary:
         self.sessions = sessions
         self.failures = failures
         self._token = settings.token.encode("utf-8")
+        self._streaming: dict[str, set[anyio.Event]] = {}  # session id -> its open GETs
 
     # -- credentials --------------------------------------------------------------------
 
@@ -310,7 +313,66 @@ class TrustBoundary:
         except WorkerRuntimeError as exc:
             await _send_error(send, exc)
             return
+        auth = scope.get("state", {}).get("auth")
+        if isinstance(auth, Auth) and auth.session_id and scope["method"] == "GET":
+            await self._while_session_lives(auth.session_id, scope, receive, send)
+            return
         await self._capped(scope, receive, send)
+
+    def end_session(self, session_id: str) -> bool:
+        """End a session at once, and every response still streaming under it (the app sees
+        its client leave). Whether the session existed."""
+        for ended in self._streaming.pop(session_id, set()):
+            ended.set()
+        return self.sessions.end(session_id)
+
+    async def _while_session_lives(
+        self, session_id: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Serve a GET signed in by cookie (an event stream may last for hours) so that
+        ending its session ends it too: the app's ``receive`` then reports a disconnect, and
+        a response it leaves open is finished here."""
+        ended = anyio.Event()
+        self._streaming.setdefault(session_id, set()).add(ended)
+        started = done = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started, done
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                done = True
+            await send(message)
+
+        async def until_ended() -> Message:
+            message: Message = {"type": "http.disconnect"}
+            if ended.is_set():
+                return message
+            async with anyio.create_task_group() as tg:
+
+                async def next_message() -> None:
+                    nonlocal message
+                    message = await receive()
+                    tg.cancel_scope.cancel()
+
+                async def session_end() -> None:
+                    await ended.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(next_message)
+                tg.start_soon(session_end)
+            return message
+
+        try:
+            await self._capped(scope, until_ended, tracked_send)
+        finally:
+            waiting = self._streaming.get(session_id)
+            if waiting is not None:
+                waiting.discard(ended)
+                if not waiting:
+                    del self._streaming[session_id]
+        if ended.is_set() and started and not done:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _check_host(self, scope: Scope) -> None:
         values = header(scope, b"host")
