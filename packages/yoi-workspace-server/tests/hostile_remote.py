@@ -119,7 +119,7 @@ async def send_json(writer: asyncio.StreamWriter, status: int, body: bytes, **ex
 
 async def drip(writer: asyncio.StreamWriter) -> None:
     writer.write(head(200, {"content-type": "application/json", "content-length": "1000000"}))
-    while True:
+    while not writer.is_closing():  # drain() does not raise on a transport being closed
         writer.write(b" ")
         await writer.drain()
         await asyncio.sleep(DRIP_S)
@@ -131,7 +131,7 @@ async def endless_chunks(writer: asyncio.StreamWriter, content_type: str, first:
     piece = f"{len(first):x}\r\n".encode() + first + b"\r\n" if first else b""
     writer.write(piece)
     frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
-    while True:
+    while not writer.is_closing():
         writer.write(frame)
         await writer.drain()
 
@@ -197,7 +197,7 @@ async def events(state: State, writer: asyncio.StreamWriter) -> None:
         frames = []
     for frame in frames:
         writer.write(frame)
-    while True:
+    while not writer.is_closing():
         writer.write(b": heartbeat\n\n")
         await writer.drain()
         await asyncio.sleep(1.0)
