@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
@@ -33,7 +34,6 @@ import anyio
 from pydantic import BaseModel, ValidationError
 
 from .errors import (
-    InternalError,
     RuntimeUnavailable,
     WorkerRuntimeError,
     error_from_envelope,
@@ -63,6 +63,8 @@ M = TypeVar("M", bound=BaseModel)
 _SEEN_CURSORS = 4096
 #: How many parsed request URLs a client keeps (paths differ by worker_id).
 _URL_CACHE = 4096
+#: What an event kind looks like (``turn_started``, ``output_delta`` …).
+_KIND = re.compile(r"[a-z][a-z0-9_.]{0,63}")
 
 
 class RuntimeClient:
@@ -127,7 +129,7 @@ class RuntimeClient:
         return bool(response.get("status") == "ok")
 
     async def summary(self) -> RuntimeSummary:
-        return _parse(RuntimeSummary, (await self._request("GET", "/v1/runtime"))["runtime"])
+        return _parse(RuntimeSummary, await self._request("GET", "/v1/runtime"), "runtime")
 
     async def list_workers(
         self, *, status: str | None = None, limit: int | None = None, after: str | None = None
@@ -138,28 +140,28 @@ class RuntimeClient:
     async def create_worker(self, request: CreateWorkerRequest | None = None) -> WorkerDetail:
         body = (request or CreateWorkerRequest()).model_dump(mode="json", exclude_none=True)
         response = await self._request("POST", "/v1/workers", payload=body)
-        return _parse(WorkerDetail, response["worker"])
+        return _parse(WorkerDetail, response, "worker")
 
     async def get_worker(self, worker_id: str) -> WorkerDetail:
         response = await self._request("GET", _worker_path(worker_id))
-        return _parse(WorkerDetail, response["worker"])
+        return _parse(WorkerDetail, response, "worker")
 
     async def send_input(self, worker_id: str, request: InputRequest) -> InputAck:
         body = request.model_dump(mode="json", exclude_none=True)
         response = await self._request("POST", _worker_path(worker_id, "input"), payload=body)
-        return _parse(InputAck, response["ack"])
+        return _parse(InputAck, response, "ack")
 
     async def stop_worker(self, worker_id: str, *, reason: str | None = None) -> StopAck:
         body = _params(reason=reason)
         response = await self._request("POST", _worker_path(worker_id, "stop"), payload=body)
-        return _parse(StopAck, response["ack"])
+        return _parse(StopAck, response, "ack")
 
     async def cancel(
         self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
     ) -> CancelAck:
         body = _params(turn_id=turn_id, reason=reason)
         response = await self._request("POST", _worker_path(worker_id, "cancel"), payload=body)
-        return _parse(CancelAck, response["ack"])
+        return _parse(CancelAck, response, "ack")
 
     async def read_transcript(
         self, worker_id: str, *, start: int = 0, limit: int | None = None
@@ -167,11 +169,14 @@ class RuntimeClient:
         params = _params(start=start, limit=limit)
         path = _worker_path(worker_id, "transcript")
         response = await self._request("GET", path, params=params)
-        return _parse(TranscriptPage, response["transcript"])
+        return _parse(TranscriptPage, response, "transcript")
 
     async def diagnostics(self, limit: int | None = None) -> list[Diagnostic]:
         response = await self._request("GET", "/v1/diagnostics", params=_params(limit=limit))
-        return [_parse(Diagnostic, item) for item in response["diagnostics"]]
+        items = response.get("diagnostics")
+        if not isinstance(items, list):
+            raise _bad_reply()
+        return [_parse(Diagnostic, item) for item in items]
 
     # -- events ------------------------------------------------------------------------------
 
@@ -320,12 +325,9 @@ class RuntimeClient:
             raise _unavailable("unreachable") from None
         if response.status_code >= 400:
             raise _error_of(response)
-        try:
-            body = response.json()
-        except ValueError:
-            raise InternalError("the Runtime answered with a body that is not JSON") from None
+        body = _json_of(response)
         if not isinstance(body, dict):
-            raise InternalError("the Runtime answered with an unexpected body")
+            raise _bad_reply()
         return body
 
 
@@ -347,25 +349,47 @@ def _unavailable(reason: str) -> RuntimeUnavailable:
     return RuntimeUnavailable(message, details={"reason": reason})
 
 
-def _error_of(response: httpx.Response) -> WorkerRuntimeError:
+def _bad_reply() -> RuntimeUnavailable:
+    """What a reply that is not what the protocol says becomes: the Runtime is unusable
+    (for now), whatever it sent."""
+    return RuntimeUnavailable(
+        "the Runtime answered with a reply that is not valid", details={"reason": "bad_reply"}
+    )
+
+
+def _json_of(response: httpx.Response) -> Any:
     try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return error_from_envelope(body)
+        return json.loads(response.content)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
+        raise _bad_reply() from None
+
+
+def _error_of(response: httpx.Response) -> WorkerRuntimeError:
     if response.status_code in (502, 503, 504):
-        return RuntimeUnavailable(
+        unreachable = RuntimeUnavailable(
             f"the Runtime answered {response.status_code}", details={"reason": "unreachable"}
         )
-    return InternalError(f"the Runtime answered {response.status_code} without an envelope")
+    else:
+        unreachable = _bad_reply()
+    try:
+        body = _json_of(response)
+    except RuntimeUnavailable:
+        return unreachable
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return error_from_envelope(body)
+    return unreachable
 
 
-def _parse(model: type[M], value: Any) -> M:
+def _parse(model: type[M], value: Any, key: str | None = None) -> M:
+    """``value`` (or its ``key`` member) as a ``model``; anything else is ``bad_reply``."""
+    if key is not None:
+        if not isinstance(value, dict):
+            raise _bad_reply()
+        value = value.get(key)
     try:
         return model.model_validate(value)
-    except ValidationError:
-        raise InternalError(f"the Runtime answered with an invalid {model.__name__}") from None
+    except (ValidationError, RecursionError):
+        raise _bad_reply() from None
 
 
 def _event_of(data: str) -> Event:
@@ -373,6 +397,17 @@ def _event_of(data: str) -> Event:
         raw = json.loads(data)
         cursor = raw["cursor"]
         position = decode_cursor(cursor)[1] if cursor is not None else -1
+        # The shape, checked: a remote is not trusted to send what the protocol says.
+        if not (
+            isinstance(raw["kind"], str)
+            and _KIND.fullmatch(raw["kind"])  # it becomes an SSE `event:` line again
+            and isinstance(raw["runtime_id"], str)
+            and isinstance(raw["worker_id"], str | None)
+            and isinstance(raw["turn_id"], str | None)
+            and isinstance(raw["at"], str)
+            and isinstance(raw["data"], dict)
+        ):
+            raise TypeError
         return Event(
             position=position,
             cursor=cursor,
@@ -383,5 +418,7 @@ def _event_of(data: str) -> Event:
             at=raw["at"],
             data=raw["data"],
         )
-    except (ValueError, KeyError, TypeError, WorkerRuntimeError):
-        raise InternalError("the Runtime sent an event that is not valid") from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, WorkerRuntimeError):
+        raise RuntimeUnavailable(
+            "the Runtime sent an event that is not valid", details={"reason": "bad_reply"}
+        ) from None

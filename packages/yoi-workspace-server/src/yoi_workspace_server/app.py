@@ -16,13 +16,15 @@ import binascii
 import json
 import logging
 import sqlite3
+import unicodedata
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from worker_runtime import (
     CreateWorkerRequest,
@@ -39,6 +41,7 @@ from worker_runtime.http.stream import SseResponse, encode_event
 from worker_runtime.models import require_id
 
 from . import __version__
+from ._openapi import body, describe
 from .registry import RemoteRecord, RuntimeRegistry
 from .session_api import install_session_routes
 from .sessions import FailedLogins, Sessions
@@ -58,11 +61,15 @@ class BackendSettings:
     ``allowed_hosts`` and ``public_url`` make the Host allow-list and the Backend's own
     origin; sessions end ``session_idle_s`` after their last use and ``session_max_s`` after
     sign-in. More than ``failed_login_budget`` failed sign-ins or bad tokens from one client
-    in a minute are answered ``429 too_many_requests``."""
+    in a minute are answered ``429 too_many_requests``. ``max_streams``: open browser event
+    streams over every source (503 ``runtime_unavailable`` with ``reason: too_many_streams``
+    above it; each remote has its own cap too, see
+    :class:`~yoi_workspace_server.registry.RemoteLimits`)."""
 
     token: str
     max_body_bytes: int = 1024 * 1024
     heartbeat_s: float = 15.0
+    max_streams: int = 1024
     bound_host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()
     public_url: str | None = None
@@ -73,9 +80,22 @@ class BackendSettings:
     def __repr__(self) -> str:
         return (
             f"BackendSettings(token='***', max_body_bytes={self.max_body_bytes}, "
-            f"heartbeat_s={self.heartbeat_s}, bound_host={self.bound_host!r}, "
-            f"allowed_hosts={self.allowed_hosts!r}, public_url={self.public_url!r})"
+            f"heartbeat_s={self.heartbeat_s}, max_streams={self.max_streams}, "
+            f"bound_host={self.bound_host!r}, allowed_hosts={self.allowed_hosts!r}, "
+            f"public_url={self.public_url!r})"
         )
+
+
+#: Bidirectional formatting characters (Trojan Source): they reorder how text is shown.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _printable(value: str) -> str:
+    """Refuse control characters (C0, DEL, C1), line separators and bidi overrides."""
+    for ch in value:
+        if ch in _BIDI or unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            raise ValueError("must not contain control or bidirectional formatting characters")
+    return value
 
 
 class _Body(BaseModel):
@@ -84,7 +104,9 @@ class _Body(BaseModel):
 
 class RegisterRuntime(_Body):
     runtime_id: Annotated[str, Field(min_length=1, max_length=120)]
-    display_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    display_name: (
+        Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)] | None
+    ) = None
     base_url: Annotated[str, Field(min_length=1, max_length=2000)]
     token: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
 
@@ -142,10 +164,29 @@ def _wrap_cursors(runtime_id: str, value: Any) -> Any:
 
 def _json(body: Any, status_code: int = 200) -> Response:
     return Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        _utf8(json.dumps(body, ensure_ascii=False, separators=(",", ":"))),
         status_code,
         media_type="application/json",
     )
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8, a lone surrogate (which a remote's JSON may carry) as U+FFFD."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+
+
+def _header_text(value: str | None) -> str | None:
+    """A header as the client sent it: Starlette decodes headers as Latin-1, browsers send
+    UTF-8."""
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return value
 
 
 def _dump(model: BaseModel) -> Any:
@@ -180,7 +221,12 @@ def create_backend_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.router.route_class = DirectRoute
+    # No slash redirects: their Location is built from the client's Host header.
+    app.router.redirect_slashes = False
     install_error_handlers(app)
+    describe(app, (InputRequest, RegisterRuntime, CreateWorkerRequest, StopBody, CancelBody))
+    streams = _StreamSlots(settings.max_streams)
+    deadline_s = registry.limits.reply.deadline_s
     boundary = TrustBoundary(
         app, trust, sessions, FailedLogins(budget=settings.failed_login_budget)
     )
@@ -196,7 +242,9 @@ def create_backend_app(
         return _json(_wrap_cursors(runtime_id, body), status_code)
 
     # The hot route first: Starlette matches routes in order.
-    @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/input")
+    @app.post(
+        "/api/runtimes/{runtime_id}/workers/{worker_id}/input", openapi_extra=body(InputRequest)
+    )
     async def send_input(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
         body = validate_body(InputRequest, await request.body())
@@ -210,7 +258,7 @@ def create_backend_app(
     async def list_runtimes() -> Response:
         return _json({"runtimes": [_dump(await s.info()) for s in registry.sources()]})
 
-    @app.post("/api/runtimes", status_code=201)
+    @app.post("/api/runtimes", status_code=201, openapi_extra=body(RegisterRuntime))
     async def register_runtime(request: Request) -> Response:
         body: RegisterRuntime = validate_body(RegisterRuntime, await request.body())
         record = RemoteRecord(
@@ -235,18 +283,37 @@ def create_backend_app(
     async def all_workers(limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> Response:
         """Every Worker of every available source (up to ``limit`` per source), each row
         with its runtime_id; an unavailable source is listed in ``diagnostics`` instead."""
+        sources = registry.sources()
+        results: list[list[Any] | dict[str, Any]] = [
+            _unavailable_row(s.runtime_id, "timeout") for s in sources
+        ]
+
+        async def ask(i: int, s: Source) -> None:
+            # All sources at once, each within its own deadline: a slow one delays nobody.
+            if isinstance(s, RemoteSource) and s.status == "unavailable":
+                results[i] = _unavailable_row(s.runtime_id, s.reason or "unreachable")
+                return
+            with anyio.move_on_after(deadline_s):
+                try:
+                    page = await s.list_workers(status=None, limit=limit, after=None)
+                except RuntimeUnavailable as exc:
+                    reason = exc.details.get("reason")
+                    results[i] = _unavailable_row(
+                        s.runtime_id, reason if isinstance(reason, str) else "unreachable"
+                    )
+                    return
+                results[i] = [_wrap_cursors(s.runtime_id, _dump(w)) for w in page.workers]
+
+        async with anyio.create_task_group() as tg:
+            for i, s in enumerate(sources):
+                tg.start_soon(ask, i, s)
         rows: list[Any] = []
         diagnostics: list[Any] = []
-        for s in registry.sources():
-            if isinstance(s, RemoteSource) and s.status == "unavailable":
-                diagnostics.append(_unavailable_row(s.runtime_id))
-                continue
-            try:
-                page = await s.list_workers(status=None, limit=limit, after=None)
-            except RuntimeUnavailable:
-                diagnostics.append(_unavailable_row(s.runtime_id))
-                continue
-            rows.extend(_wrap_cursors(s.runtime_id, _dump(w)) for w in page.workers)
+        for result in results:
+            if isinstance(result, list):
+                rows.extend(result)
+            else:
+                diagnostics.append(result)
         return _json({"workers": rows, "diagnostics": diagnostics})
 
     @app.get("/api/runtimes/{runtime_id}/workers")
@@ -259,7 +326,11 @@ def create_backend_app(
         page = await source(runtime_id).list_workers(status=status, limit=limit, after=after)
         return runtime_json(runtime_id, _dump(page))
 
-    @app.post("/api/runtimes/{runtime_id}/workers", status_code=201)
+    @app.post(
+        "/api/runtimes/{runtime_id}/workers",
+        status_code=201,
+        openapi_extra=body(CreateWorkerRequest, required=False),
+    )
     async def create_worker(runtime_id: str, request: Request) -> Response:
         s = source(runtime_id)
         body = validate_body(CreateWorkerRequest, await request.body(), optional=True)
@@ -272,13 +343,19 @@ def create_backend_app(
             runtime_id, {"worker": _dump(await s.get_worker(worker_id_of(worker_id)))}
         )
 
-    @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/stop")
+    @app.post(
+        "/api/runtimes/{runtime_id}/workers/{worker_id}/stop",
+        openapi_extra=body(StopBody, required=False),
+    )
     async def stop_worker(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
         body: StopBody = validate_body(StopBody, await request.body(), optional=True)
         return runtime_json(runtime_id, {"ack": _dump(await s.stop_worker(wid, body.reason))})
 
-    @app.post("/api/runtimes/{runtime_id}/workers/{worker_id}/cancel")
+    @app.post(
+        "/api/runtimes/{runtime_id}/workers/{worker_id}/cancel",
+        openapi_extra=body(CancelBody, required=False),
+    )
     async def cancel(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
         body: CancelBody = validate_body(CancelBody, await request.body(), optional=True)
@@ -304,23 +381,78 @@ def create_backend_app(
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=400)] = None,
     ) -> SseResponse:
         s, wid = source(runtime_id), worker_id_of(worker_id)
-        wanted = last_event_id or cursor
+        wanted = _header_text(last_event_id) or cursor
         inner = unwrap_cursor(runtime_id, wanted) if wanted else None
-        events = await s.open_events(wid, inner)  # errors here are plain HTTP errors
+        remote = s if isinstance(s, RemoteSource) else None
+        streams.acquire(remote)
+        try:
+            events = await s.open_events(wid, inner)  # errors here are plain HTTP errors
+        except BaseException:
+            streams.release(remote)
+            raise
+
+        async def close() -> None:
+            try:
+                await events.aclose()
+            finally:
+                streams.release(remote)
+
         return SseResponse(
-            _messages(runtime_id, wid, events),
-            heartbeat_s=settings.heartbeat_s,
-            on_close=events.aclose,
+            _messages(runtime_id, wid, events), heartbeat_s=settings.heartbeat_s, on_close=close
         )
 
     return boundary
 
 
-def _unavailable_row(runtime_id: str) -> dict[str, Any]:
+def _replace_surrogates(event: Event) -> Event:
+    """``event`` with every lone surrogate in its text replaced by U+FFFD."""
+    clean = json.loads(_utf8(json.dumps(event.to_dict(), ensure_ascii=False)))
+    return replace(
+        event,
+        kind=clean["kind"],
+        worker_id=clean["worker_id"],
+        turn_id=clean["turn_id"],
+        at=clean["at"],
+        data=clean["data"],
+    )
+
+
+class _StreamSlots:
+    """Open browser streams, counted against the Backend's cap and each remote's."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.open = 0
+
+    def acquire(self, remote: RemoteSource | None) -> None:
+        if self.open >= self.cap:
+            raise _too_many_streams(self.cap)
+        if remote is not None:
+            if remote.open_streams >= remote.max_streams:
+                raise _too_many_streams(remote.max_streams, per_runtime=True)
+            remote.open_streams += 1
+        self.open += 1
+
+    def release(self, remote: RemoteSource | None) -> None:
+        self.open -= 1
+        if remote is not None:
+            remote.open_streams -= 1
+
+
+def _too_many_streams(cap: int, per_runtime: bool = False) -> RuntimeUnavailable:
+    where = "to this runtime" if per_runtime else "on this Backend"
+    return RuntimeUnavailable(
+        f"too many open event streams {where}; retry later",
+        details={"reason": "too_many_streams", "max_streams": cap},
+    )
+
+
+def _unavailable_row(runtime_id: str, reason: str) -> dict[str, Any]:
     return {
         "runtime_id": runtime_id,
         "severity": "error",
         "code": "runtime_unavailable",
+        "reason": reason,
         "message": "this runtime is unavailable; its Workers are not listed",
     }
 
@@ -331,10 +463,11 @@ async def _messages(
     """The source's events, encoded with Backend cursors."""
     try:
         async for event in events:
-            if event.cursor is None:
-                yield encode_event(event)
-            else:
-                yield encode_event(event, wrap_cursor(runtime_id, event.cursor))
+            cursor = None if event.cursor is None else wrap_cursor(runtime_id, event.cursor)
+            try:
+                yield encode_event(event, cursor)
+            except UnicodeEncodeError:  # a lone surrogate from a remote: U+FFFD instead
+                yield encode_event(_replace_surrogates(event), cursor)
     except WorkerRuntimeError as exc:
         # A remote refused the stream once it started (e.g. cursor_expired): say so, then end.
         log.info("stream of runtime %s ended: %s", runtime_id, exc.code)

@@ -43,8 +43,9 @@ from worker_runtime.cli import (
 from worker_runtime.models import is_valid_id
 from worker_runtime.store.fs import FsRuntimeStore
 
+from ._transport import ReplyLimits
 from .app import BackendSettings, create_backend_app
-from .registry import ControlPlane, RemoteRecord, RuntimeRegistry
+from .registry import ControlPlane, RemoteLimits, RemoteRecord, RuntimeRegistry
 from .sessions import Sessions
 from .sources import EmbeddedSource, LocalSource
 from .tokens import MIN_TOKEN_CHARS, TokenError, load_or_create_token
@@ -141,6 +142,79 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
     )
     add_limit_arguments(parser)
+    limits = parser.add_argument_group("limits (what one remote or browser may cost)")
+    limits.add_argument(
+        "--max-streams",
+        type=_positive_int,
+        default=1024,
+        metavar="N",
+        help="open browser event streams over all sources (default 1024)",
+    )
+    limits.add_argument(
+        "--max-streams-per-remote",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="open browser event streams to one remote runtime (default 256)",
+    )
+    limits.add_argument(
+        "--max-remotes",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="remote runtimes registered through the API (default 64)",
+    )
+    limits.add_argument(
+        "--remote-deadline-s",
+        type=_positive_float,
+        default=5.0,
+        metavar="S",
+        help="a whole command to a remote runtime, every byte of the reply (default 5)",
+    )
+    limits.add_argument(
+        "--max-reply-bytes",
+        type=_positive_int,
+        default=16 * 1024 * 1024,
+        metavar="N",
+        help="a remote's reply, on the wire and decoded (default 16 MiB)",
+    )
+    limits.add_argument(
+        "--max-event-line-bytes", type=_positive_int, default=4 * 1024 * 1024, metavar="N",
+        help="one line of a remote's event stream (default 4 MiB)",
+    )  # fmt: skip
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 3600:
+        raise argparse.ArgumentTypeError(f"must be > 0 and < 3600: {text!r}")
+    return value
+
+
+def remote_limits(args: argparse.Namespace) -> RemoteLimits:
+    """The :class:`RemoteLimits` the flags ask for."""
+    return RemoteLimits(
+        max_remotes=args.max_remotes,
+        max_streams_per_remote=args.max_streams_per_remote,
+        reply=ReplyLimits(
+            deadline_s=args.remote_deadline_s,
+            max_reply_bytes=args.max_reply_bytes,
+            max_line_bytes=args.max_event_line_bytes,
+        ),
+    )
 
 
 def _positive(value: str) -> float:
@@ -302,7 +376,7 @@ async def run(
     control = ControlPlane(args.data_dir / "backend.sqlite3")
     try:
         async with runtime, anyio.create_task_group() as tg:
-            registry = RuntimeRegistry(control, tg)
+            registry = RuntimeRegistry(control, tg, limits=remote_limits(args))
             registry.add_embedded(EmbeddedSource(runtime, "Backend (embedded)"))
             for record in config.remotes:  # a repeated id is runtime_exists: exit 1
                 await registry.add_remote(record, persist=False)
@@ -312,6 +386,7 @@ async def run(
             bind: Bind = args.bind
             settings = BackendSettings(
                 token=token,
+                max_streams=args.max_streams,
                 bound_host=bind.host,
                 allowed_hosts=tuple(config.allowed_hosts + args.allowed_host),
                 public_url=args.public_url or config.public_url,

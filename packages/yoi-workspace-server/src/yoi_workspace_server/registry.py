@@ -11,26 +11,48 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 from anyio.abc import TaskGroup
 
 from worker_runtime import (
-    InvalidInput,
+    Conflict,
     RuntimeExists,
     RuntimeNotFound,
     UnsupportedOperation,
+    WorkerRuntimeError,
 )
 from worker_runtime.models import require_id
 
+from ._transport import ReplyLimits
 from .remote_urls import check_base_url, check_resolved
 from .sources import EmbeddedSource, LocalSource, RemoteSource, Source
 
 log = logging.getLogger("yoi_workspace_server.registry")
 
-__all__ = ["ControlPlane", "RemoteRecord", "RuntimeRegistry"]
+__all__ = ["ControlPlane", "RemoteLimits", "RemoteRecord", "RuntimeRegistry", "TooManyRuntimes"]
+
+
+class TooManyRuntimes(Conflict):
+    """The Backend already holds its maximum of registered remote runtimes."""
+
+    code = "too_many_runtimes"
+
+
+@dataclass(frozen=True)
+class RemoteLimits:
+    """What the Backend allows each remote and all of them: ``max_remotes`` registered at
+    once, ``max_streams_per_remote`` open browser streams to one remote (its stream pool),
+    ``max_command_connections`` connections for its commands (a pool of their own), and the
+    :class:`ReplyLimits` of every reply."""
+
+    max_remotes: int = 64
+    max_streams_per_remote: int = 256
+    max_command_connections: int = 32
+    reply: ReplyLimits = field(default_factory=ReplyLimits)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS remote_runtimes (
@@ -83,7 +105,8 @@ class ControlPlane:
             "SELECT runtime_id, display_name, base_url, token FROM remote_runtimes "
             "ORDER BY created_at, runtime_id"
         ).fetchall()
-        return [RemoteRecord(*row) for row in rows]
+        # SQLite keeps any type in a TEXT column: a row that is not all text is not a record.
+        return [RemoteRecord(*row) for row in rows if all(isinstance(v, str) for v in row)]
 
     def add_remote(self, record: RemoteRecord) -> None:
         self._db.execute(
@@ -124,10 +147,18 @@ class RuntimeRegistry:
     """Routes by runtime_id. Holds the embedded source and the remote ones; remotes are polled
     for health in the registry's task group."""
 
-    def __init__(self, control: ControlPlane, task_group: TaskGroup, *, poll_s: float = 2.0):
+    def __init__(
+        self,
+        control: ControlPlane,
+        task_group: TaskGroup,
+        *,
+        poll_s: float = 2.0,
+        limits: RemoteLimits | None = None,
+    ):
         self._control = control
         self._tg = task_group
         self._poll_s = poll_s
+        self.limits = limits or RemoteLimits()
         self._sources: dict[str, Source] = {}
         self._pollers: dict[str, anyio.CancelScope] = {}
         self._shadowed: dict[str, LocalSource] = {}  # local projections a live source serves
@@ -161,7 +192,13 @@ class RuntimeRegistry:
     async def add_remote(self, record: RemoteRecord, *, persist: bool) -> RemoteSource:
         """Register a remote runtime. A new registration (``persist``: recorded in the control
         plane) is checked before this returns; one restored at start-up shows its last known
-        status until its poller's first check, so a dead remote never delays the start."""
+        status until its poller's first check, so a dead remote never delays the start.
+
+        Whatever the remote answers to that check, it is registered: a remote that cannot be
+        reached or answers nonsense is ``unavailable`` with the reason (``unreachable``,
+        ``timeout``, ``bad_reply``, ``redirect`` …) and its poller keeps checking. Only what
+        the caller sent can refuse a registration (``invalid_input``, ``runtime_exists``,
+        ``too_many_runtimes``)."""
         require_id(record.runtime_id, "runtime_id")
         if persist:  # a new registration: its name is resolved too
             await check_resolved(record.base_url)
@@ -173,24 +210,34 @@ class RuntimeRegistry:
                 "a runtime with that id is already registered",
                 details={"runtime_id": record.runtime_id},
             )
-        if persist:
-            self._control.add_remote(record)
-        if isinstance(existing, LocalSource):
-            self._shadowed[record.runtime_id] = existing
+        limits = self.limits
+        if persist and len(self._pollers) >= limits.max_remotes:
+            raise TooManyRuntimes(
+                f"the Backend already has {limits.max_remotes} remote runtimes (its maximum); "
+                "remove one first",
+                details={"max_remotes": limits.max_remotes},
+            )
         source = RemoteSource(
             record.runtime_id,
             record.display_name,
             record.base_url,
             record.token,
+            limits=limits.reply,
+            max_command_connections=limits.max_command_connections,
+            max_streams=limits.max_streams_per_remote,
             poll_s=self._poll_s,
             on_status=self._control.record_status,
             last_known=None if persist else self._control.last_status(record.runtime_id),
         )
-        self._sources[record.runtime_id] = source
         if persist:
-            await source.check()
+            self._control.add_remote(record)
+        if isinstance(existing, LocalSource):
+            self._shadowed[record.runtime_id] = existing
+        self._sources[record.runtime_id] = source
         scope = anyio.CancelScope()
         self._pollers[record.runtime_id] = scope
+        if persist:
+            await source.check()  # never raises
 
         async def poll() -> None:
             with scope:
@@ -205,25 +252,32 @@ class RuntimeRegistry:
             raise UnsupportedOperation(
                 f"a {source.kind} runtime cannot be removed", details={"runtime_id": runtime_id}
             )
+        # The row goes first: nothing after it may leave a removed remote behind.
+        self._control.remove_remote(runtime_id)
         del self._sources[runtime_id]
         local = self._shadowed.pop(runtime_id, None)
         if local is not None:
             self._sources[runtime_id] = local
-        self._pollers.pop(runtime_id).cancel()
+        poller = self._pollers.pop(runtime_id, None)
+        if poller is not None:
+            poller.cancel()
         source.end_streams("this runtime was removed from the Backend")
-        self._control.remove_remote(runtime_id)
-        await source.aclose()
+        try:
+            await source.aclose()
+        except Exception:
+            log.exception("closing the connections of runtime %s failed", runtime_id)
 
     async def load(self) -> None:
-        """Register every remote the control plane remembers."""
-        for record in self._control.remotes():
-            if record.runtime_id not in self._sources:
-                try:
-                    await self.add_remote(record, persist=False)
-                except InvalidInput:  # recorded before its address was refused
-                    log.warning(
-                        "remote %s is not served: its address is refused", record.runtime_id
-                    )
+        """Register every remote the control plane remembers. A row that cannot be
+        registered (an invalid id or URL: written by hand, or by an older version) is
+        logged by its position and skipped: no stored row stops the Backend from starting."""
+        for i, record in enumerate(self._control.remotes()):
+            if record.runtime_id in self._sources:
+                continue
+            try:
+                await self.add_remote(record, persist=False)
+            except (WorkerRuntimeError, ValueError, TypeError) as exc:
+                log.warning("stored remote runtime #%d is not loaded: %s", i + 1, _why(exc))
 
     def end_streams(self) -> None:
         """End the remote sources' open streams (the embedded Runtime ends its own when it
@@ -237,3 +291,7 @@ class RuntimeRegistry:
             scope.cancel()
         for source in self._sources.values():
             await source.aclose()
+
+
+def _why(exc: Exception) -> str:
+    return exc.message if isinstance(exc, WorkerRuntimeError) else type(exc).__name__

@@ -41,14 +41,16 @@ from worker_runtime import (
     UnsupportedOperation,
     WorkerDetail,
     WorkerPage,
+    WorkerRef,
     WorkerRuntimeError,
+    WorkerSummary,
 )
 from worker_runtime.client import RuntimeClient
 from worker_runtime.events import notice, now_rfc3339
 from worker_runtime.models import RuntimeCounts
 from worker_runtime.store.fsread import FsStoreReader
 
-from ._transport import AiohttpTransport
+from ._transport import AiohttpTransport, ReplyLimits
 
 __all__ = [
     "Capabilities",
@@ -248,16 +250,32 @@ class RemoteSource:
         base_url: str,
         token: str,
         *,
-        timeout_s: float = 5.0,
+        limits: ReplyLimits | None = None,
+        max_command_connections: int = 32,
+        max_streams: int = 256,
         poll_s: float = 2.0,
         on_status: Any = None,
         last_known: tuple[str, str] | None = None,
     ) -> None:
         self.runtime_id = runtime_id
         self.display_name = display_name
+        limits = limits or ReplyLimits()
+        self.limits = limits
+        # Two clients, two connection pools: commands never wait behind open streams.
         self._client = RuntimeClient(
-            base_url, token=token, timeout_s=timeout_s, transport=AiohttpTransport()
+            base_url,
+            token=token,
+            timeout_s=limits.deadline_s,
+            transport=AiohttpTransport(max_connections=max_command_connections, limits=limits),
         )
+        self._stream_client = RuntimeClient(
+            base_url,
+            token=token,
+            timeout_s=limits.deadline_s,
+            transport=AiohttpTransport(max_connections=max_streams, limits=limits, stream=True),
+        )
+        self.max_streams = max_streams
+        self.open_streams = 0
         self._poll_s = poll_s
         self._health = _Health()
         if last_known is not None and last_known[0] in ("running", "stopped", "unavailable"):
@@ -277,15 +295,19 @@ class RemoteSource:
     # -- health ------------------------------------------------------------------------------
 
     async def check(self) -> None:
-        """Ask the remote for its summary once and record what that says."""
+        """Ask the remote for its summary once and record what that says. Never raises:
+        whatever the remote answers is a status of this source only."""
         try:
             summary = await self._client.summary()
         except Unauthorized:
             self._set("unavailable", "auth_failed")
         except RuntimeUnavailable as exc:
-            self._set("unavailable", str(exc.details.get("reason", "unreachable")))
+            self._set("unavailable", _reason_of(exc))
         except WorkerRuntimeError:
-            self._set("unavailable", "unreachable")
+            self._set("unavailable", "bad_reply")  # an error envelope to a plain GET
+        except Exception:  # a bug of ours, on a remote's reply: this source only
+            log.exception("health check of runtime %s failed", self.runtime_id)
+            self._set("unavailable", "bad_reply")
         else:
             if summary.runtime_id != self.runtime_id:
                 self._set("unavailable", "runtime_id_mismatch")
@@ -319,9 +341,18 @@ class RemoteSource:
         ``poll_s``), backing off to ``2 * poll_s`` while not (so a remote that comes back is
         seen within a few seconds)."""
         while True:
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # e.g. the control plane could not record the status
+                log.exception("health poll of runtime %s failed", self.runtime_id)
+                self._health.failures += 1
             failures = self._health.failures
             await anyio.sleep(self._poll_s * min(4, 2 ** max(0, failures - 1)) / 2)
+
+    @property
+    def reason(self) -> str:
+        """Why the source is unavailable (``""`` when it is not)."""
+        return self._health.reason
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         """One command. A remote that answered as another runtime_id gets none: the pair
@@ -332,9 +363,38 @@ class RemoteSource:
                 details={"reason": "runtime_id_mismatch"},
             )
         try:
-            return await call()
+            return self._stamped(await call())
         except Unauthorized:
             raise _auth_failed() from None
+        except RuntimeUnavailable:
+            raise
+        except WorkerRuntimeError as exc:
+            if type(exc) is WorkerRuntimeError:  # a code the Backend does not know
+                raise RuntimeUnavailable(
+                    "the runtime answered with an error the Backend does not know",
+                    details={"reason": "bad_reply"},
+                ) from None
+            if len(exc.message) > 1000:
+                exc.message = exc.message[:1000]
+            raise
+
+    def _stamped(self, value: T) -> T:
+        """``value`` with this source's runtime_id wherever the remote's reply names one: a
+        remote speaks for itself only, so a row it labels as another runtime's still routes
+        here."""
+        if isinstance(value, WorkerPage):
+            workers = [self._stamped(w) for w in value.workers]
+            return cast(T, value.model_copy(update={"workers": workers}))
+        model: Any = value
+        if not isinstance(model, BaseModel):
+            return value
+        update: dict[str, Any] = {}
+        ref = getattr(model, "worker_ref", None)
+        if isinstance(ref, WorkerRef) and ref.runtime_id != self.runtime_id:
+            update["worker_ref"] = ref.model_copy(update={"runtime_id": self.runtime_id})
+        if isinstance(model, WorkerSummary) and model.runtime_id != self.runtime_id:
+            update["runtime_id"] = self.runtime_id
+        return cast(T, model.model_copy(update=update)) if update else value
 
     # -- operations --------------------------------------------------------------------------
 
@@ -383,9 +443,11 @@ class RemoteSource:
         )
 
     async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
-        """The Worker must exist (checked now); then its events, as :meth:`_events`."""
-        await self.get_worker(worker_id)
-        return self._events(worker_id, cursor)
+        """The Worker must exist (checked now); then its events, as :meth:`_events`. With no
+        ``cursor`` the stream starts at the Worker's last event as of now, not when the remote
+        stream connects, so nothing that happens in between is missed."""
+        worker = await self.get_worker(worker_id)
+        return self._events(worker_id, cursor if cursor is not None else worker.last_cursor)
 
     async def _events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
         """The remote's events, kept alive across its outages by the client's reconnect: the
@@ -397,16 +459,23 @@ class RemoteSource:
         self._streams.add(scope)
         try:
             with scope:
-                stream = self._client.stream_events(
+                stream = self._stream_client.stream_events(
                     cursor=cursor, worker_id=worker_id, outage_notices=True
                 )
                 async with aclosing(stream):
                     async for event in stream:
-                        if event.cursor is None:
-                            if event.data.get("code") == "runtime_shutdown":
-                                continue
-                            event = replace(event, runtime_id=self.runtime_id)
-                        yield event
+                        if event.cursor is None and event.data.get("code") == "runtime_shutdown":
+                            continue
+                        if event.worker_id not in (None, worker_id):
+                            self._dropped_event(worker_id)
+                            continue
+                        # The source's identity, whatever the remote wrote: a remote speaks
+                        # for itself only.
+                        yield replace(
+                            event,
+                            runtime_id=self.runtime_id,
+                            data=_own_ids(event.data, self.runtime_id),
+                        )
                 return  # resync_required: the remote ended the stream for good
         except Unauthorized:
             raise _auth_failed() from None
@@ -420,8 +489,44 @@ class RemoteSource:
         for scope in list(self._streams):
             scope.cancel()
 
+    def _dropped_event(self, worker_id: str) -> None:
+        """A remote sent another Worker's event on this Worker's stream: not relayed, and said
+        in the source's diagnostics."""
+        log.warning("runtime %s sent an event of another Worker; dropped", self.runtime_id)
+        self._health.diagnostics = [
+            d for d in self._health.diagnostics if d.code != "remote.event_dropped"
+        ] + [
+            SourceDiagnostic(
+                severity="warning",
+                code="remote.event_dropped",
+                message=f"an event labelled with another Worker arrived on the stream of "
+                f"{worker_id} and was dropped",
+                at=now_rfc3339(),
+            )
+        ]
+
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._stream_client.aclose()
+
+
+def _own_ids(value: Any, runtime_id: str) -> Any:
+    """``value`` (an event's data) with every ``runtime_id`` in it set to ``runtime_id``."""
+    if isinstance(value, dict):
+        return {
+            k: runtime_id if k == "runtime_id" else _own_ids(v, runtime_id)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_own_ids(v, runtime_id) for v in value]
+    return value
+
+
+def _reason_of(error: RuntimeUnavailable) -> str:
+    reason = error.details.get("reason")
+    if isinstance(reason, str) and reason.isidentifier() and len(reason) <= 40:
+        return reason
+    return "unreachable"
 
 
 READ_ONLY = Capabilities(

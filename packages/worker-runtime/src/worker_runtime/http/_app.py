@@ -236,6 +236,8 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.router.route_class = DirectRoute
+    # No slash redirects: their Location is built from the client's Host header.
+    app.router.redirect_slashes = False
     install_error_handlers(app)
 
     # The hot route first: Starlette matches routes in order.

@@ -44,7 +44,7 @@ class Guard:
 
     def __init__(self, app: ASGIApp, *, token: str | None, max_body_bytes: int) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode() if token is not None else None
+        self._expected = token.encode() if token is not None else None
         self._max_body = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -89,7 +89,11 @@ class Guard:
             return True
         for name, value in scope["headers"]:
             if name == b"authorization":
-                return hmac.compare_digest(value, self._expected)
+                # RFC 7235: the scheme is case-insensitive ("bearer", "BEARER" …).
+                scheme, _, credentials = value.partition(b" ")
+                if scheme.lower() != b"bearer":
+                    return False
+                return hmac.compare_digest(credentials.strip(b" "), self._expected)
         return False
 
     def _too_large(self) -> PayloadTooLarge:
