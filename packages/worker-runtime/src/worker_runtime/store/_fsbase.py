@@ -6,6 +6,7 @@ import bisect
 import fcntl
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -439,17 +440,12 @@ class FsStoreBase:
         for files in self._workers.values():
             if files.checkpointed == 0:  # no checkpoint yet: replay from its creation
                 start = min(start, files.created)
-        position = max(start, self._oldest)
         self._written = head
-        while position <= head:
-            batch = self._read_range(position, min(head, position + 4095))
-            if not batch:
-                break
+        for batch in self._scan_log(max(start, self._oldest), head):
             for event in batch:
                 target = self._workers.get(event.worker_id or "")
                 if target is not None:
                     self._project(target, event)
-            position = batch[-1].position + 1
 
     def _rebuild_transcript(self, worker_id: str, files: WorkerFiles) -> None:
         lines: list[tuple[bytes, bool]] = []
@@ -472,14 +468,38 @@ class FsStoreBase:
     def _worker_events_from_log(self, worker_id: str, files: WorkerFiles) -> list[Event]:
         """Every event of one Worker still in the log, found by a scan from its creation."""
         out: list[Event] = []
-        position = max(self._oldest, files.created)
-        while position <= self._written:
-            batch = self._read_range(position, min(self._written, position + 4095))
-            if not batch:
-                break
+        for batch in self._scan_log(max(self._oldest, files.created), self._written):
             out.extend(e for e in batch if e.worker_id == worker_id)
-            position = batch[-1].position + 1
         return out
+
+    def _scan_log(self, start: int, end: int, batch: int = 4096) -> Iterator[list[Event]]:
+        """Every event on disk from ``start`` to ``end``, in batches of at most ``batch``
+        positions. Positions no segment holds (the gap each unclean restart leaves) are
+        stepped over: an empty range is never mistaken for the end of the log."""
+        position = start
+        while position <= end:
+            stop = min(end, position + batch - 1)
+            events = self._read_range(position, stop)
+            if events:
+                yield events
+                position = events[-1].position + 1
+                continue
+            holder = self._segment_holding(position)
+            if holder is not None:  # quarantined slots only: the segment goes on
+                position = stop + 1
+                continue
+            following = [s.first for s in self._segments if s.first > position]
+            if not following:
+                break
+            position = following[0]
+
+    def _segment_holding(self, position: int) -> Segment | None:
+        firsts = [s.first for s in self._segments]
+        index = bisect.bisect_right(firsts, position) - 1
+        if index < 0:
+            return None
+        segment = self._segments[index]
+        return segment if position < segment.first + segment.log.count else None
 
     def _project(self, files: WorkerFiles, event: Event) -> None:
         state = files.state
