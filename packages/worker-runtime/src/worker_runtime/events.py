@@ -217,8 +217,20 @@ class EventLog:
         turn_id: str | None,
         data: dict[str, Any],
     ) -> Event:
+        event = self.prepare(kind, worker_id, turn_id, data)
+        self.record(event)
+        return event
+
+    def prepare(
+        self,
+        kind: EventKind,
+        worker_id: str | None,
+        turn_id: str | None,
+        data: dict[str, Any],
+    ) -> Event:
+        """The next event, not yet in the log (a store records it first, then :meth:`record`)."""
         position = self._head + 1
-        event = Event(
+        return Event(
             position,
             f"{self.incarnation}-{position:x}",
             kind,
@@ -228,6 +240,13 @@ class EventLog:
             now_rfc3339(),
             data,
         )
+
+    def record(self, event: Event) -> None:
+        """Add a prepared event (the next position) to the log."""
+        position = event.position
+        if position != self._head + 1:
+            raise ValueError("events are recorded in log order")
+        worker_id = event.worker_id
         self._head = position
         self._buf[position % self._cap] = event
         if position - self._first >= self._cap:
@@ -243,7 +262,6 @@ class EventLog:
             # Whoever waits when this is published must hear of it, even if it started waiting
             # only after the append.
             self._notify_workers.add(worker_id)
-        return event
 
     def publish(self) -> None:
         """Make every appended event visible and wake the readers waiting for it."""

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import orjson  # only imported through store.fs, which guards the extra
 
@@ -350,12 +350,36 @@ class FsStoreBase:
                 count = min(count, limit - len(out))
                 if count <= 0:
                     break
-            for line in segment.log.read_records(local, count):
-                record = orjson.loads(line)
-                if "p" in record:
-                    out.append(event_of(record, self._runtime_id))
+            lines = segment.log.read_records(local, count)
+            if len(lines) != count:
+                self._misaligned(segment, position, "records are missing from their slots")
+            for offset, line in enumerate(lines):
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    self._misaligned(segment, position + offset, "a record is not JSON")
+                if "p" not in record:
+                    continue  # a slot whose record was quarantined
+                if record["p"] != position + offset:
+                    self._misaligned(segment, position + offset, f"it holds {record['p']!r}")
+                out.append(event_of(record, self._runtime_id))
             position += count
         return out
+
+    def _misaligned(self, segment: Segment, position: int, why: str) -> NoReturn:
+        """A read found a record other than the one its slot must hold: a typed error and a
+        diagnostic, never another event in its place."""
+        name = segment.log.data_path.name
+        self._diagnose(
+            "error",
+            "store.log_misaligned",
+            f"the event log segment {name} does not hold position {position} where it must "
+            f"({why}); the read was refused",
+        )
+        raise StoreCorrupt(
+            "the event log is inconsistent at the requested position",
+            details={"reason": "log_misaligned", "position": position},
+        )
 
     def _open_workers(self, *, clean: bool) -> list[WorkerRecord]:
         """Load every Worker's record and checkpoint. After an unclean shutdown, cut each

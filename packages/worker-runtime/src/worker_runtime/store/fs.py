@@ -186,7 +186,10 @@ class FsRuntimeStore(FsStoreBase):
                 return None
             out: list[Event] = []
             for position in positions:
-                out.extend(self._read_range(position, position))
+                for event in self._read_range(position, position):
+                    if event.worker_id != worker_id:  # the Worker's index names another's event
+                        self._misaligned(self._segments[-1], position, "another Worker's event")
+                    out.append(event)
             return out
 
     def _worker_positions_after(self, files: WorkerFiles, after: int, limit: int) -> list[int]:
@@ -234,9 +237,27 @@ class FsRuntimeStore(FsStoreBase):
     # -- writing ----------------------------------------------------------------------------------
 
     def append_events(self, events: Sequence[Event]) -> None:
+        """Record events all-or-nothing: every one is encoded and checked to be the next
+        position before any is taken, so a refused batch leaves the store as it was."""
         self._check_failed()
+        lines: list[tuple[int, bytes]] = []
+        expected = self._appended + 1
         for event in events:
-            self._pending_events.append((event.position, event_line(event)))
+            if event.position != expected:
+                raise StoreIOError(
+                    "the store was handed an event out of log order",
+                    details={"reason": "store_order", "position": event.position},
+                )
+            try:
+                lines.append((event.position, event_line(event)))
+            except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+                raise StoreIOError(
+                    "an event could not be encoded for the store; nothing was recorded",
+                    details={"reason": "store_encode", "position": event.position},
+                ) from None
+            expected += 1
+        self._pending_events.extend(lines)
+        for event in events:
             self._appended = event.position
             files = self._workers.get(event.worker_id or "")
             if files is not None:
