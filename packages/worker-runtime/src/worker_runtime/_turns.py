@@ -11,7 +11,7 @@ from typing import Any, overload
 
 from ._engine import Engine
 from ._unicode import DeltaText
-from ._worker import IdempotencyCache, QueuedInput, Turn, Worker, fingerprint
+from ._worker import IdempotencyCache, QueuedInput, Turn, Worker, fingerprint, key_data
 from .errors import (
     ExecutionError,
     WorkerBusy,
@@ -122,6 +122,7 @@ class Turns(Engine):
                     "content": req.content,
                     "transcript_sequence": sequence,
                     "queued": False,
+                    **key_data(req),
                 },
             )
             w.transcript_len += 1
@@ -155,6 +156,7 @@ class Turns(Engine):
                     "content": req.content,
                     "transcript_sequence": sequence,
                     "queued": queued,
+                    **key_data(req),
                 },
             )
             w.transcript_len += 1

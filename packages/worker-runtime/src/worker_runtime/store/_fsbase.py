@@ -151,6 +151,7 @@ class FsStoreBase:
     _quarantined: int
     _record: dict[str, Any]
     _pending_events: list[tuple[int, bytes]]
+    _key_capacity: int
 
     def _lock(self) -> None:
         fd = os.open(self.root / "runtime.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -530,7 +531,13 @@ class FsStoreBase:
         if event.position <= state.position:
             return
         state.apply(
-            event.position, event.kind, event.turn_id, event.cursor or "", event.at, event.data
+            event.position,
+            event.kind,
+            event.turn_id,
+            event.cursor or "",
+            event.at,
+            event.data,
+            keys=self._key_capacity,
         )
         files.pending_positions.append((f"{event.position}\n".encode(), True))
         files.pending_transcript.extend(self._transcript_lines(event))

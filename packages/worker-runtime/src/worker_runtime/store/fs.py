@@ -120,6 +120,7 @@ class FsRuntimeStore(FsStoreBase):
         self._diagnostics: list[StoreDiagnostic] = []
         self._quarantined = 0
         self._record: dict[str, Any] = {}
+        self._key_capacity = 1024  # idempotency keys kept per Worker (limits, at open)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class FsRuntimeStore(FsStoreBase):
         return await anyio.to_thread.run_sync(self._open, runtime_id, limits)
 
     def _open(self, runtime_id: str, limits: Limits) -> StoreOpened:
+        self._key_capacity = limits.max_idempotency_keys
         with io_errors("opening the store"):
             self.root.mkdir(parents=True, exist_ok=True)
             self._lock()
