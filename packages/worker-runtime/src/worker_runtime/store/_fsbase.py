@@ -16,6 +16,7 @@ from ..errors import InvalidInput, RuntimeUnavailable, StoreCorrupt
 from ..events import Event, new_incarnation, now_rfc3339
 from ..models import Limits
 from . import StoreDiagnostic, TranscriptEntry, WorkerRecord
+from ._failpoints import Failpoints
 from ._fsfiles import (
     IndexedLog,
     StoreIOError,
@@ -152,6 +153,7 @@ class FsStoreBase:
     _record: dict[str, Any]
     _pending_events: list[tuple[int, bytes]]
     _key_capacity: int
+    _fp: Failpoints
 
     def _lock(self) -> None:
         fd = os.open(self.root / "runtime.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -278,8 +280,12 @@ class FsStoreBase:
                 "store.torn_tail_truncated",
                 f"a torn last record of the event log ({segment.log.data_path.name}) was truncated",
             )
+        if quarantined:
+            self._fp.hit("recovery.quarantine")
         if torn or quarantined or segment.log.count != len(good):
             segment.log.rewrite(good, durable=True)
+        if torn:
+            self._fp.hit("recovery.truncate")
         return expected - 1
 
     def _quarantine(self, path: Path, offset: int, line: bytes, reason: str) -> None:
@@ -558,6 +564,7 @@ class FsStoreBase:
         old.log.close()
         self._segments.append(Segment(self._events_dir, first))
         self._write_active_pointer()
+        self._fp.hit("segment.roll")
         if self._max_segments is not None:
             # Never prune what the last checkpoint has not covered: replay after a crash
             # needs those events.
@@ -568,6 +575,7 @@ class FsStoreBase:
                 dropped = self._segments.pop(0)
                 dropped.log.close()
                 dropped.log.data_path.unlink(missing_ok=True)
+                self._fp.hit("prune")
                 dropped.log.index_path.unlink(missing_ok=True)
             self._oldest = self._segments[0].first
 

@@ -48,6 +48,7 @@ from ..events import Event
 from ..execution import ContextMessage
 from ..models import Limits
 from . import RecoveredWorker, StoreDiagnostic, StoreOpened, TranscriptEntry, WorkerRecord
+from ._failpoints import Failpoints
 from ._fsbase import (
     SCHEMA_VERSION,
     UNCLEAN_POSITION_GAP,
@@ -116,11 +117,13 @@ class FsRuntimeStore(FsStoreBase):
         self._last_checkpoint = time.monotonic()
         self._checkpoint_position = 0
         self._pass_queue: list[str] | None = None
+        self._recovering = False
         self._pass_position = 0
         self._diagnostics: list[StoreDiagnostic] = []
         self._quarantined = 0
         self._record: dict[str, Any] = {}
         self._key_capacity = 1024  # idempotency keys kept per Worker (limits, at open)
+        self._fp = Failpoints()  # armed at open from YOI_STORE_FAILPOINTS (tests only)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -129,6 +132,7 @@ class FsRuntimeStore(FsStoreBase):
 
     def _open(self, runtime_id: str, limits: Limits) -> StoreOpened:
         self._key_capacity = limits.max_idempotency_keys
+        self._fp = Failpoints.from_env()
         with io_errors("opening the store"):
             self.root.mkdir(parents=True, exist_ok=True)
             self._lock()
@@ -141,9 +145,16 @@ class FsRuntimeStore(FsStoreBase):
                 checkpoint = self._checkpoint_position = self._read_checkpoint()
                 recovered = self._open_workers(clean=clean)
                 self._replay(checkpoint, head)
+                self._fp.hit("recovery.replay")
                 if not clean and head > 0:
+                    # Write what replay rebuilt, so the next open (after another crash, even
+                    # one during this open) replays only what comes after it.
+                    self._recovering = True
+                    self.checkpoint()
+                    self._recovering = False
                     head += UNCLEAN_POSITION_GAP
                     self._roll_segment(head + 1)  # positions stay contiguous per segment
+                    self._fp.hit("recovery.roll")
                     self._diagnose(
                         "warning",
                         "store.unclean_shutdown",
@@ -293,6 +304,7 @@ class FsRuntimeStore(FsStoreBase):
             index += len(chunk)
         if pending:
             self._written = pending[-1][0]
+            self._fp.hit("append.written")
 
     def _flush_projections(self, worker_ids: Iterable[str]) -> None:
         """Write the pending projection lines of some Workers (after the log they derive from)."""
@@ -380,6 +392,9 @@ class FsRuntimeStore(FsStoreBase):
             self._checkpoint_worker(worker_id)
         self._finish_pass()
 
+    def _checkpointed_one(self) -> None:
+        self._fp.hit("recovery.checkpoint" if self._recovering else "checkpoint.worker")
+
     def _checkpoint_worker(self, worker_id: str) -> None:
         """Write one Worker's projection lines, fsync them, then its state and overview
         snapshots atomically (the snapshot records the projection files' sizes)."""
@@ -414,9 +429,12 @@ class FsRuntimeStore(FsStoreBase):
         except OSError as exc:
             self._fail(exc)
         files.checkpointed = files.state.position
+        self._checkpointed_one()
 
     def _finish_pass(self) -> None:
         self._pass_queue = None
+        if not self._recovering:
+            self._fp.hit("checkpoint.finish")
         try:
             atomic_write_json(
                 self._events_dir / "checkpoint.json",
