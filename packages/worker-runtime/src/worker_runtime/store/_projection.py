@@ -159,7 +159,11 @@ class WorkerState:
                     QueuedRecord(turn_id or "", data["transcript_sequence"], data["content"])
                 )
             elif data["input_kind"] == "user":
+                # Its turn is open from here: if the process dies before turn_started is
+                # written, recovery still ends that turn (interrupted), never leaves it hanging.
                 self.active_input_sequence = data["transcript_sequence"]
+                self.active_turn_id = turn_id
+                self.status = "running"
         elif kind == "turn_started":
             if self.queue and self.queue[0].turn_id == turn_id:
                 self.active_input_sequence = self.queue.pop(0).transcript_sequence

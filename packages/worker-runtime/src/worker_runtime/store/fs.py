@@ -433,8 +433,7 @@ class FsRuntimeStore(FsStoreBase):
 
     def _finish_pass(self) -> None:
         self._pass_queue = None
-        if not self._recovering:
-            self._fp.hit("checkpoint.finish")
+        self._fp.hit("recovery.checkpoint" if self._recovering else "checkpoint.finish")
         try:
             atomic_write_json(
                 self._events_dir / "checkpoint.json",
