@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +19,14 @@ from ..models import Limits
 from . import StoreDiagnostic, TranscriptEntry, WorkerRecord
 from ._failpoints import Failpoints
 from ._fsfiles import (
+    DIR_MODE,
+    NOFOLLOW,
     IndexedLog,
     StoreIOError,
     atomic_write_json,
     decode_id,
+    open_file,
+    read_bytes,
     read_json,
 )
 from ._projection import WorkerState, transcript_entry
@@ -155,20 +160,53 @@ class FsStoreBase:
     _key_capacity: int
     _fp: Failpoints
 
+    def _check_root(self) -> None:
+        """Refuse a root another user owns or others may write to, and planted symlinks."""
+        info = os.lstat(self.root)
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+            self._unsafe("the store root is not a directory (a symlink is not accepted)")
+        if info.st_uid != os.geteuid():
+            self._unsafe("the store root is owned by another user")
+        if info.st_mode & 0o022:
+            self._unsafe("the store root is writable by its group or by everyone; chmod 700 it")
+        for name in ("events", "workers", "quarantine", "runtime.json", "runtime.lock"):
+            try:
+                entry = os.lstat(self.root / name)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(entry.st_mode):
+                self._unsafe(f"{name} in the store root is a symlink; it is not followed")
+
+    @staticmethod
+    def _unsafe(why: str) -> NoReturn:
+        raise RuntimeUnavailable(
+            f"refusing to open the store: {why}", details={"reason": "store_unsafe"}
+        )
+
     def _lock(self) -> None:
-        fd = os.open(self.root / "runtime.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        """Lock the root directory itself (it cannot be unlinked while it is the root) and
+        keep the pid in runtime.lock for people and readers; a second writer is refused even
+        when runtime.lock was deleted under the live one."""
+        self._check_root()
+        dir_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
+            os.close(dir_fd)
             raise RuntimeUnavailable(
                 "the store is locked by another process (runtime.lock); one Runtime process "
                 "per store root",
                 details={"reason": "store_locked", "lock": "runtime.lock"},
             ) from None
+        try:
+            fd = open_file(self.root / "runtime.lock", os.O_RDWR | os.O_CREAT)
+        except BaseException:
+            os.close(dir_fd)
+            raise
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        os.close(fd)
+        self._lock_fd = dir_fd
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -199,8 +237,13 @@ class FsStoreBase:
             record = read_json(path)
             if not isinstance(record, dict):
                 raise ValueError("not an object")
-            if record.get("schema_version") != SCHEMA_VERSION:
-                raise ValueError(f"unknown schema_version {record.get('schema_version')!r}")
+            version = record.get("schema_version")
+            if version != SCHEMA_VERSION:
+                raise StoreCorrupt(
+                    f"this store root was written by another version of yoi (schema_version "
+                    f"{str(version)[:20]}); this version reads schema_version {SCHEMA_VERSION}",
+                    details={"reason": "foreign_version", "schema_version": str(version)[:20]},
+                )
             stored_id, incarnation = record["runtime_id"], record["incarnation"]
             if not isinstance(stored_id, str) or not isinstance(incarnation, str):
                 raise ValueError("runtime_id and incarnation must be strings")
@@ -216,8 +259,9 @@ class FsStoreBase:
         self._record = record
         return bool(record.get("clean_shutdown", False))
 
-    def _mark_running(self, *, clean: bool) -> None:
+    def _mark_running(self, *, clean: bool, head: int) -> None:
         self._record["clean_shutdown"] = clean
+        self._record["head"] = head  # no later open may hand out a position at or below it
         self._record["fsync"] = self.fsync_mode
         atomic_write_json(self.root / "runtime.json", self._record, durable=True)
 
@@ -245,7 +289,10 @@ class FsStoreBase:
     def _recover_segment(self, segment: Segment) -> int:
         """Scan the active segment: truncate a torn tail, quarantine bad records (the records
         after them still load), rebuild its index. Returns the position of its last event."""
-        raw = segment.log.data_path.read_bytes() if segment.log.data_path.exists() else b""
+        try:
+            raw = read_bytes(segment.log.data_path)
+        except FileNotFoundError:
+            raw = b""
         lines = list(segment.log.scan())
         good: list[tuple[bytes, bool]] = []
         expected = segment.first
@@ -289,7 +336,7 @@ class FsStoreBase:
         return expected - 1
 
     def _quarantine(self, path: Path, offset: int, line: bytes, reason: str) -> None:
-        self._quarantine_dir.mkdir(exist_ok=True)
+        self._quarantine_dir.mkdir(mode=DIR_MODE, exist_ok=True)
         self._quarantined += 1
         relative = path.relative_to(self.root).as_posix()
         record = {
@@ -315,6 +362,27 @@ class FsStoreBase:
         worker_id: str | None = None,
     ) -> None:
         self._diagnostics.append(StoreDiagnostic(severity, code, message, worker_id))
+
+    def _check_log_length(self, head: int, checkpoint: int) -> int:
+        """The head, or (when the log is shorter than the store's own records say: lost
+        segments) a new incarnation whose positions start past every recorded one, with a
+        store.log_lost diagnostic, so no earlier cursor can ever name a new event."""
+        recorded = max(
+            int(self._record.get("head", 0) or 0),
+            checkpoint,
+            max((f.checkpointed for f in self._workers.values()), default=0),
+        )
+        if head >= recorded:
+            return head
+        self._incarnation = self._record["incarnation"] = new_incarnation()
+        self._diagnose(
+            "error",
+            "store.log_lost",
+            f"the event log ends at position {head} but the store's records reach {recorded}: "
+            "events were lost (missing segments); a new incarnation started, so cursors "
+            "issued before it are unknown and must re-read the transcript",
+        )
+        return recorded
 
     def _read_checkpoint(self) -> int:
         path = self._events_dir / "checkpoint.json"
@@ -394,7 +462,11 @@ class FsStoreBase:
         clean one they are exactly at their checkpointed sizes already."""
         records: list[WorkerRecord] = []
         with os.scandir(self._workers_dir) as entries:
-            names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+            names = sorted(
+                e.name
+                for e in entries
+                if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+            )
         for name in names:
             worker_id = decode_id(name)
             if worker_id is None:
@@ -562,7 +634,9 @@ class FsStoreBase:
         old = self._segments[-1]
         old.log.fsync()
         old.log.close()
-        self._segments.append(Segment(self._events_dir, first))
+        segment = Segment(self._events_dir, first)
+        segment.log.append([])  # on disk at once: its first position is part of the log
+        self._segments.append(segment)
         self._write_active_pointer()
         self._fp.hit("segment.roll")
         if self._max_segments is not None:

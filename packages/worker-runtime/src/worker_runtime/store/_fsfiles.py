@@ -18,6 +18,9 @@ from ..errors import InvalidInput, RuntimeUnavailable
 from ..models import is_valid_id
 
 __all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "NOFOLLOW",
     "AppendFile",
     "IndexedLog",
     "StoreIOError",
@@ -26,6 +29,8 @@ __all__ = [
     "encode_id",
     "fsync_dir",
     "io_errors",
+    "open_file",
+    "read_bytes",
     "read_json",
 ]
 
@@ -75,6 +80,23 @@ def decode_id(component: str) -> str | None:
     return None
 
 
+#: Store files are private to the Runtime's user, and a planted symlink is never followed.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_file(path: Path, flags: int) -> int:
+    """``os.open`` that refuses to follow a symlink in the last component (ELOOP)."""
+    return os.open(path, flags | NOFOLLOW | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+
+
+def read_bytes(path: Path) -> bytes:
+    fd = open_file(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -88,7 +110,7 @@ def atomic_write_json(path: Path, value: Any, *, durable: bool) -> None:
     directory (the fsyncs only when ``durable``)."""
     tmp = path.with_name(f".{path.name}.tmp")
     data = orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         view = memoryview(data)
         while view:
@@ -104,7 +126,7 @@ def atomic_write_json(path: Path, value: Any, *, durable: bool) -> None:
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file; raises ``ValueError`` (with a reason, no path) when it is not JSON."""
-    data = path.read_bytes()
+    data = read_bytes(path)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -124,7 +146,7 @@ class AppendFile:
     __slots__ = ("fd", "size")
 
     def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         self.size = os.fstat(self.fd).st_size
 
     def write(self, data: bytes) -> None:
@@ -220,7 +242,7 @@ class IndexedLog:
 
     def offsets(self, start: int, count: int) -> list[int]:
         """The offsets of records ``start`` … ``start + count - 1`` (fewer at the end)."""
-        with open(self.index_path, "rb") as f:
+        with os.fdopen(open_file(self.index_path, os.O_RDONLY), "rb") as f:
             f.seek(start * 8)
             raw = f.read(count * 8)
         return [_OFFSET.unpack_from(raw, i)[0] for i in range(0, len(raw) - len(raw) % 8, 8)]
@@ -231,7 +253,7 @@ class IndexedLog:
         offs = self.offsets(start, count + 1)
         if not offs:
             return []
-        with open(self.data_path, "rb") as f:
+        with os.fdopen(open_file(self.data_path, os.O_RDONLY), "rb") as f:
             f.seek(offs[0])
             if len(offs) == count + 1:
                 raw = f.read(offs[-1] - offs[0])
@@ -242,7 +264,7 @@ class IndexedLog:
     def scan(self) -> Iterator[tuple[int, bytes]]:
         """Every line of the data file with its offset (a torn last line included)."""
         try:
-            raw = self.data_path.read_bytes()
+            raw = read_bytes(self.data_path)
         except FileNotFoundError:
             return
         offset = 0

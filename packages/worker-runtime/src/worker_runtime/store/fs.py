@@ -61,6 +61,7 @@ from ._fsbase import (
     overview_of,
 )
 from ._fsfiles import (
+    DIR_MODE,
     StoreIOError,
     atomic_write_json,
     encode_id,
@@ -134,17 +135,21 @@ class FsRuntimeStore(FsStoreBase):
         self._key_capacity = limits.max_idempotency_keys
         self._fp = Failpoints.from_env()
         with io_errors("opening the store"):
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             self._lock()
         try:
             with io_errors("opening the store"):
                 clean = self._open_record(runtime_id, limits)
                 for d in (self._events_dir, self._workers_dir):
-                    d.mkdir(exist_ok=True)
+                    d.mkdir(mode=DIR_MODE, exist_ok=True)
                 head = self._open_segments()
                 checkpoint = self._checkpoint_position = self._read_checkpoint()
                 recovered = self._open_workers(clean=clean)
-                self._replay(checkpoint, head)
+                logged = head
+                head = self._check_log_length(head, checkpoint)
+                if head != logged:
+                    clean = False  # start past the records, in a segment of its own
+                self._replay(checkpoint, logged)
                 self._fp.hit("recovery.replay")
                 if not clean and head > 0:
                     # Write what replay rebuilt, so the next open (after another crash, even
@@ -162,7 +167,7 @@ class FsRuntimeStore(FsStoreBase):
                         "output after the last durable event is gone",
                     )
                 self._appended = self._written = self._durable = head
-                self._mark_running(clean=False)
+                self._mark_running(clean=False, head=head)
         except BaseException:
             self._unlock()
             raise
@@ -229,7 +234,7 @@ class FsRuntimeStore(FsStoreBase):
         self._check_failed()
         directory = self._workers_dir / encode_id(record.worker_id)
         with io_errors("creating a Worker"):
-            directory.mkdir(exist_ok=False)
+            directory.mkdir(mode=DIR_MODE, exist_ok=False)
         files = WorkerFiles(directory, WorkerState(worker_id=record.worker_id), record.position)
         self._workers[record.worker_id] = files
         self._pending_records.append(
@@ -523,6 +528,6 @@ class FsRuntimeStore(FsStoreBase):
                 for segment in self._segments:
                     segment.log.close()
                 with io_errors("closing the store"):
-                    self._mark_running(clean=True)
+                    self._mark_running(clean=True, head=self._written)
         finally:
             self._unlock()
