@@ -115,13 +115,15 @@ class Ledger:
         if failpoints:
             env["YOI_STORE_FAILPOINTS"] = failpoints
         args = [str(self.root), str(self.write()), str(seed), str(ops), str(max_segments)]
-        proc = subprocess.Popen(
-            [sys.executable, str(DRIVER), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
+        errors = self.root.parent / f"{self.root.name}.stderr"
+        with errors.open("w") as err:
+            proc = subprocess.Popen(
+                [sys.executable, str(DRIVER), *args],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=env,
+            )
         lines: queue.Queue[str | None] = queue.Queue()
 
         def pump() -> None:
@@ -171,5 +173,7 @@ class Ledger:
             if proc.stdout is not None:
                 proc.stdout.close()
         life.returncode = proc.returncode
+        if proc.returncode not in (0, -signal.SIGKILL):
+            life.lines.append("MISMATCH the child failed: " + errors.read_text()[-2000:])
         self.absorb(life)
         return life

@@ -18,6 +18,7 @@ from ..events import Event, new_incarnation, now_rfc3339
 from ..models import Limits
 from . import StoreDiagnostic, TranscriptEntry, WorkerRecord
 from ._failpoints import Failpoints
+from ._fscatalog import Catalog, read_catalog
 from ._fsfiles import (
     DIR_MODE,
     NOFOLLOW,
@@ -90,11 +91,14 @@ class WorkerFiles:
     __slots__ = (
         "_events",
         "_transcript",
+        "catalog_line",
         "checkpointed",
         "created",
+        "cut_sizes",
         "dir",
         "pending_positions",
         "pending_transcript",
+        "record_json",
         "state",
     )
 
@@ -105,6 +109,11 @@ class WorkerFiles:
         self.pending_transcript: list[tuple[bytes, bool]] = []
         self.pending_positions: list[tuple[bytes, bool]] = []
         self.checkpointed = 0
+        #: The sizes the projection files are cut back to before they are next touched
+        #: (after an unclean shutdown; ``None`` once done or when not needed).
+        self.cut_sizes: dict[str, list[int]] | None = None
+        self.record_json: dict[str, Any] = {}
+        self.catalog_line = b""  # the Worker's newest catalog line
         self._transcript: IndexedLog | None = None
         self._events: IndexedLog | None = None
 
@@ -159,6 +168,9 @@ class FsStoreBase:
     _pending_events: list[tuple[int, bytes]]
     _key_capacity: int
     _fp: Failpoints
+    _catalog: Catalog
+    _catalog_path: Path
+    _catalog_rebuild: bool
 
     def _check_root(self) -> None:
         """Refuse a root another user owns or others may write to, and planted symlinks."""
@@ -456,10 +468,11 @@ class FsStoreBase:
             details={"reason": "log_misaligned", "position": position},
         )
 
-    def _open_workers(self, *, clean: bool) -> list[WorkerRecord]:
-        """Load every Worker's record and checkpoint. After an unclean shutdown, cut each
-        Worker's projection files back to its checkpoint (replay appends the rest); after a
-        clean one they are exactly at their checkpointed sizes already."""
+    def _open_workers(self, *, clean: bool, checkpoint: int) -> list[WorkerRecord]:
+        """Load every Worker's record and checkpoint: from the catalog (one file), or for a
+        Worker the catalog does not hold yet, from its own files. After an unclean shutdown
+        each Worker's projection files are cut back to its checkpoint before replay touches
+        them; after a clean one they are exactly at their checkpointed sizes already."""
         records: list[WorkerRecord] = []
         with os.scandir(self._workers_dir) as entries:
             names = sorted(
@@ -467,24 +480,51 @@ class FsStoreBase:
                 for e in entries
                 if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
             )
+        read = read_catalog(self._catalog_path, checkpoint)
+        self._catalog = Catalog(self._catalog_path, read.lines)
+        catalog = read.entries
+        if read.problem is not None:
+            catalog = {}
+            self._catalog_rebuild = True
+            self._diagnose(
+                "warning",
+                "store.catalog_rebuilt",
+                f"the catalog could not be trusted ({read.problem}); it is rebuilt from the "
+                "Workers' own files and the event log",
+            )
+        on_disk: set[str] = set()
         for name in names:
             worker_id = decode_id(name)
             if worker_id is None:
                 continue
+            on_disk.add(worker_id)
+            known = catalog.get(worker_id)
+            if known is not None:
+                try:
+                    record = record_of(known.record, worker_id)
+                    files = WorkerFiles(
+                        self._workers_dir / name,
+                        WorkerState.from_json(known.state),
+                        record.position,
+                    )
+                except (ValueError, KeyError, TypeError):
+                    pass  # this entry is unusable: the Worker's own files decide
+                else:
+                    files.checkpointed = files.state.position
+                    files.record_json = known.record
+                    files.catalog_line = known.line
+                    if not clean:
+                        files.cut_sizes = known.files
+                    self._workers[worker_id] = files
+                    records.append(record)
+                    continue
             entry = self._workers_dir / name
             try:
                 raw = read_json(entry / "worker.json")
-                record = WorkerRecord(
-                    worker_id=raw["worker_id"],
-                    name=raw["name"],
-                    profile=raw["profile"],
-                    created_at=raw["created_at"],
-                    ordinal=int(raw["ordinal"]),
-                    position=int(raw.get("position", 0)),
-                )
-                if record.worker_id != worker_id:
-                    raise ValueError("worker_id does not match its directory")
+                record = record_of(raw, worker_id)
                 files = WorkerFiles(entry, WorkerState(worker_id=worker_id), record.position)
+                files.record_json = raw
+                self._dirty.add(worker_id)  # its catalog line is written by the next checkpoint
                 sizes = {"transcript": [0, 0], "events": [0, 0]}
                 try:
                     snapshot = read_json(entry / "state.json")
@@ -514,8 +554,28 @@ class FsStoreBase:
                 continue
             self._workers[worker_id] = files
             records.append(record)
+        for worker_id in sorted(catalog.keys() - on_disk):
+            self._diagnose(
+                "warning",
+                "store.catalog_contradicts_log",
+                "the catalog names a Worker whose files are gone; the Worker was skipped",
+                worker_id,
+            )
         records.sort(key=lambda r: r.ordinal)
         return records
+
+    def _ensure_cut(self, files: WorkerFiles) -> None:
+        """Cut a Worker's projection files back to its checkpoint, once, before they are
+        touched after an unclean shutdown (files the checkpoint saw longer are rebuilt)."""
+        sizes = files.cut_sizes
+        if sizes is None:
+            return
+        files.cut_sizes = None
+        if files.transcript.truncate(*sizes["transcript"]) and files.events.truncate(
+            *sizes["events"]
+        ):
+            return
+        self._rebuild_transcript(files.state.worker_id, files, upto=files.state.position)
 
     def _cut_to_checkpoint(
         self, worker_id: str, files: WorkerFiles, sizes: dict[str, list[int]]
@@ -550,11 +610,17 @@ class FsStoreBase:
                 if target is not None:
                     self._project(target, event)
 
-    def _rebuild_transcript(self, worker_id: str, files: WorkerFiles) -> None:
+    def _rebuild_transcript(
+        self, worker_id: str, files: WorkerFiles, upto: int | None = None
+    ) -> None:
+        files.cut_sizes = None
         lines: list[tuple[bytes, bool]] = []
         positions: list[tuple[bytes, bool]] = []
         for event in self._worker_events_from_log(worker_id, files):
-            positions.append((f"{event.position}\n".encode(), True))
+            if upto is not None and event.position > upto:
+                break
+            if event.kind != "worker_created":
+                positions.append((f"{event.position}\n".encode(), True))
             lines.extend(self._transcript_lines(event))
         files.pending_transcript.clear()
         files.pending_positions.clear()
@@ -608,6 +674,7 @@ class FsStoreBase:
         state = files.state
         if event.position <= state.position:
             return
+        self._ensure_cut(files)
         state.apply(
             event.position,
             event.kind,
@@ -617,7 +684,8 @@ class FsStoreBase:
             event.data,
             keys=self._key_capacity,
         )
-        files.pending_positions.append((f"{event.position}\n".encode(), True))
+        if event.kind != "worker_created":  # the record holds that position
+            files.pending_positions.append((f"{event.position}\n".encode(), True))
         files.pending_transcript.extend(self._transcript_lines(event))
         self._dirty.add(state.worker_id)
 
@@ -664,6 +732,20 @@ class FsStoreBase:
     def _check_failed(self) -> None:
         if self._failed is not None:
             raise self._failed
+
+
+def record_of(raw: dict[str, Any], worker_id: str) -> WorkerRecord:
+    record = WorkerRecord(
+        worker_id=raw["worker_id"],
+        name=raw["name"],
+        profile=raw["profile"],
+        created_at=raw["created_at"],
+        ordinal=int(raw["ordinal"]),
+        position=int(raw.get("position", 0)),
+    )
+    if record.worker_id != worker_id:
+        raise ValueError("worker_id does not match its directory")
+    return record
 
 
 def overview_of(state: WorkerState) -> dict[str, Any]:

@@ -24,6 +24,7 @@ __all__ = [
     "AppendFile",
     "IndexedLog",
     "StoreIOError",
+    "atomic_write_bytes",
     "atomic_write_json",
     "decode_id",
     "encode_id",
@@ -108,8 +109,14 @@ def fsync_dir(path: Path) -> None:
 def atomic_write_json(path: Path, value: Any, *, durable: bool) -> None:
     """Write a snapshot atomically: temp file in the same directory, fsync, rename, fsync the
     directory (the fsyncs only when ``durable``)."""
+    atomic_write_bytes(
+        path, orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n", durable=durable
+    )
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool) -> None:
+    """Replace ``path`` with ``data`` atomically (see :func:`atomic_write_json`)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    data = orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
     fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         view = memoryview(data)
@@ -242,7 +249,11 @@ class IndexedLog:
 
     def offsets(self, start: int, count: int) -> list[int]:
         """The offsets of records ``start`` … ``start + count - 1`` (fewer at the end)."""
-        with os.fdopen(open_file(self.index_path, os.O_RDONLY), "rb") as f:
+        try:
+            fd = open_file(self.index_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return []  # not made yet: no records
+        with os.fdopen(fd, "rb") as f:
             f.seek(start * 8)
             raw = f.read(count * 8)
         return [_OFFSET.unpack_from(raw, i)[0] for i in range(0, len(raw) - len(raw) % 8, 8)]

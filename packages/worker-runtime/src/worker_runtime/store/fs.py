@@ -60,6 +60,7 @@ from ._fsbase import (
     event_line,
     overview_of,
 )
+from ._fscatalog import Catalog, entry_line
 from ._fsfiles import (
     DIR_MODE,
     StoreIOError,
@@ -125,6 +126,9 @@ class FsRuntimeStore(FsStoreBase):
         self._record: dict[str, Any] = {}
         self._key_capacity = 1024  # idempotency keys kept per Worker (limits, at open)
         self._fp = Failpoints()  # armed at open from YOI_STORE_FAILPOINTS (tests only)
+        self._catalog_path = self.root / "catalog.jsonl"
+        self._catalog = Catalog(self._catalog_path, 0)
+        self._catalog_rebuild = False
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -144,19 +148,23 @@ class FsRuntimeStore(FsStoreBase):
                     d.mkdir(mode=DIR_MODE, exist_ok=True)
                 head = self._open_segments()
                 checkpoint = self._checkpoint_position = self._read_checkpoint()
-                recovered = self._open_workers(clean=clean)
+                recovered = self._open_workers(clean=clean, checkpoint=checkpoint)
                 logged = head
                 head = self._check_log_length(head, checkpoint)
                 if head != logged:
                     clean = False  # start past the records, in a segment of its own
                 self._replay(checkpoint, logged)
                 self._fp.hit("recovery.replay")
-                if not clean and head > 0:
-                    # Write what replay rebuilt, so the next open (after another crash, even
-                    # one during this open) replays only what comes after it.
+                if not clean or self._dirty or self._catalog_rebuild:
+                    # Write what replay rebuilt (and the catalog lines of Workers read from
+                    # their own files), so the next open, even after a crash during this one,
+                    # replays only what comes after it and reads one catalog.
                     self._recovering = True
                     self.checkpoint()
                     self._recovering = False
+                if self._catalog_rebuild or self._catalog.needs_compaction(len(self._workers)):
+                    self._compact_catalog()
+                if not clean and head > 0:
                     head += UNCLEAN_POSITION_GAP
                     self._roll_segment(head + 1)  # positions stay contiguous per segment
                     self._fp.hit("recovery.roll")
@@ -211,6 +219,13 @@ class FsRuntimeStore(FsStoreBase):
             return out
 
     def _worker_positions_after(self, files: WorkerFiles, after: int, limit: int) -> list[int]:
+        # The Worker's worker_created position is in its record, not in its index file.
+        first = [files.created] if after < files.created and files.created >= self._oldest else []
+        return first + self._indexed_positions_after(files, after, limit - len(first))
+
+    def _indexed_positions_after(self, files: WorkerFiles, after: int, limit: int) -> list[int]:
+        if limit <= 0:
+            return []
         count = files.events.count
         lo, hi = 0, count
         while lo < hi:  # binary search on the index file: O(log n) small reads
@@ -237,20 +252,16 @@ class FsRuntimeStore(FsStoreBase):
             directory.mkdir(mode=DIR_MODE, exist_ok=False)
         files = WorkerFiles(directory, WorkerState(worker_id=record.worker_id), record.position)
         self._workers[record.worker_id] = files
-        self._pending_records.append(
-            (
-                directory / "worker.json",
-                {
-                    "schema_version": SCHEMA_VERSION,
-                    "worker_id": record.worker_id,
-                    "name": record.name,
-                    "profile": record.profile,
-                    "created_at": record.created_at,
-                    "ordinal": record.ordinal,
-                    "position": record.position,
-                },
-            )
-        )
+        files.record_json = {
+            "schema_version": SCHEMA_VERSION,
+            "worker_id": record.worker_id,
+            "name": record.name,
+            "profile": record.profile,
+            "created_at": record.created_at,
+            "ordinal": record.ordinal,
+            "position": record.position,
+        }
+        self._pending_records.append((directory / "worker.json", files.record_json))
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -319,6 +330,7 @@ class FsRuntimeStore(FsStoreBase):
                 files = self._workers.get(worker_id)
                 if files is None:
                     continue
+                self._ensure_cut(files)
                 if files.pending_transcript:
                     files.transcript.append(files.pending_transcript)
                     files.pending_transcript = []
@@ -408,6 +420,7 @@ class FsRuntimeStore(FsStoreBase):
             return
         durable = self.fsync_mode != "never"
         try:
+            self._ensure_cut(files)
             for log_, pending in (
                 (files.transcript, files.pending_transcript),
                 (files.events, files.pending_positions),
@@ -427,10 +440,16 @@ class FsRuntimeStore(FsStoreBase):
             }
             files.transcript.close()
             files.events.close()
-            atomic_write_json(files.dir / "state.json", snapshot, durable=durable)
-            atomic_write_json(
-                files.dir / "overview.json", overview_of(files.state), durable=durable
-            )
+            if files.state.transcript_len or files.state.status != "idle":
+                # A Worker with no entries needs no files but its record: the catalog holds
+                # its state.
+                atomic_write_json(files.dir / "state.json", snapshot, durable=durable)
+                atomic_write_json(
+                    files.dir / "overview.json", overview_of(files.state), durable=durable
+                )
+            line = entry_line(worker_id, files.record_json, snapshot["state"], snapshot["files"])
+            self._catalog.append(line)
+            files.catalog_line = line
         except OSError as exc:
             self._fail(exc)
         files.checkpointed = files.state.position
@@ -439,7 +458,9 @@ class FsRuntimeStore(FsStoreBase):
     def _finish_pass(self) -> None:
         self._pass_queue = None
         self._fp.hit("recovery.checkpoint" if self._recovering else "checkpoint.finish")
+        durable = self.fsync_mode != "never"
         try:
+            self._catalog.mark(self._pass_position, durable=durable)
             atomic_write_json(
                 self._events_dir / "checkpoint.json",
                 {"position": self._pass_position},
@@ -449,6 +470,19 @@ class FsRuntimeStore(FsStoreBase):
             self._fail(exc)
         self._checkpoint_position = self._pass_position
         self._last_checkpoint = time.monotonic()
+        if not self._recovering and self._catalog.needs_compaction(len(self._workers)):
+            self._compact_catalog()
+
+    def _compact_catalog(self) -> None:
+        """Rewrite the catalog with one line per Worker (its newest) and the checkpoint."""
+        lines = [f.catalog_line for f in self._workers.values() if f.catalog_line]
+        try:
+            self._catalog.rewrite(
+                lines, self._checkpoint_position, durable=self.fsync_mode != "never"
+            )
+        except OSError as exc:
+            self._fail(exc)
+        self._catalog_rebuild = False
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -527,6 +561,7 @@ class FsRuntimeStore(FsStoreBase):
                 self.checkpoint()
                 for segment in self._segments:
                     segment.log.close()
+                self._catalog.close()
                 with io_errors("closing the store"):
                     self._mark_running(clean=True, head=self._written)
         finally:
