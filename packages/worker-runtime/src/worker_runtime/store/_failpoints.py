@@ -24,7 +24,7 @@ POINTS = (
     "recovery.truncate",  # a torn tail was cut off the active segment
     "recovery.quarantine",  # a bad record was kept aside, before the segment is rewritten
     "recovery.replay",  # projections were brought up to the head, nothing written yet
-    "recovery.checkpoint",  # the recovery checkpoint wrote some Workers, not checkpoint.json
+    "recovery.checkpoint",  # the pass writing what recovery rebuilt is partly done
     "recovery.roll",  # the post-crash position gap's segment exists, runtime.json not updated
     "append.written",  # events are with the OS but neither synced nor acknowledged
     "segment.roll",  # a new segment is active but holds no event yet

@@ -155,14 +155,13 @@ class FsRuntimeStore(FsStoreBase):
                     clean = False  # start past the records, in a segment of its own
                 self._replay(checkpoint, logged)
                 self._fp.hit("recovery.replay")
-                if not clean or self._dirty or self._catalog_rebuild:
-                    # Write what replay rebuilt (and the catalog lines of Workers read from
-                    # their own files), so the next open, even after a crash during this one,
-                    # replays only what comes after it and reads one catalog.
+                if self._dirty or self._catalog_rebuild:
+                    # What replay rebuilt (and the catalog lines of Workers read from their
+                    # own files) is written by the first checkpoint pass, right after the
+                    # open and in slices, so serving does not wait for it.
                     self._recovering = True
-                    self.checkpoint()
-                    self._recovering = False
-                if self._catalog_rebuild or self._catalog.needs_compaction(len(self._workers)):
+                    self._last_checkpoint = 0.0
+                elif self._catalog.needs_compaction(len(self._workers)):
                     self._compact_catalog()
                 if not clean and head > 0:
                     head += UNCLEAN_POSITION_GAP
@@ -470,7 +469,8 @@ class FsRuntimeStore(FsStoreBase):
             self._fail(exc)
         self._checkpoint_position = self._pass_position
         self._last_checkpoint = time.monotonic()
-        if not self._recovering and self._catalog.needs_compaction(len(self._workers)):
+        self._recovering = False
+        if self._catalog_rebuild or self._catalog.needs_compaction(len(self._workers)):
             self._compact_catalog()
 
     def _compact_catalog(self) -> None:
