@@ -20,6 +20,7 @@ one Worker are serialized by construction; it then awaits the store's sync befor
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -157,6 +158,7 @@ class Runtime(Turns):
         if self._state != "new":
             raise RuntimeUnavailable("this Runtime was already started")
         opened = await self._store.open(runtime_id=self._runtime_id, limits=self._limits)
+        self._restored_profiles: dict[str, Profile] = {}
         self._log = EventLog(
             runtime_id=self._runtime_id,
             incarnation=opened.incarnation,
@@ -228,8 +230,12 @@ class Runtime(Turns):
         """Rebuild a Worker from the store; returns it when it had a turn open at the crash."""
         record, state = recovered.record, recovered.state
         try:
-            profile = Profile.model_validate(record.profile)
-        except ValidationError:
+            # Most Workers share a few profiles: validate each distinct one once.
+            key = json.dumps(record.profile, sort_keys=True, default=str)
+            profile = self._restored_profiles.get(key)
+            if profile is None:
+                profile = self._restored_profiles[key] = Profile.model_validate(record.profile)
+        except (ValidationError, TypeError):
             self._pending_diagnostics.append(
                 (
                     "warning",

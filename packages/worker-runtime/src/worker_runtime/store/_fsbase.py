@@ -89,21 +89,32 @@ class WorkerFiles:
     projection files."""
 
     __slots__ = (
+        "_dir",
         "_events",
+        "_name",
+        "_parent",
         "_transcript",
         "catalog_line",
         "checkpointed",
         "created",
         "cut_sizes",
-        "dir",
         "pending_positions",
         "pending_transcript",
         "record_json",
         "state",
     )
 
-    def __init__(self, directory: Path, state: WorkerState, created: int) -> None:
-        self.dir = directory
+    def __init__(
+        self, directory: Path | tuple[Path, str], state: WorkerState, created: int
+    ) -> None:
+        # The Path of 10,000 Worker directories costs more than the rest of an open: it is
+        # made on first use.
+        self._dir: Path | None = None
+        if isinstance(directory, tuple):
+            self._parent, self._name = directory
+        else:
+            self._dir = directory
+            self._parent, self._name = directory.parent, directory.name
         self.state = state
         self.created = max(1, created)  # position of the Worker's worker_created event
         self.pending_transcript: list[tuple[bytes, bool]] = []
@@ -116,6 +127,12 @@ class WorkerFiles:
         self.catalog_line = b""  # the Worker's newest catalog line
         self._transcript: IndexedLog | None = None
         self._events: IndexedLog | None = None
+
+    @property
+    def dir(self) -> Path:
+        if self._dir is None:
+            self._dir = self._parent / self._name
+        return self._dir
 
     @property
     def transcript(self) -> IndexedLog:
@@ -503,7 +520,7 @@ class FsStoreBase:
                 try:
                     record = record_of(known.record, worker_id)
                     files = WorkerFiles(
-                        self._workers_dir / name,
+                        (self._workers_dir, name),
                         WorkerState.from_json(known.state),
                         record.position,
                     )
