@@ -495,7 +495,9 @@ class FsRuntimeStore(FsStoreBase):
         self._flush_projections((worker_id,))
         try:
             with io_errors("reading a transcript"):
-                lines = files.transcript.read_records(start, limit)
+                # The files only grow on the loop's side; reading their prefix in a worker
+                # thread keeps disk reads off the event loop.
+                lines = await anyio.to_thread.run_sync(files.transcript.read_records, start, limit)
         except StoreIOError:
             return await self._repair_and_read(worker_id, files, start, limit)
         entries: list[TranscriptEntry] = []
