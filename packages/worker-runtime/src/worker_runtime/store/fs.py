@@ -388,8 +388,12 @@ class FsRuntimeStore(FsStoreBase):
             self._pass_queue = sorted(self._dirty, reverse=True)
             self._pass_position = self._written
             self._dirty.clear()
-        for _ in range(min(self.CHECKPOINT_SLICE, len(self._pass_queue))):
-            self._checkpoint_worker(self._pass_queue.pop())
+        wrote = cheap = 0
+        while self._pass_queue and wrote < self.CHECKPOINT_SLICE and cheap < 4096:
+            if self._checkpoint_worker(self._pass_queue.pop()):
+                wrote += 1
+            else:
+                cheap += 1  # a catalog line only: no file of its own changed
         if not self._pass_queue:
             self._finish_pass()
 
@@ -411,13 +415,15 @@ class FsRuntimeStore(FsStoreBase):
     def _checkpointed_one(self) -> None:
         self._fp.hit("recovery.checkpoint" if self._recovering else "checkpoint.worker")
 
-    def _checkpoint_worker(self, worker_id: str) -> None:
+    def _checkpoint_worker(self, worker_id: str) -> bool:
         """Write one Worker's projection lines, fsync them, then its state and overview
-        snapshots atomically (the snapshot records the projection files' sizes)."""
+        snapshots atomically (the snapshot records the projection files' sizes), and its
+        catalog line. Returns whether any file of the Worker's own was written."""
         files = self._workers.get(worker_id)
         if files is None:
-            return
+            return False
         durable = self.fsync_mode != "never"
+        wrote = False
         try:
             self._ensure_cut(files)
             for log_, pending in (
@@ -427,6 +433,7 @@ class FsRuntimeStore(FsStoreBase):
                 if pending:
                     log_.append(pending)
                     pending.clear()
+                    wrote = True
                 if durable:
                     log_.fsync()
             snapshot = {
@@ -439,9 +446,11 @@ class FsRuntimeStore(FsStoreBase):
             }
             files.transcript.close()
             files.events.close()
-            if files.state.transcript_len or files.state.status != "idle":
+            changed = wrote or files.state.position != files.checkpointed
+            if changed and (files.state.transcript_len or files.state.status != "idle"):
                 # A Worker with no entries needs no files but its record: the catalog holds
                 # its state.
+                wrote = True
                 atomic_write_json(files.dir / "state.json", snapshot, durable=durable)
                 atomic_write_json(
                     files.dir / "overview.json", overview_of(files.state), durable=durable
@@ -453,6 +462,7 @@ class FsRuntimeStore(FsStoreBase):
             self._fail(exc)
         files.checkpointed = files.state.position
         self._checkpointed_one()
+        return wrote
 
     def _finish_pass(self) -> None:
         self._pass_queue = None
