@@ -160,3 +160,30 @@ async def test_a_misaligned_segment_is_a_typed_error_never_another_event(tmp_pat
     assert "store.log_misaligned" in codes
     assert all(os.sep + "events" not in d.message for d in reopened.take_diagnostics())
     await reopened.close()
+
+
+async def test_a_recovered_history_is_read_from_the_end_bounded_by_the_budget(
+    tmp_path: Path,
+) -> None:
+    """A recovered Worker's history with a context budget is read from the end of its
+    transcript: a short suffix of the whole, holding everything a context of that budget keeps."""
+    from worker_runtime._turns import fit_context
+    from worker_runtime.execution import ContextMessage
+
+    async with Runtime(runtime_id="uni", store=FsRuntimeStore(tmp_path)) as rt:
+        w = await rt.create_worker()
+        for i in range(600):
+            body = {"content": f"note number {i} with some words in it", "kind": "system"}
+            await rt.send_input(w.worker_ref, body)
+    store = FsRuntimeStore(tmp_path)
+    await store.open(runtime_id="uni", limits=Limits())
+    whole = store.load_history(w.worker_id)
+    bounded = store.load_history(w.worker_id, 50)
+    await store.close()
+    assert len(whole) == 600
+    assert len(bounded) < 300
+    assert whole[-len(bounded) :] == bounded
+    turn = ContextMessage("user", "now")
+    assert fit_context([*bounded, turn], 50, has_prompt=False) == fit_context(
+        [*whole, turn], 50, has_prompt=False
+    )

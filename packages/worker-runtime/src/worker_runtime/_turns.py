@@ -189,7 +189,7 @@ class Turns(Engine):
 
     def _start_turn(self, w: Worker, turn_id: str, input_sequence: int, content: str) -> None:
         if w.history is None:  # a recovered Worker: load its conversation once
-            w.history = self._store.load_history(w.worker_id)
+            w.history = self._store.load_history(w.worker_id, w.profile.context_tokens)
         w.history.append(ContextMessage("user", content))
         turn = Turn(turn_id, input_sequence, time.monotonic(), len(w.history))
         w.active = turn

@@ -539,8 +539,11 @@ class FsRuntimeStore(FsStoreBase):
             lines = files.transcript.read_records(start, limit)
         return [entry_of(r) for r in map(orjson.loads, lines) if "m" not in r][:limit]
 
-    def load_history(self, worker_id: str) -> list[ContextMessage]:
-        """The conversation of a recovered Worker, in model order."""
+    def load_history(self, worker_id: str, max_tokens: int | None = None) -> list[ContextMessage]:
+        """The conversation of a recovered Worker, in model order. With ``max_tokens`` (the
+        profile's context budget) only the newest entries are read, from the end of the
+        transcript, until they hold at least twice that many estimated tokens: a superset of
+        what any turn's context can keep, read at a cost bounded by the budget."""
         files = self._workers.get(worker_id)
         if files is None:
             return []
@@ -549,11 +552,33 @@ class FsRuntimeStore(FsStoreBase):
             with io_errors("repairing a transcript"):
                 self._rebuild_transcript(worker_id, files)
         with io_errors("reading a transcript"):
-            items: list[TranscriptEntry | TurnMarker] = []
-            for _, line in files.transcript.scan():
-                record = orjson.loads(line)
-                items.append(TurnMarker(record["m"]) if "m" in record else entry_of(record))
+            if max_tokens is None:
+                lines = [line for _, line in files.transcript.scan()]
+            else:
+                lines = self._tail_lines(files, 2 * max_tokens + 64)
+        items: list[TranscriptEntry | TurnMarker] = []
+        for line in lines:
+            record = orjson.loads(line)
+            items.append(TurnMarker(record["m"]) if "m" in record else entry_of(record))
         return rebuild_history(items)
+
+    @staticmethod
+    def _tail_lines(files: WorkerFiles, tokens: int) -> list[bytes]:
+        """The transcript's last lines, whole records back from the end, until the model
+        messages among them hold more than ``tokens`` estimated tokens (or it is all read)."""
+        end = files.transcript.count
+        chunks: list[list[bytes]] = []
+        used = 0
+        while end > 0 and used <= tokens:
+            start = max(0, end - 256)
+            chunk = files.transcript.read_records(start, end - start)
+            chunks.append(chunk)
+            for line in chunk:
+                record = orjson.loads(line)
+                if record.get("r") in ("user", "system", "assistant"):
+                    used += (len(record.get("c", "")) + 3) // 4 + 4  # as estimate_tokens
+            end = start
+        return [line for chunk in reversed(chunks) for line in chunk]
 
     def take_diagnostics(self) -> list[StoreDiagnostic]:
         """Diagnostics recorded since the last call (repairs made while serving reads)."""
