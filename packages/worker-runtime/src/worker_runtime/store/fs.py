@@ -3,12 +3,14 @@
 Layout (ids are encoded into path components, see ``_fsfiles.encode_id``)::
 
     <root>/runtime.json                  runtime record + config snapshot
-    <root>/runtime.lock                  held (flock) by the live process
+    <root>/runtime.lock                  the live process's pid (the flock is on <root> itself)
+    <root>/catalog.jsonl                 every Worker's record and checkpointed state
     <root>/events/active.json            the active-segment pointer
     <root>/events/<first>.jsonl|.idx     the event log, in segments, with offset indexes
     <root>/events/checkpoint.json        every projection reflects the log up to here
     <root>/workers/<enc>/worker.json     worker record (name, resolved profile, creation)
-    <root>/workers/<enc>/state.json      status, active turn, queue, counters (checkpoint)
+    <root>/workers/<enc>/state.json      status, active turn, queue, counters (checkpoint;
+                                         like the files below, only once it has entries)
     <root>/workers/<enc>/overview.json   overview/usage projection (checkpoint)
     <root>/workers/<enc>/transcript.jsonl|.idx   transcript projection, with offset index
     <root>/workers/<enc>/events.jsonl|.idx   positions of the Worker's events in the log
