@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the http-server extra is not installed")
 pytest.importorskip("orjson", reason="the fs-store extra is not installed")
+pytest.importorskip("sse_starlette", reason="the event-stream extra is not installed")
 httpx = pytest.importorskip("httpx")
 
 TOKEN = "crash-token-5b1e"
