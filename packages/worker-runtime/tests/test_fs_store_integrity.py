@@ -187,3 +187,38 @@ async def test_a_recovered_history_is_read_from_the_end_bounded_by_the_budget(
     assert fit_context([*bounded, turn], 50, has_prompt=False) == fit_context(
         [*whole, turn], 50, has_prompt=False
     )
+
+
+async def test_a_gap_no_crash_explains_is_a_typed_diagnostic(tmp_path: Path) -> None:
+    """A record missing from the middle of the active segment (no bad line in its place) is
+    reported as store.log_gap on open, and reads step over the missing position."""
+    store = FsRuntimeStore(tmp_path)
+    await store.open(runtime_id="uni", limits=Limits())
+    store.append_events([make_event(p, f"e{p}") for p in range(1, 11)])
+    await store.sync()
+    await store.close()
+    active = sorted((tmp_path / "events").glob("*.jsonl"))[-1]
+    lines = active.read_bytes().splitlines(keepends=True)
+    del lines[4]  # position 5
+    active.write_bytes(b"".join(lines))
+    reopened = FsRuntimeStore(tmp_path)
+    opened = await reopened.open(runtime_id="uni", limits=Limits())
+    assert "store.log_gap" in [d.code for d in opened.diagnostics]
+    got = reopened.read_events(0, 20, None) or []
+    assert [e.position for e in got] == [1, 2, 3, 4, 6, 7, 8, 9, 10]
+    await reopened.close()
+    again = FsRuntimeStore(tmp_path)  # the repair holds: nothing new to report
+    opened = await again.open(runtime_id="uni", limits=Limits())
+    assert not {"store.log_gap", "store.record_quarantined"} & {d.code for d in opened.diagnostics}
+    assert [e.position for e in again.read_events(0, 20, None) or []] == [
+        1,
+        2,
+        3,
+        4,
+        6,
+        7,
+        8,
+        9,
+        10,
+    ]
+    await again.close()

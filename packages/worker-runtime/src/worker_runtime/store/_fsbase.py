@@ -39,6 +39,8 @@ SCHEMA_VERSION = 1
 #: After an unclean shutdown, positions skip this far ahead, so that no cursor a client saw
 #: for an event that was lost with the OS can ever name a different event.
 UNCLEAN_POSITION_GAP = 1 << 20
+#: What fills the slot of an event that a repair found missing or unreadable.
+PLACEHOLDER = {"quarantined": True}
 
 
 def event_line(event: Event) -> bytes:
@@ -325,10 +327,14 @@ class FsStoreBase:
         lines = list(segment.log.scan())
         good: list[tuple[bytes, bool]] = []
         expected = segment.first
-        torn = quarantined = False
+        torn = quarantined = explained = gap = False
         for i, (offset, line) in enumerate(lines):
             try:
                 record = orjson.loads(line)
+                if record == PLACEHOLDER:  # a slot kept empty by an earlier repair
+                    good.append((line + b"\n", True))
+                    expected += 1
+                    continue
                 if not isinstance(record, dict) or not isinstance(record.get("p"), int):
                     raise ValueError("not an event record")
                 position = record["p"]
@@ -339,8 +345,19 @@ class FsStoreBase:
                     torn = True  # the last record was being written when the process died
                     break
                 self._quarantine(segment.log.data_path, offset, line, str(exc))
-                quarantined = True
+                quarantined = explained = True
                 continue
+            if expected < position and not explained:
+                self._diagnose(
+                    "error",
+                    "store.log_gap",
+                    f"the event log segment {segment.log.data_path.name} skips from position "
+                    f"{expected - 1} to {position} with no bad record in between: those "
+                    "events are missing; reads step over them",
+                )
+            explained = False
+            if expected < position:
+                gap = True
             while expected < position:  # an event replaced by garbage: keep its slot empty
                 good.append((b'{"quarantined":true}\n', True))
                 expected += 1
@@ -358,7 +375,7 @@ class FsStoreBase:
             )
         if quarantined:
             self._fp.hit("recovery.quarantine")
-        if torn or quarantined or segment.log.count != len(good):
+        if torn or quarantined or gap or segment.log.count != len(good):
             segment.log.rewrite(good, durable=True)
         if torn:
             self._fp.hit("recovery.truncate")
