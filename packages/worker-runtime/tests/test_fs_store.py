@@ -306,7 +306,8 @@ async def test_a_corrupt_transcript_projection_is_rebuilt_from_the_log(tmp_path:
 
 
 async def test_a_worker_with_missing_files_is_skipped_and_the_rest_load(tmp_path: Path) -> None:
-    """A Worker whose worker.json is missing, or whose state is corrupt, is skipped with
+    """With no catalog to vouch for them (it is rebuilt from the Workers' files), a Worker
+    whose worker.json is missing, or whose state is corrupt, is skipped with
     worker_snapshot_ignored, and every other Worker loads."""
     root = tmp_path / "store"
     async with fs_runtime(root) as rt:
@@ -314,6 +315,7 @@ async def test_a_worker_with_missing_files_is_skipped_and_the_rest_load(tmp_path
     dirs = {d.name: d for d in (root / "workers").iterdir()}
     (dirs[f"w-{ids[0]}"] / "worker.json").unlink()
     (dirs[f"w-{ids[1]}"] / "state.json").write_text("{broken")
+    (root / "catalog.jsonl").unlink()
     async with fs_runtime(root) as rt:
         listed = [w.worker_id for w in (await rt.list_workers()).workers]
         assert listed == [ids[2]]

@@ -86,14 +86,19 @@ class Engine:
     # -- internals: log, store, state --------------------------------------------------------
 
     def _emit(self, kind: str, w: Worker | None, turn_id: str | None, data: dict[str, Any]) -> str:
-        """Append an event to the log and the store; returns its cursor."""
+        """Append an event to the store, then to the log; returns its cursor.
+
+        The store records the event first and all-or-nothing, so the in-memory log never
+        holds an event the store refused. Once the store has failed (fail-stop), the log alone
+        carries the events that tell live subscribers what happened."""
         log_ = self._require_log()
-        event = log_.append(kind, w.worker_id if w is not None else None, turn_id, data)
+        event = log_.prepare(kind, w.worker_id if w is not None else None, turn_id, data)
         if self._store_error is None:
             try:
                 self._store.append_events((event,))
             except WorkerRuntimeError as exc:
                 self._store_failed(exc)
+        log_.record(event)
         cursor = event.cursor or ""
         if w is not None:
             w.last_cursor = cursor

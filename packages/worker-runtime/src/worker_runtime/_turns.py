@@ -10,7 +10,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
 from ._engine import Engine
-from ._worker import IdempotencyCache, QueuedInput, Turn, Worker, fingerprint
+from ._unicode import DeltaText
+from ._worker import IdempotencyCache, QueuedInput, Turn, Worker, fingerprint, key_data
 from .errors import (
     ExecutionError,
     WorkerBusy,
@@ -121,6 +122,7 @@ class Turns(Engine):
                     "content": req.content,
                     "transcript_sequence": sequence,
                     "queued": False,
+                    **key_data(req),
                 },
             )
             w.transcript_len += 1
@@ -154,6 +156,7 @@ class Turns(Engine):
                     "content": req.content,
                     "transcript_sequence": sequence,
                     "queued": queued,
+                    **key_data(req),
                 },
             )
             w.transcript_len += 1
@@ -186,7 +189,7 @@ class Turns(Engine):
 
     def _start_turn(self, w: Worker, turn_id: str, input_sequence: int, content: str) -> None:
         if w.history is None:  # a recovered Worker: load its conversation once
-            w.history = self._store.load_history(w.worker_id)
+            w.history = self._store.load_history(w.worker_id, w.profile.context_tokens)
         w.history.append(ContextMessage("user", content))
         turn = Turn(turn_id, input_sequence, time.monotonic(), len(w.history))
         w.active = turn
@@ -217,15 +220,14 @@ class Turns(Engine):
                     messages=self._context(w, turn),
                 )
                 stream = self._backends[w.profile.provider].stream(request)
+                cleaner = DeltaText()  # the provider boundary: only valid Unicode gets in
                 try:
                     async for item in stream:
                         if isinstance(item, TextDelta):
-                            if item.text:
-                                parts.append(item.text)
-                                self._emit("output_delta", w, turn.turn_id, {"text": item.text})
-                                self._publish_flushed()
+                            self._stream_text(w, turn, parts, cleaner.feed(item.text))
                         elif isinstance(item, TurnUsage):
                             usage = item
+                    self._stream_text(w, turn, parts, cleaner.finish())
                 finally:
                     aclose = getattr(stream, "aclose", None)
                     if aclose is not None:
@@ -307,6 +309,12 @@ class Turns(Engine):
             self._start_turn(w, queued.turn_id, queued.transcript_sequence, queued.content)
         elif w.status == "running":
             self._set_status(w, "idle")
+
+    def _stream_text(self, w: Worker, turn: Turn, parts: list[str], text: str) -> None:
+        if text:
+            parts.append(text)
+            self._emit("output_delta", w, turn.turn_id, {"text": text})
+            self._publish_flushed()
 
     def _commit_message(self, w: Worker, turn_id: str, text: str, *, partial: bool) -> None:
         data: dict[str, Any] = {

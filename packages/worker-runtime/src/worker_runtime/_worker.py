@@ -92,6 +92,15 @@ def fingerprint(model: InputRequest | Any) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def key_data(model: InputRequest | Any) -> dict[str, Any]:
+    """What an event records of its command's idempotency key (nothing without one): the key
+    and the digest of the body it answered, so the key is as durable as the command."""
+    key = getattr(model, "idempotency_key", None)
+    if key is None:
+        return {}
+    return {"idempotency": {"key": key, "body": fingerprint(model)}}
+
+
 class Worker:
     """One Worker's state. Mutated only by the Runtime, without awaiting in between."""
 

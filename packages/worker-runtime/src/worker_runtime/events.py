@@ -223,8 +223,20 @@ class EventLog:
         turn_id: str | None,
         data: dict[str, Any],
     ) -> Event:
+        event = self.prepare(kind, worker_id, turn_id, data)
+        self.record(event)
+        return event
+
+    def prepare(
+        self,
+        kind: EventKind,
+        worker_id: str | None,
+        turn_id: str | None,
+        data: dict[str, Any],
+    ) -> Event:
+        """The next event, not yet in the log (a store records it first, then :meth:`record`)."""
         position = self._head + 1
-        event = Event(
+        return Event(
             position,
             f"{self.incarnation}-{position:x}",
             kind,
@@ -234,9 +246,16 @@ class EventLog:
             now_rfc3339(),
             data,
         )
+
+    def record(self, event: Event) -> None:
+        """Add a prepared event (the next position) to the log."""
+        position = event.position
+        if position != self._head + 1:
+            raise ValueError("events are recorded in log order")
+        worker_id = event.worker_id
         self._head = position
         slot = position % self._cap
-        size = _approx_size(data)
+        size = _approx_size(event.data)
         if position - self._first >= self._cap:
             self._first = position - self._cap + 1
             self._bytes -= self._sizes[slot]
@@ -256,7 +275,6 @@ class EventLog:
             self._notify_workers.add(worker_id)
         if self._budget is not None and self._bytes > self._budget:
             self._evict_to_budget()
-        return event
 
     def _evict_to_budget(self) -> None:
         """Drop the oldest events (never the newest) until the window is within its byte

@@ -20,6 +20,7 @@ one Worker are serialized by construction; it then awaits the store's sync befor
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -33,7 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 from ._engine import check_limit, parse_request
 from ._turns import Turns
-from ._worker import IdempotencyCache, QueuedInput, Turn, Worker, fingerprint
+from ._worker import IdempotencyCache, QueuedInput, Turn, Worker, fingerprint, key_data
 from .errors import (
     IdempotencyConflict,
     InvalidInput,
@@ -158,6 +159,7 @@ class Runtime(Turns):
         if self._state != "new":
             raise RuntimeUnavailable("this Runtime was already started")
         opened = await self._store.open(runtime_id=self._runtime_id, limits=self._limits)
+        self._restored_profiles: dict[str, Profile] = {}
         self._log = EventLog(
             runtime_id=self._runtime_id,
             incarnation=opened.incarnation,
@@ -230,8 +232,12 @@ class Runtime(Turns):
         """Rebuild a Worker from the store; returns it when it had a turn open at the crash."""
         record, state = recovered.record, recovered.state
         try:
-            profile = Profile.model_validate(record.profile)
-        except ValidationError:
+            # Most Workers share a few profiles: validate each distinct one once.
+            key = json.dumps(record.profile, sort_keys=True, default=str)
+            profile = self._restored_profiles.get(key)
+            if profile is None:
+                profile = self._restored_profiles[key] = Profile.model_validate(record.profile)
+        except (ValidationError, TypeError):
             self._pending_diagnostics.append(
                 (
                     "warning",
@@ -256,6 +262,20 @@ class Runtime(Turns):
         w.cancelled, w.interrupted = state.cancelled, state.interrupted
         w.input_tokens, w.output_tokens = state.input_tokens, state.output_tokens
         w.last_activity_at = state.last_activity_at or record.created_at
+        if state.create_key is not None:
+            self._creates.put(state.create_key[0], state.create_key[1], w.worker_id)
+        if state.input_keys:
+            w.idempotency = IdempotencyCache(self._limits.max_idempotency_keys)
+            for key, body, turn_id, queued, sequence, cursor in state.input_keys:
+                ack = InputAck(
+                    worker_ref=w.ref(self._runtime_id),
+                    turn_id=turn_id,
+                    queued=queued,
+                    transcript_sequence=sequence,
+                    cursor=cursor,
+                    status=state.status,
+                )
+                w.idempotency.put(key, body, ack)
         if state.queue:
             w.queue = deque(
                 QueuedInput(q.turn_id, q.transcript_sequence, q.content) for q in state.queue
@@ -424,7 +444,7 @@ class Runtime(Turns):
         self._workers[worker_id] = w
         self._order.append(w)
         self._counts["idle"] += 1
-        self._emit("worker_created", w, None, {"worker": self._summary_json(w)})
+        self._emit("worker_created", w, None, {"worker": self._summary_json(w), **key_data(req)})
         if req.initial_input is not None:
             self._accept_input(w, req.initial_input)
         if req.idempotency_key is not None:

@@ -169,8 +169,9 @@ class RuntimeStore(Protocol):
         """Entries ``start`` (0-based offset) to ``start + limit`` of a Worker's transcript."""
         ...
 
-    def load_history(self, worker_id: str) -> list[ContextMessage]:
-        """A recovered Worker's conversation in model order."""
+    def load_history(self, worker_id: str, max_tokens: int | None = None) -> list[ContextMessage]:
+        """A recovered Worker's conversation in model order (with ``max_tokens``, at least
+        the newest entries a context of that budget can hold; a store may return more)."""
         ...
 
     def take_diagnostics(self) -> list[StoreDiagnostic]:

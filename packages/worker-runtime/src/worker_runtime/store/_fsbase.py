@@ -5,9 +5,11 @@ from __future__ import annotations
 import bisect
 import fcntl
 import os
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import orjson  # only imported through store.fs, which guards the extra
 
@@ -15,11 +17,17 @@ from ..errors import InvalidInput, RuntimeUnavailable, StoreCorrupt
 from ..events import Event, new_incarnation, now_rfc3339
 from ..models import Limits
 from . import StoreDiagnostic, TranscriptEntry, WorkerRecord
+from ._failpoints import Failpoints
+from ._fscatalog import Catalog, read_catalog
 from ._fsfiles import (
+    DIR_MODE,
+    NOFOLLOW,
     IndexedLog,
     StoreIOError,
     atomic_write_json,
     decode_id,
+    open_file,
+    read_bytes,
     read_json,
 )
 from ._projection import WorkerState, transcript_entry
@@ -31,6 +39,8 @@ SCHEMA_VERSION = 1
 #: After an unclean shutdown, positions skip this far ahead, so that no cursor a client saw
 #: for an event that was lost with the OS can ever name a different event.
 UNCLEAN_POSITION_GAP = 1 << 20
+#: What fills the slot of an event that a repair found missing or unreadable.
+PLACEHOLDER = {"quarantined": True}
 
 
 def event_line(event: Event) -> bytes:
@@ -81,25 +91,50 @@ class WorkerFiles:
     projection files."""
 
     __slots__ = (
+        "_dir",
         "_events",
+        "_name",
+        "_parent",
         "_transcript",
+        "catalog_line",
         "checkpointed",
         "created",
-        "dir",
+        "cut_sizes",
         "pending_positions",
         "pending_transcript",
+        "record_json",
         "state",
     )
 
-    def __init__(self, directory: Path, state: WorkerState, created: int) -> None:
-        self.dir = directory
+    def __init__(
+        self, directory: Path | tuple[Path, str], state: WorkerState, created: int
+    ) -> None:
+        # The Path of 10,000 Worker directories costs more than the rest of an open: it is
+        # made on first use.
+        self._dir: Path | None = None
+        if isinstance(directory, tuple):
+            self._parent, self._name = directory
+        else:
+            self._dir = directory
+            self._parent, self._name = directory.parent, directory.name
         self.state = state
         self.created = max(1, created)  # position of the Worker's worker_created event
         self.pending_transcript: list[tuple[bytes, bool]] = []
         self.pending_positions: list[tuple[bytes, bool]] = []
         self.checkpointed = 0
+        #: The sizes the projection files are cut back to before they are next touched
+        #: (after an unclean shutdown; ``None`` once done or when not needed).
+        self.cut_sizes: dict[str, list[int]] | None = None
+        self.record_json: dict[str, Any] = {}
+        self.catalog_line = b""  # the Worker's newest catalog line
         self._transcript: IndexedLog | None = None
         self._events: IndexedLog | None = None
+
+    @property
+    def dir(self) -> Path:
+        if self._dir is None:
+            self._dir = self._parent / self._name
+        return self._dir
 
     @property
     def transcript(self) -> IndexedLog:
@@ -150,21 +185,59 @@ class FsStoreBase:
     _quarantined: int
     _record: dict[str, Any]
     _pending_events: list[tuple[int, bytes]]
+    _key_capacity: int
+    _fp: Failpoints
+    _catalog: Catalog
+    _catalog_path: Path
+    _catalog_rebuild: bool
+
+    def _check_root(self) -> None:
+        """Refuse a root another user owns or others may write to, and planted symlinks."""
+        info = os.lstat(self.root)
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+            self._unsafe("the store root is not a directory (a symlink is not accepted)")
+        if info.st_uid != os.geteuid():
+            self._unsafe("the store root is owned by another user")
+        if info.st_mode & 0o022:
+            self._unsafe("the store root is writable by its group or by everyone; chmod 700 it")
+        for name in ("events", "workers", "quarantine", "runtime.json", "runtime.lock"):
+            try:
+                entry = os.lstat(self.root / name)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(entry.st_mode):
+                self._unsafe(f"{name} in the store root is a symlink; it is not followed")
+
+    @staticmethod
+    def _unsafe(why: str) -> NoReturn:
+        raise RuntimeUnavailable(
+            f"refusing to open the store: {why}", details={"reason": "store_unsafe"}
+        )
 
     def _lock(self) -> None:
-        fd = os.open(self.root / "runtime.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        """Lock the root directory itself (it cannot be unlinked while it is the root) and
+        keep the pid in runtime.lock for people and readers; a second writer is refused even
+        when runtime.lock was deleted under the live one."""
+        self._check_root()
+        dir_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
+            os.close(dir_fd)
             raise RuntimeUnavailable(
                 "the store is locked by another process (runtime.lock); one Runtime process "
                 "per store root",
                 details={"reason": "store_locked", "lock": "runtime.lock"},
             ) from None
+        try:
+            fd = open_file(self.root / "runtime.lock", os.O_RDWR | os.O_CREAT)
+        except BaseException:
+            os.close(dir_fd)
+            raise
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        os.close(fd)
+        self._lock_fd = dir_fd
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -195,8 +268,13 @@ class FsStoreBase:
             record = read_json(path)
             if not isinstance(record, dict):
                 raise ValueError("not an object")
-            if record.get("schema_version") != SCHEMA_VERSION:
-                raise ValueError(f"unknown schema_version {record.get('schema_version')!r}")
+            version = record.get("schema_version")
+            if version != SCHEMA_VERSION:
+                raise StoreCorrupt(
+                    f"this store root was written by another version of yoi (schema_version "
+                    f"{str(version)[:20]}); this version reads schema_version {SCHEMA_VERSION}",
+                    details={"reason": "foreign_version", "schema_version": str(version)[:20]},
+                )
             stored_id, incarnation = record["runtime_id"], record["incarnation"]
             if not isinstance(stored_id, str) or not isinstance(incarnation, str):
                 raise ValueError("runtime_id and incarnation must be strings")
@@ -212,8 +290,9 @@ class FsStoreBase:
         self._record = record
         return bool(record.get("clean_shutdown", False))
 
-    def _mark_running(self, *, clean: bool) -> None:
+    def _mark_running(self, *, clean: bool, head: int) -> None:
         self._record["clean_shutdown"] = clean
+        self._record["head"] = head  # no later open may hand out a position at or below it
         self._record["fsync"] = self.fsync_mode
         atomic_write_json(self.root / "runtime.json", self._record, durable=True)
 
@@ -241,14 +320,21 @@ class FsStoreBase:
     def _recover_segment(self, segment: Segment) -> int:
         """Scan the active segment: truncate a torn tail, quarantine bad records (the records
         after them still load), rebuild its index. Returns the position of its last event."""
-        raw = segment.log.data_path.read_bytes() if segment.log.data_path.exists() else b""
+        try:
+            raw = read_bytes(segment.log.data_path)
+        except FileNotFoundError:
+            raw = b""
         lines = list(segment.log.scan())
         good: list[tuple[bytes, bool]] = []
         expected = segment.first
-        torn = quarantined = False
+        torn = quarantined = explained = gap = False
         for i, (offset, line) in enumerate(lines):
             try:
                 record = orjson.loads(line)
+                if record == PLACEHOLDER:  # a slot kept empty by an earlier repair
+                    good.append((line + b"\n", True))
+                    expected += 1
+                    continue
                 if not isinstance(record, dict) or not isinstance(record.get("p"), int):
                     raise ValueError("not an event record")
                 position = record["p"]
@@ -259,8 +345,19 @@ class FsStoreBase:
                     torn = True  # the last record was being written when the process died
                     break
                 self._quarantine(segment.log.data_path, offset, line, str(exc))
-                quarantined = True
+                quarantined = explained = True
                 continue
+            if expected < position and not explained:
+                self._diagnose(
+                    "error",
+                    "store.log_gap",
+                    f"the event log segment {segment.log.data_path.name} skips from position "
+                    f"{expected - 1} to {position} with no bad record in between: those "
+                    "events are missing; reads step over them",
+                )
+            explained = False
+            if expected < position:
+                gap = True
             while expected < position:  # an event replaced by garbage: keep its slot empty
                 good.append((b'{"quarantined":true}\n', True))
                 expected += 1
@@ -276,12 +373,16 @@ class FsStoreBase:
                 "store.torn_tail_truncated",
                 f"a torn last record of the event log ({segment.log.data_path.name}) was truncated",
             )
-        if torn or quarantined or segment.log.count != len(good):
+        if quarantined:
+            self._fp.hit("recovery.quarantine")
+        if torn or quarantined or gap or segment.log.count != len(good):
             segment.log.rewrite(good, durable=True)
+        if torn:
+            self._fp.hit("recovery.truncate")
         return expected - 1
 
     def _quarantine(self, path: Path, offset: int, line: bytes, reason: str) -> None:
-        self._quarantine_dir.mkdir(exist_ok=True)
+        self._quarantine_dir.mkdir(mode=DIR_MODE, exist_ok=True)
         self._quarantined += 1
         relative = path.relative_to(self.root).as_posix()
         record = {
@@ -307,6 +408,27 @@ class FsStoreBase:
         worker_id: str | None = None,
     ) -> None:
         self._diagnostics.append(StoreDiagnostic(severity, code, message, worker_id))
+
+    def _check_log_length(self, head: int, checkpoint: int) -> int:
+        """The head, or (when the log is shorter than the store's own records say: lost
+        segments) a new incarnation whose positions start past every recorded one, with a
+        store.log_lost diagnostic, so no earlier cursor can ever name a new event."""
+        recorded = max(
+            int(self._record.get("head", 0) or 0),
+            checkpoint,
+            max((f.checkpointed for f in self._workers.values()), default=0),
+        )
+        if head >= recorded:
+            return head
+        self._incarnation = self._record["incarnation"] = new_incarnation()
+        self._diagnose(
+            "error",
+            "store.log_lost",
+            f"the event log ends at position {head} but the store's records reach {recorded}: "
+            "events were lost (missing segments); a new incarnation started, so cursors "
+            "issued before it are unknown and must re-read the transcript",
+        )
+        return recorded
 
     def _read_checkpoint(self) -> int:
         path = self._events_dir / "checkpoint.json"
@@ -349,38 +471,94 @@ class FsStoreBase:
                 count = min(count, limit - len(out))
                 if count <= 0:
                     break
-            for line in segment.log.read_records(local, count):
-                record = orjson.loads(line)
-                if "p" in record:
-                    out.append(event_of(record, self._runtime_id))
+            lines = segment.log.read_records(local, count)
+            if len(lines) != count:
+                self._misaligned(segment, position, "records are missing from their slots")
+            for offset, line in enumerate(lines):
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    self._misaligned(segment, position + offset, "a record is not JSON")
+                if "p" not in record:
+                    continue  # a slot whose record was quarantined
+                if record["p"] != position + offset:
+                    self._misaligned(segment, position + offset, f"it holds {record['p']!r}")
+                out.append(event_of(record, self._runtime_id))
             position += count
         return out
 
-    def _open_workers(self, *, clean: bool) -> list[WorkerRecord]:
-        """Load every Worker's record and checkpoint. After an unclean shutdown, cut each
-        Worker's projection files back to its checkpoint (replay appends the rest); after a
-        clean one they are exactly at their checkpointed sizes already."""
+    def _misaligned(self, segment: Segment, position: int, why: str) -> NoReturn:
+        """A read found a record other than the one its slot must hold: a typed error and a
+        diagnostic, never another event in its place."""
+        name = segment.log.data_path.name
+        self._diagnose(
+            "error",
+            "store.log_misaligned",
+            f"the event log segment {name} does not hold position {position} where it must "
+            f"({why}); the read was refused",
+        )
+        raise StoreCorrupt(
+            "the event log is inconsistent at the requested position",
+            details={"reason": "log_misaligned", "position": position},
+        )
+
+    def _open_workers(self, *, clean: bool, checkpoint: int) -> list[WorkerRecord]:
+        """Load every Worker's record and checkpoint: from the catalog (one file), or for a
+        Worker the catalog does not hold yet, from its own files. After an unclean shutdown
+        each Worker's projection files are cut back to its checkpoint before replay touches
+        them; after a clean one they are exactly at their checkpointed sizes already."""
         records: list[WorkerRecord] = []
         with os.scandir(self._workers_dir) as entries:
-            names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+            names = sorted(
+                e.name
+                for e in entries
+                if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+            )
+        read = read_catalog(self._catalog_path, checkpoint)
+        self._catalog = Catalog(self._catalog_path, read.lines)
+        catalog = read.entries
+        if read.problem is not None:
+            catalog = {}
+            self._catalog_rebuild = True
+            self._diagnose(
+                "warning",
+                "store.catalog_rebuilt",
+                f"the catalog could not be trusted ({read.problem}); it is rebuilt from the "
+                "Workers' own files and the event log",
+            )
+        on_disk: set[str] = set()
         for name in names:
             worker_id = decode_id(name)
             if worker_id is None:
                 continue
+            on_disk.add(worker_id)
+            known = catalog.get(worker_id)
+            if known is not None:
+                try:
+                    record = record_of(known.record, worker_id)
+                    files = WorkerFiles(
+                        (self._workers_dir, name),
+                        WorkerState.from_json(known.state),
+                        record.position,
+                    )
+                except (ValueError, KeyError, TypeError):
+                    pass  # this entry is unusable: the Worker's own files decide
+                else:
+                    files.checkpointed = files.state.position
+                    files.record_json = known.record
+                    files.catalog_line = known.line
+                    if not clean:
+                        files.cut_sizes = known.files
+                    self._workers[worker_id] = files
+                    records.append(record)
+                    continue
             entry = self._workers_dir / name
             try:
                 raw = read_json(entry / "worker.json")
-                record = WorkerRecord(
-                    worker_id=raw["worker_id"],
-                    name=raw["name"],
-                    profile=raw["profile"],
-                    created_at=raw["created_at"],
-                    ordinal=int(raw["ordinal"]),
-                    position=int(raw.get("position", 0)),
-                )
-                if record.worker_id != worker_id:
-                    raise ValueError("worker_id does not match its directory")
+                record = record_of(raw, worker_id)
                 files = WorkerFiles(entry, WorkerState(worker_id=worker_id), record.position)
+                files.record_json = raw
+                self._dirty.add(worker_id)  # its catalog line is written by the next checkpoint
                 sizes = {"transcript": [0, 0], "events": [0, 0]}
                 try:
                     snapshot = read_json(entry / "state.json")
@@ -410,8 +588,28 @@ class FsStoreBase:
                 continue
             self._workers[worker_id] = files
             records.append(record)
+        for worker_id in sorted(catalog.keys() - on_disk):
+            self._diagnose(
+                "warning",
+                "store.catalog_contradicts_log",
+                "the catalog names a Worker whose files are gone; the Worker was skipped",
+                worker_id,
+            )
         records.sort(key=lambda r: r.ordinal)
         return records
+
+    def _ensure_cut(self, files: WorkerFiles) -> None:
+        """Cut a Worker's projection files back to its checkpoint, once, before they are
+        touched after an unclean shutdown (files the checkpoint saw longer are rebuilt)."""
+        sizes = files.cut_sizes
+        if sizes is None:
+            return
+        files.cut_sizes = None
+        if files.transcript.truncate(*sizes["transcript"]) and files.events.truncate(
+            *sizes["events"]
+        ):
+            return
+        self._rebuild_transcript(files.state.worker_id, files, upto=files.state.position)
 
     def _cut_to_checkpoint(
         self, worker_id: str, files: WorkerFiles, sizes: dict[str, list[int]]
@@ -439,23 +637,24 @@ class FsStoreBase:
         for files in self._workers.values():
             if files.checkpointed == 0:  # no checkpoint yet: replay from its creation
                 start = min(start, files.created)
-        position = max(start, self._oldest)
         self._written = head
-        while position <= head:
-            batch = self._read_range(position, min(head, position + 4095))
-            if not batch:
-                break
+        for batch in self._scan_log(max(start, self._oldest), head):
             for event in batch:
                 target = self._workers.get(event.worker_id or "")
                 if target is not None:
                     self._project(target, event)
-            position = batch[-1].position + 1
 
-    def _rebuild_transcript(self, worker_id: str, files: WorkerFiles) -> None:
+    def _rebuild_transcript(
+        self, worker_id: str, files: WorkerFiles, upto: int | None = None
+    ) -> None:
+        files.cut_sizes = None
         lines: list[tuple[bytes, bool]] = []
         positions: list[tuple[bytes, bool]] = []
         for event in self._worker_events_from_log(worker_id, files):
-            positions.append((f"{event.position}\n".encode(), True))
+            if upto is not None and event.position > upto:
+                break
+            if event.kind != "worker_created":
+                positions.append((f"{event.position}\n".encode(), True))
             lines.extend(self._transcript_lines(event))
         files.pending_transcript.clear()
         files.pending_positions.clear()
@@ -472,23 +671,55 @@ class FsStoreBase:
     def _worker_events_from_log(self, worker_id: str, files: WorkerFiles) -> list[Event]:
         """Every event of one Worker still in the log, found by a scan from its creation."""
         out: list[Event] = []
-        position = max(self._oldest, files.created)
-        while position <= self._written:
-            batch = self._read_range(position, min(self._written, position + 4095))
-            if not batch:
-                break
+        for batch in self._scan_log(max(self._oldest, files.created), self._written):
             out.extend(e for e in batch if e.worker_id == worker_id)
-            position = batch[-1].position + 1
         return out
+
+    def _scan_log(self, start: int, end: int, batch: int = 4096) -> Iterator[list[Event]]:
+        """Every event on disk from ``start`` to ``end``, in batches of at most ``batch``
+        positions. Positions no segment holds (the gap each unclean restart leaves) are
+        stepped over: an empty range is never mistaken for the end of the log."""
+        position = start
+        while position <= end:
+            stop = min(end, position + batch - 1)
+            events = self._read_range(position, stop)
+            if events:
+                yield events
+                position = events[-1].position + 1
+                continue
+            holder = self._segment_holding(position)
+            if holder is not None:  # quarantined slots only: the segment goes on
+                position = stop + 1
+                continue
+            following = [s.first for s in self._segments if s.first > position]
+            if not following:
+                break
+            position = following[0]
+
+    def _segment_holding(self, position: int) -> Segment | None:
+        firsts = [s.first for s in self._segments]
+        index = bisect.bisect_right(firsts, position) - 1
+        if index < 0:
+            return None
+        segment = self._segments[index]
+        return segment if position < segment.first + segment.log.count else None
 
     def _project(self, files: WorkerFiles, event: Event) -> None:
         state = files.state
         if event.position <= state.position:
             return
+        self._ensure_cut(files)
         state.apply(
-            event.position, event.kind, event.turn_id, event.cursor or "", event.at, event.data
+            event.position,
+            event.kind,
+            event.turn_id,
+            event.cursor or "",
+            event.at,
+            event.data,
+            keys=self._key_capacity,
         )
-        files.pending_positions.append((f"{event.position}\n".encode(), True))
+        if event.kind != "worker_created":  # the record holds that position
+            files.pending_positions.append((f"{event.position}\n".encode(), True))
         files.pending_transcript.extend(self._transcript_lines(event))
         self._dirty.add(state.worker_id)
 
@@ -505,8 +736,11 @@ class FsStoreBase:
         old = self._segments[-1]
         old.log.fsync()
         old.log.close()
-        self._segments.append(Segment(self._events_dir, first))
+        segment = Segment(self._events_dir, first)
+        segment.log.append([])  # on disk at once: its first position is part of the log
+        self._segments.append(segment)
         self._write_active_pointer()
+        self._fp.hit("segment.roll")
         if self._max_segments is not None:
             # Never prune what the last checkpoint has not covered: replay after a crash
             # needs those events.
@@ -517,6 +751,7 @@ class FsStoreBase:
                 dropped = self._segments.pop(0)
                 dropped.log.close()
                 dropped.log.data_path.unlink(missing_ok=True)
+                self._fp.hit("prune")
                 dropped.log.index_path.unlink(missing_ok=True)
             self._oldest = self._segments[0].first
 
@@ -531,6 +766,20 @@ class FsStoreBase:
     def _check_failed(self) -> None:
         if self._failed is not None:
             raise self._failed
+
+
+def record_of(raw: dict[str, Any], worker_id: str) -> WorkerRecord:
+    record = WorkerRecord(
+        worker_id=raw["worker_id"],
+        name=raw["name"],
+        profile=raw["profile"],
+        created_at=raw["created_at"],
+        ordinal=int(raw["ordinal"]),
+        position=int(raw.get("position", 0)),
+    )
+    if record.worker_id != worker_id:
+        raise ValueError("worker_id does not match its directory")
+    return record
 
 
 def overview_of(state: WorkerState) -> dict[str, Any]:

@@ -20,15 +20,20 @@ from ..errors import InvalidInput, RuntimeUnavailable
 from ..models import is_valid_id
 
 __all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "NOFOLLOW",
     "AppendFile",
     "IndexedLog",
     "StoreIOError",
+    "atomic_write_bytes",
     "atomic_write_json",
     "decode_id",
     "encode_id",
     "fsync_dir",
     "io_errors",
-    "open_fd",
+    "open_file",
+    "read_bytes",
     "read_json",
 ]
 
@@ -78,27 +83,40 @@ def decode_id(component: str) -> str | None:
     return None
 
 
+#: Store files are private to the Runtime's user, and a planted symlink is never followed.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
 #: Pauses before each retry of an open that found no free descriptor (about 0.6 s in all).
 _OPEN_RETRY_DELAYS_S = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.25)
 
 
-def open_fd(path: Path, flags: int, mode: int = 0o644) -> int:
-    """``os.open``, retried a bounded number of times while the process (EMFILE) or the system
+def open_file(path: Path, flags: int) -> int:
+    """``os.open`` of a store file: mode 0600, never through a symlink in the last component
+    (ELOOP), retried a bounded number of times while the process (EMFILE) or the system
     (ENFILE) has no free descriptor: that is transient pressure (the serving layer sheds
     connections to leave descriptors for the store), not a failed write. Nothing has been
     written when it fails, so the last error is raised as it is."""
+    flags |= NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     for delay in _OPEN_RETRY_DELAYS_S:
         try:
-            return os.open(path, flags, mode)
+            return os.open(path, flags, FILE_MODE)
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
         time.sleep(delay)
-    return os.open(path, flags, mode)
+    return os.open(path, flags, FILE_MODE)
+
+
+def read_bytes(path: Path) -> bytes:
+    fd = open_file(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def fsync_dir(path: Path) -> None:
-    fd = open_fd(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = open_file(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
@@ -108,9 +126,15 @@ def fsync_dir(path: Path) -> None:
 def atomic_write_json(path: Path, value: Any, *, durable: bool) -> None:
     """Write a snapshot atomically: temp file in the same directory, fsync, rename, fsync the
     directory (the fsyncs only when ``durable``)."""
+    atomic_write_bytes(
+        path, orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n", durable=durable
+    )
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool) -> None:
+    """Replace ``path`` with ``data`` atomically (see :func:`atomic_write_json`)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    data = orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
-    fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         view = memoryview(data)
         while view:
@@ -126,7 +150,7 @@ def atomic_write_json(path: Path, value: Any, *, durable: bool) -> None:
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file; raises ``ValueError`` (with a reason, no path) when it is not JSON."""
-    data = path.read_bytes()
+    data = read_bytes(path)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -146,7 +170,7 @@ class AppendFile:
     __slots__ = ("fd", "size")
 
     def __init__(self, path: Path) -> None:
-        self.fd = open_fd(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         self.size = os.fstat(self.fd).st_size
 
     def write(self, data: bytes) -> None:
@@ -242,7 +266,11 @@ class IndexedLog:
 
     def offsets(self, start: int, count: int) -> list[int]:
         """The offsets of records ``start`` … ``start + count - 1`` (fewer at the end)."""
-        with open(self.index_path, "rb") as f:
+        try:
+            fd = open_file(self.index_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return []  # not made yet: no records
+        with os.fdopen(fd, "rb") as f:
             f.seek(start * 8)
             raw = f.read(count * 8)
         return [_OFFSET.unpack_from(raw, i)[0] for i in range(0, len(raw) - len(raw) % 8, 8)]
@@ -253,7 +281,7 @@ class IndexedLog:
         offs = self.offsets(start, count + 1)
         if not offs:
             return []
-        with open(self.data_path, "rb") as f:
+        with os.fdopen(open_file(self.data_path, os.O_RDONLY), "rb") as f:
             f.seek(offs[0])
             if len(offs) == count + 1:
                 raw = f.read(offs[-1] - offs[0])
@@ -264,7 +292,7 @@ class IndexedLog:
     def scan(self) -> Iterator[tuple[int, bytes]]:
         """Every line of the data file with its offset (a torn last line included)."""
         try:
-            raw = self.data_path.read_bytes()
+            raw = read_bytes(self.data_path)
         except FileNotFoundError:
             return
         offset = 0

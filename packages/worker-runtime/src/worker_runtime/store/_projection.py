@@ -111,6 +111,11 @@ class WorkerState:
     last_activity_at: str = ""
     last_cursor: str = ""
     stop_cursor: str | None = None
+    #: The idempotency keys of accepted inputs, oldest first, each
+    #: ``[key, body_digest, turn_id, queued, transcript_sequence, cursor]``.
+    input_keys: list[list[Any]] = field(default_factory=list)
+    #: ``[key, body_digest]`` when the Worker was created with an idempotency key.
+    create_key: list[str] | None = None
 
     def apply(
         self,
@@ -120,13 +125,33 @@ class WorkerState:
         cursor: str,
         at: str,
         data: dict[str, Any],
+        *,
+        keys: int = 1024,
     ) -> None:
-        """Apply one of this Worker's events (idempotent for positions already applied)."""
+        """Apply one of this Worker's events (idempotent for positions already applied);
+        at most ``keys`` input idempotency keys are kept, the oldest forgotten first."""
         if position <= self.position:
             return
         self.position = position
         self.last_cursor = cursor
         self.last_activity_at = at
+        key = data.get("idempotency")
+        if isinstance(key, dict):
+            if kind == "worker_created":
+                self.create_key = [str(key["key"]), str(key["body"])]
+            elif kind == "input_accepted":
+                self.input_keys.append(
+                    [
+                        key["key"],
+                        key["body"],
+                        turn_id,
+                        bool(data.get("queued")),
+                        data["transcript_sequence"],
+                        cursor,
+                    ]
+                )
+                if len(self.input_keys) > keys:
+                    del self.input_keys[: len(self.input_keys) - keys]
         if kind == "input_accepted":
             self.transcript_len = max(self.transcript_len, data["transcript_sequence"])
             if data["input_kind"] == "user" and data.get("queued"):
@@ -134,7 +159,11 @@ class WorkerState:
                     QueuedRecord(turn_id or "", data["transcript_sequence"], data["content"])
                 )
             elif data["input_kind"] == "user":
+                # Its turn is open from here: if the process dies before turn_started is
+                # written, recovery still ends that turn (interrupted), never leaves it hanging.
                 self.active_input_sequence = data["transcript_sequence"]
+                self.active_turn_id = turn_id
+                self.status = "running"
         elif kind == "turn_started":
             if self.queue and self.queue[0].turn_id == turn_id:
                 self.active_input_sequence = self.queue.pop(0).transcript_sequence

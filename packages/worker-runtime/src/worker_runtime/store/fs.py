@@ -3,12 +3,14 @@
 Layout (ids are encoded into path components, see ``_fsfiles.encode_id``)::
 
     <root>/runtime.json                  runtime record + config snapshot
-    <root>/runtime.lock                  held (flock) by the live process
+    <root>/runtime.lock                  the live process's pid (the flock is on <root> itself)
+    <root>/catalog.jsonl                 every Worker's record and checkpointed state
     <root>/events/active.json            the active-segment pointer
     <root>/events/<first>.jsonl|.idx     the event log, in segments, with offset indexes
     <root>/events/checkpoint.json        every projection reflects the log up to here
     <root>/workers/<enc>/worker.json     worker record (name, resolved profile, creation)
-    <root>/workers/<enc>/state.json      status, active turn, queue, counters (checkpoint)
+    <root>/workers/<enc>/state.json      status, active turn, queue, counters (checkpoint;
+                                         like the files below, only once it has entries)
     <root>/workers/<enc>/overview.json   overview/usage projection (checkpoint)
     <root>/workers/<enc>/transcript.jsonl|.idx   transcript projection, with offset index
     <root>/workers/<enc>/events.jsonl|.idx   positions of the Worker's events in the log
@@ -48,6 +50,7 @@ from ..events import Event
 from ..execution import ContextMessage
 from ..models import Limits
 from . import RecoveredWorker, StoreDiagnostic, StoreOpened, TranscriptEntry, WorkerRecord
+from ._failpoints import Failpoints
 from ._fsbase import (
     SCHEMA_VERSION,
     UNCLEAN_POSITION_GAP,
@@ -59,7 +62,9 @@ from ._fsbase import (
     event_line,
     overview_of,
 )
+from ._fscatalog import Catalog, entry_line
 from ._fsfiles import (
+    DIR_MODE,
     StoreIOError,
     atomic_write_json,
     encode_id,
@@ -116,10 +121,16 @@ class FsRuntimeStore(FsStoreBase):
         self._last_checkpoint = time.monotonic()
         self._checkpoint_position = 0
         self._pass_queue: list[str] | None = None
+        self._recovering = False
         self._pass_position = 0
         self._diagnostics: list[StoreDiagnostic] = []
         self._quarantined = 0
         self._record: dict[str, Any] = {}
+        self._key_capacity = 1024  # idempotency keys kept per Worker (limits, at open)
+        self._fp = Failpoints()  # armed at open from YOI_STORE_FAILPOINTS (tests only)
+        self._catalog_path = self.root / "catalog.jsonl"
+        self._catalog = Catalog(self._catalog_path, 0)
+        self._catalog_rebuild = False
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -127,21 +138,37 @@ class FsRuntimeStore(FsStoreBase):
         return await anyio.to_thread.run_sync(self._open, runtime_id, limits)
 
     def _open(self, runtime_id: str, limits: Limits) -> StoreOpened:
+        self._key_capacity = limits.max_idempotency_keys
+        self._fp = Failpoints.from_env()
         with io_errors("opening the store"):
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             self._lock()
         try:
             with io_errors("opening the store"):
                 clean = self._open_record(runtime_id, limits)
                 for d in (self._events_dir, self._workers_dir):
-                    d.mkdir(exist_ok=True)
+                    d.mkdir(mode=DIR_MODE, exist_ok=True)
                 head = self._open_segments()
                 checkpoint = self._checkpoint_position = self._read_checkpoint()
-                recovered = self._open_workers(clean=clean)
-                self._replay(checkpoint, head)
+                recovered = self._open_workers(clean=clean, checkpoint=checkpoint)
+                logged = head
+                head = self._check_log_length(head, checkpoint)
+                if head != logged:
+                    clean = False  # start past the records, in a segment of its own
+                self._replay(checkpoint, logged)
+                self._fp.hit("recovery.replay")
+                if self._dirty or self._catalog_rebuild:
+                    # What replay rebuilt (and the catalog lines of Workers read from their
+                    # own files) is written by the first checkpoint pass, right after the
+                    # open and in slices, so serving does not wait for it.
+                    self._recovering = True
+                    self._last_checkpoint = 0.0
+                elif self._catalog.needs_compaction(len(self._workers)):
+                    self._compact_catalog()
                 if not clean and head > 0:
                     head += UNCLEAN_POSITION_GAP
                     self._roll_segment(head + 1)  # positions stay contiguous per segment
+                    self._fp.hit("recovery.roll")
                     self._diagnose(
                         "warning",
                         "store.unclean_shutdown",
@@ -149,7 +176,7 @@ class FsRuntimeStore(FsStoreBase):
                         "output after the last durable event is gone",
                     )
                 self._appended = self._written = self._durable = head
-                self._mark_running(clean=False)
+                self._mark_running(clean=False, head=head)
         except BaseException:
             self._unlock()
             raise
@@ -186,10 +213,20 @@ class FsRuntimeStore(FsStoreBase):
                 return None
             out: list[Event] = []
             for position in positions:
-                out.extend(self._read_range(position, position))
+                for event in self._read_range(position, position):
+                    if event.worker_id != worker_id:  # the Worker's index names another's event
+                        self._misaligned(self._segments[-1], position, "another Worker's event")
+                    out.append(event)
             return out
 
     def _worker_positions_after(self, files: WorkerFiles, after: int, limit: int) -> list[int]:
+        # The Worker's worker_created position is in its record, not in its index file.
+        first = [files.created] if after < files.created and files.created >= self._oldest else []
+        return first + self._indexed_positions_after(files, after, limit - len(first))
+
+    def _indexed_positions_after(self, files: WorkerFiles, after: int, limit: int) -> list[int]:
+        if limit <= 0:
+            return []
         count = files.events.count
         lo, hi = 0, count
         while lo < hi:  # binary search on the index file: O(log n) small reads
@@ -213,30 +250,44 @@ class FsRuntimeStore(FsStoreBase):
         self._check_failed()
         directory = self._workers_dir / encode_id(record.worker_id)
         with io_errors("creating a Worker"):
-            directory.mkdir(exist_ok=False)
+            directory.mkdir(mode=DIR_MODE, exist_ok=False)
         files = WorkerFiles(directory, WorkerState(worker_id=record.worker_id), record.position)
         self._workers[record.worker_id] = files
-        self._pending_records.append(
-            (
-                directory / "worker.json",
-                {
-                    "schema_version": SCHEMA_VERSION,
-                    "worker_id": record.worker_id,
-                    "name": record.name,
-                    "profile": record.profile,
-                    "created_at": record.created_at,
-                    "ordinal": record.ordinal,
-                    "position": record.position,
-                },
-            )
-        )
+        files.record_json = {
+            "schema_version": SCHEMA_VERSION,
+            "worker_id": record.worker_id,
+            "name": record.name,
+            "profile": record.profile,
+            "created_at": record.created_at,
+            "ordinal": record.ordinal,
+            "position": record.position,
+        }
+        self._pending_records.append((directory / "worker.json", files.record_json))
 
     # -- writing ----------------------------------------------------------------------------------
 
     def append_events(self, events: Sequence[Event]) -> None:
+        """Record events all-or-nothing: every one is encoded and checked to be the next
+        position before any is taken, so a refused batch leaves the store as it was."""
         self._check_failed()
+        lines: list[tuple[int, bytes]] = []
+        expected = self._appended + 1
         for event in events:
-            self._pending_events.append((event.position, event_line(event)))
+            if event.position != expected:
+                raise StoreIOError(
+                    "the store was handed an event out of log order",
+                    details={"reason": "store_order", "position": event.position},
+                )
+            try:
+                lines.append((event.position, event_line(event)))
+            except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+                raise StoreIOError(
+                    "an event could not be encoded for the store; nothing was recorded",
+                    details={"reason": "store_encode", "position": event.position},
+                ) from None
+            expected += 1
+        self._pending_events.extend(lines)
+        for event in events:
             self._appended = event.position
             files = self._workers.get(event.worker_id or "")
             if files is not None:
@@ -270,6 +321,7 @@ class FsRuntimeStore(FsStoreBase):
             index += len(chunk)
         if pending:
             self._written = pending[-1][0]
+            self._fp.hit("append.written")
 
     def _flush_projections(self, worker_ids: Iterable[str]) -> None:
         """Write the pending projection lines of some Workers (after the log they derive from)."""
@@ -279,6 +331,7 @@ class FsRuntimeStore(FsStoreBase):
                 files = self._workers.get(worker_id)
                 if files is None:
                     continue
+                self._ensure_cut(files)
                 if files.pending_transcript:
                     files.transcript.append(files.pending_transcript)
                     files.pending_transcript = []
@@ -337,8 +390,12 @@ class FsRuntimeStore(FsStoreBase):
             self._pass_queue = sorted(self._dirty, reverse=True)
             self._pass_position = self._written
             self._dirty.clear()
-        for _ in range(min(self.CHECKPOINT_SLICE, len(self._pass_queue))):
-            self._checkpoint_worker(self._pass_queue.pop())
+        wrote = cheap = 0
+        while self._pass_queue and wrote < self.CHECKPOINT_SLICE and cheap < 4096:
+            if self._checkpoint_worker(self._pass_queue.pop()):
+                wrote += 1
+            else:
+                cheap += 1  # a catalog line only: no file of its own changed
         if not self._pass_queue:
             self._finish_pass()
 
@@ -357,14 +414,20 @@ class FsRuntimeStore(FsStoreBase):
             self._checkpoint_worker(worker_id)
         self._finish_pass()
 
-    def _checkpoint_worker(self, worker_id: str) -> None:
+    def _checkpointed_one(self) -> None:
+        self._fp.hit("recovery.checkpoint" if self._recovering else "checkpoint.worker")
+
+    def _checkpoint_worker(self, worker_id: str) -> bool:
         """Write one Worker's projection lines, fsync them, then its state and overview
-        snapshots atomically (the snapshot records the projection files' sizes)."""
+        snapshots atomically (the snapshot records the projection files' sizes), and its
+        catalog line. Returns whether any file of the Worker's own was written."""
         files = self._workers.get(worker_id)
         if files is None:
-            return
+            return False
         durable = self.fsync_mode != "never"
+        wrote = False
         try:
+            self._ensure_cut(files)
             for log_, pending in (
                 (files.transcript, files.pending_transcript),
                 (files.events, files.pending_positions),
@@ -372,6 +435,7 @@ class FsRuntimeStore(FsStoreBase):
                 if pending:
                     log_.append(pending)
                     pending.clear()
+                    wrote = True
                 if durable:
                     log_.fsync()
             snapshot = {
@@ -384,17 +448,30 @@ class FsRuntimeStore(FsStoreBase):
             }
             files.transcript.close()
             files.events.close()
-            atomic_write_json(files.dir / "state.json", snapshot, durable=durable)
-            atomic_write_json(
-                files.dir / "overview.json", overview_of(files.state), durable=durable
-            )
+            changed = wrote or files.state.position != files.checkpointed
+            if changed and (files.state.transcript_len or files.state.status != "idle"):
+                # A Worker with no entries needs no files but its record: the catalog holds
+                # its state.
+                wrote = True
+                atomic_write_json(files.dir / "state.json", snapshot, durable=durable)
+                atomic_write_json(
+                    files.dir / "overview.json", overview_of(files.state), durable=durable
+                )
+            line = entry_line(worker_id, files.record_json, snapshot["state"], snapshot["files"])
+            self._catalog.append(line)
+            files.catalog_line = line
         except OSError as exc:
             self._fail(exc)
         files.checkpointed = files.state.position
+        self._checkpointed_one()
+        return wrote
 
     def _finish_pass(self) -> None:
         self._pass_queue = None
+        self._fp.hit("recovery.checkpoint" if self._recovering else "checkpoint.finish")
+        durable = self.fsync_mode != "never"
         try:
+            self._catalog.mark(self._pass_position, durable=durable)
             atomic_write_json(
                 self._events_dir / "checkpoint.json",
                 {"position": self._pass_position},
@@ -404,6 +481,20 @@ class FsRuntimeStore(FsStoreBase):
             self._fail(exc)
         self._checkpoint_position = self._pass_position
         self._last_checkpoint = time.monotonic()
+        self._recovering = False
+        if self._catalog_rebuild or self._catalog.needs_compaction(len(self._workers)):
+            self._compact_catalog()
+
+    def _compact_catalog(self) -> None:
+        """Rewrite the catalog with one line per Worker (its newest) and the checkpoint."""
+        lines = [f.catalog_line for f in self._workers.values() if f.catalog_line]
+        try:
+            self._catalog.rewrite(
+                lines, self._checkpoint_position, durable=self.fsync_mode != "never"
+            )
+        except OSError as exc:
+            self._fail(exc)
+        self._catalog_rebuild = False
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -416,7 +507,9 @@ class FsRuntimeStore(FsStoreBase):
         self._flush_projections((worker_id,))
         try:
             with io_errors("reading a transcript"):
-                lines = files.transcript.read_records(start, limit)
+                # The files only grow on the loop's side; reading their prefix in a worker
+                # thread keeps disk reads off the event loop.
+                lines = await anyio.to_thread.run_sync(files.transcript.read_records, start, limit)
         except StoreIOError:
             return await self._repair_and_read(worker_id, files, start, limit)
         entries: list[TranscriptEntry] = []
@@ -448,8 +541,11 @@ class FsRuntimeStore(FsStoreBase):
             lines = files.transcript.read_records(start, limit)
         return [entry_of(r) for r in map(orjson.loads, lines) if "m" not in r][:limit]
 
-    def load_history(self, worker_id: str) -> list[ContextMessage]:
-        """The conversation of a recovered Worker, in model order."""
+    def load_history(self, worker_id: str, max_tokens: int | None = None) -> list[ContextMessage]:
+        """The conversation of a recovered Worker, in model order. With ``max_tokens`` (the
+        profile's context budget) only the newest entries are read, from the end of the
+        transcript, until they hold at least twice that many estimated tokens: a superset of
+        what any turn's context can keep, read at a cost bounded by the budget."""
         files = self._workers.get(worker_id)
         if files is None:
             return []
@@ -458,11 +554,33 @@ class FsRuntimeStore(FsStoreBase):
             with io_errors("repairing a transcript"):
                 self._rebuild_transcript(worker_id, files)
         with io_errors("reading a transcript"):
-            items: list[TranscriptEntry | TurnMarker] = []
-            for _, line in files.transcript.scan():
-                record = orjson.loads(line)
-                items.append(TurnMarker(record["m"]) if "m" in record else entry_of(record))
+            if max_tokens is None:
+                lines = [line for _, line in files.transcript.scan()]
+            else:
+                lines = self._tail_lines(files, 2 * max_tokens + 64)
+        items: list[TranscriptEntry | TurnMarker] = []
+        for line in lines:
+            record = orjson.loads(line)
+            items.append(TurnMarker(record["m"]) if "m" in record else entry_of(record))
         return rebuild_history(items)
+
+    @staticmethod
+    def _tail_lines(files: WorkerFiles, tokens: int) -> list[bytes]:
+        """The transcript's last lines, whole records back from the end, until the model
+        messages among them hold more than ``tokens`` estimated tokens (or it is all read)."""
+        end = files.transcript.count
+        chunks: list[list[bytes]] = []
+        used = 0
+        while end > 0 and used <= tokens:
+            start = max(0, end - 256)
+            chunk = files.transcript.read_records(start, end - start)
+            chunks.append(chunk)
+            for line in chunk:
+                record = orjson.loads(line)
+                if record.get("r") in ("user", "system", "assistant"):
+                    used += (len(record.get("c", "")) + 3) // 4 + 4  # as estimate_tokens
+            end = start
+        return [line for chunk in reversed(chunks) for line in chunk]
 
     def take_diagnostics(self) -> list[StoreDiagnostic]:
         """Diagnostics recorded since the last call (repairs made while serving reads)."""
@@ -482,7 +600,8 @@ class FsRuntimeStore(FsStoreBase):
                 self.checkpoint()
                 for segment in self._segments:
                     segment.log.close()
+                self._catalog.close()
                 with io_errors("closing the store"):
-                    self._mark_running(clean=True)
+                    self._mark_running(clean=True, head=self._written)
         finally:
             self._unlock()

@@ -72,7 +72,7 @@ class MemoryStore:
     ) -> Sequence[TranscriptEntry]:
         return self._transcripts.get(worker_id, [])[start : start + limit]
 
-    def load_history(self, worker_id: str) -> list[ContextMessage]:
+    def load_history(self, worker_id: str, max_tokens: int | None = None) -> list[ContextMessage]:
         """Memory Workers are never recovered; their history lives in the Runtime."""
         return []
 

@@ -1,0 +1,111 @@
+"""The fs store's catalog: every Worker's record and checkpointed state in one file, so an
+open reads one file instead of two small files per Worker (private to ``store.fs``).
+
+``<root>/catalog.jsonl`` is append-only. A checkpoint appends one line per Worker it
+snapshotted (``{"w", "r", "s", "f"}``: id, record, state, projection-file sizes), each after that
+Worker's own snapshot, then a ``{"checkpoint": P}`` marker, synced, before
+``events/checkpoint.json`` names ``P``. The last line of a Worker wins. So the catalog is never
+behind ``checkpoint.json``: a catalog whose newest marker is older (restored from a backup,
+damaged), or that has a bad line, is stale; the store then rebuilds it from the Workers' own
+files and says so (``store.catalog_rebuilt``). A torn last line (a crash while appending) is
+dropped. The file is compacted (one line per Worker) when superseded lines dominate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._fsfiles import AppendFile, atomic_write_bytes, read_bytes
+
+__all__ = ["Catalog", "CatalogEntry", "read_catalog"]
+
+
+@dataclass
+class CatalogEntry:
+    record: dict[str, Any]
+    state: dict[str, Any]
+    files: dict[str, list[int]]
+    line: bytes
+
+
+@dataclass
+class CatalogRead:
+    entries: dict[str, CatalogEntry] = field(default_factory=dict)
+    marker: int = -1
+    lines: int = 0
+    problem: str | None = None
+
+
+def entry_line(worker_id: str, record: dict[str, Any], state: Any, files: Any) -> bytes:
+    line: bytes = orjson.dumps({"w": worker_id, "r": record, "s": state, "f": files}) + b"\n"
+    return line
+
+
+def read_catalog(path: Path, checkpoint: int) -> CatalogRead:
+    """The catalog's entries, or a ``problem`` saying why it cannot be trusted."""
+    out = CatalogRead()
+    try:
+        raw = read_bytes(path)
+    except FileNotFoundError:
+        out.problem = "missing" if checkpoint > 0 else None
+        return out
+    lines = raw.split(b"\n")
+    if lines and lines[-1]:
+        lines.pop()  # torn: the process died while appending it
+    for line in lines:
+        if not line:
+            continue
+        out.lines += 1
+        try:
+            item = orjson.loads(line)
+            if "checkpoint" in item:
+                out.marker = int(item["checkpoint"])
+                continue
+            out.entries[str(item["w"])] = CatalogEntry(
+                item["r"], item["s"], item["f"], line + b"\n"
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            out.problem = "a line is not a catalog record"
+            return out
+    if out.marker < checkpoint:
+        out.problem = f"it is older than the checkpoint ({out.marker} < {checkpoint})"
+    return out
+
+
+class Catalog:
+    """The writer's side: appends entries and markers, compacts."""
+
+    def __init__(self, path: Path, lines: int) -> None:
+        self.path = path
+        self.lines = lines
+        self._file: AppendFile | None = None
+
+    def append(self, line: bytes) -> None:
+        if self._file is None:
+            self._file = AppendFile(self.path)
+        self._file.write(line)
+        self.lines += 1
+
+    def mark(self, position: int, *, durable: bool) -> None:
+        self.append(orjson.dumps({"checkpoint": position}) + b"\n")
+        if durable and self._file is not None:
+            self._file.fsync()
+
+    def needs_compaction(self, workers: int) -> bool:
+        return self.lines > 2 * workers + 64
+
+    def rewrite(self, lines: list[bytes], position: int, *, durable: bool) -> None:
+        """Replace the catalog with one line per Worker and a marker, atomically."""
+        self.close()
+        body = b"".join(lines) + orjson.dumps({"checkpoint": position}) + b"\n"
+        atomic_write_bytes(self.path, body, durable=durable)
+        self.lines = len(lines) + 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
