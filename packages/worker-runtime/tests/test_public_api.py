@@ -13,7 +13,7 @@ EXPECTED = {
     "EventPage", "ExecutionBackend", "ExecutionError", "IdempotencyConflict", "InputAck",
     "InputRequest", "InternalError", "InvalidInput", "LimitTooLarge", "Limits", "MemoryStore",
     "MethodNotAllowed", "MissingExtraError", "NotFound", "PayloadTooLarge", "Profile",
-    "ProfileError", "ProfileInfo", "ProfileNotFound", "Profiles", "ProviderAuthFailed",
+    "ProfileEntry", "ProfileError", "ProfileInfo", "ProfileNotFound", "Profiles", "ProviderAuthFailed",
     "ProviderError", "ProviderRateLimited", "ProviderTimeout", "ProviderUnavailable", "Runtime",
     "RuntimeExists", "RuntimeNotFound",
     "RuntimeStore", "RuntimeSummary", "RuntimeUnavailable", "StopAck", "StoreCorrupt",
