@@ -40,6 +40,7 @@ from worker_runtime.http.stream import SseResponse, encode_event
 from worker_runtime.models import require_id
 
 from . import __version__
+from ._console import ConsoleFiles
 from ._stream import MAX_CURSOR_CHARS, CompositeCursor, merged_messages, open_sources
 from .registry import RemoteRecord, RuntimeRegistry
 from .sources import RemoteSource, Source
@@ -311,7 +312,7 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
             on_close=events.aclose,
         )
 
-    return Guard(app, token=settings.token, max_body_bytes=settings.max_body_bytes)
+    return ConsoleFiles(Guard(app, token=settings.token, max_body_bytes=settings.max_body_bytes))
 
 
 _KIND = re.compile(r"^[a-z_]{1,40}$")
