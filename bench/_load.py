@@ -43,7 +43,7 @@ class Connection:
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         head = (
-            f"{method} {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {TOKEN}\r\n"
+            f"{method} {path} HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {TOKEN}\r\n"
             f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
         ).encode()
         self.writer.write(head + body)
@@ -63,7 +63,7 @@ class Connection:
         """Send a GET for a streamed (chunked) response; returns the status once the headers
         are read. Read the body with :meth:`chunk`."""
         self.writer.write(
-            f"GET {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {TOKEN}\r\n"
+            f"GET {path} HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {TOKEN}\r\n"
             f"accept: text/event-stream\r\n\r\n".encode()
         )
         status = int((await self.reader.readline()).split()[1])

@@ -131,7 +131,7 @@ async def main(seconds: float, rounds: int, store: str) -> None:
         runtime_cmd += ["--store", "fs", "--data-dir", f"{tmp}/direct"] if store == "fs" else []
         backend_cmd = [
             sys.executable, "-m", "yoi_workspace_server.cli", "--bind", "127.0.0.1:0",
-            "--data-dir", tmp, "--log-level", "warning",
+            "--data-dir", tmp, "--log-level", "warning", "--token-env", "BENCH_TOKEN",
         ]  # fmt: skip
         with server(runtime_cmd) as (rhost, rport), server(backend_cmd) as (bhost, bport):
             conn = await Connection.open(bhost, bport)

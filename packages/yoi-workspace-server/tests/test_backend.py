@@ -64,6 +64,7 @@ def backend(data: Path, port: int) -> Iterator[httpx.Client]:
     ]  # fmt: skip
     with process(args, "listening on") as proc, Recorder(f"http://127.0.0.1:{port}") as client:
         client.proc = proc
+        client.headers["Authorization"] = f"Bearer {browser_token(data)}"
         yield client
 
 
@@ -76,6 +77,11 @@ def remote(data: Path, port: int, token_file: Path, profiles: Path) -> Iterator[
     ]  # fmt: skip
     with process(args, "listening on") as proc:
         yield proc
+
+
+def browser_token(data: Path) -> str:
+    """The browser token the Backend generated into its data dir."""
+    return (data / "backend.token").read_text(encoding="utf-8").strip()
 
 
 class Recorder(httpx.Client):
@@ -182,7 +188,8 @@ def test_the_backend_end_to_end(tmp_path: Path) -> None:
         for bad in ("..%2Fx", "%00", "ü" * 300):
             assert c.get(f"/api/runtimes/{bad}/workers").status_code in (400, 404)
             assert c.get(f"{base}/workers/{bad}").status_code in (400, 404)
-        error(c.post(f"{base}/workers", content=b"{nope"), 400, "invalid_input")
+        as_json = {"content-type": "application/json"}
+        error(c.post(f"{base}/workers", content=b"{nope", headers=as_json), 400, "invalid_input")
         error(
             c.get(f"{base}/workers/{wid}/events", params={"cursor": "zz"}),
             400,
@@ -256,7 +263,7 @@ def test_the_backend_end_to_end(tmp_path: Path) -> None:
         with c.stream("GET", f"{rbase}/workers/{rwid}/events") as response:
             lines = response.iter_lines()
             assert next(lines).startswith("retry:")
-            with httpx.Client(base_url=str(c.base_url)) as other:
+            with httpx.Client(base_url=str(c.base_url), headers=c.headers) as other:
                 assert other.delete(rbase).status_code == 200
             rest = list(lines)
         assert any('"code":"runtime_shutdown"' in line for line in rest), rest
@@ -273,6 +280,7 @@ def test_the_backend_end_to_end(tmp_path: Path) -> None:
         assert c.proc.wait(timeout=20) == 0
 
     secrets = [RUNTIME_TOKEN, PROVIDER_KEY, str(tmp_path), remote_url, f"127.0.0.1:{rport}"]
+    secrets.append(browser_token(data))
     for text in seen:
         for secret in secrets:
             assert secret not in text, secret
@@ -341,6 +349,7 @@ def test_local_stores_are_read_only_and_same_worker_ids_route_apart(tmp_path: Pa
     ):
         live_wid = live.post("/v1/workers", json={"name": "busy"}).json()["worker"]["worker_id"]
         with process(backend_args, "listening on"), Recorder(f"http://127.0.0.1:{bport}") as c:
+            c.headers["Authorization"] = f"Bearer {browser_token(data)}"
             runtimes = {r["runtime_id"]: r for r in c.get("/api/runtimes").json()["runtimes"]}
             # The embedded root is served live, so it is not projected; "missing" is skipped.
             assert set(runtimes) == {"backend-internal", "old-rt", "live-rt"}
@@ -429,7 +438,7 @@ def test_local_stores_are_read_only_and_same_worker_ids_route_apart(tmp_path: Pa
 
     secrets = [
         RUNTIME_TOKEN, PROVIDER_KEY, DEAD_TOKEN, str(tmp_path), twin_url, live_url, dead_url,
-        f"127.0.0.1:{tport}", f"127.0.0.1:{lport}",
+        f"127.0.0.1:{tport}", f"127.0.0.1:{lport}", browser_token(data),
     ]  # fmt: skip
     for text in seen:
         for secret in secrets:

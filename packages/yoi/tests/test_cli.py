@@ -51,8 +51,9 @@ def test_bad_demo_arguments_exit_2() -> None:
 
 
 def test_the_readme_main_job_example_talks_to_yoi_up(tmp_path: Path) -> None:
-    """`yoi up` prints its URL, and the README's example (pointed at that URL) creates a
-    Worker, streams its echo turn through the Backend and reads its transcript."""
+    """`yoi up` prints its URL and console link, and the README's example (pointed at that
+    URL, run where `.yoi` is) reads the generated token, creates a Worker, streams its echo
+    turn through the Backend and reads its transcript."""
     readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
     match = re.search(r"do; this one is Python.*?```python\n(.*?)```", readme, re.S)
     assert match, "the README lost its main-job example"
@@ -61,7 +62,7 @@ def test_the_readme_main_job_example_talks_to_yoi_up(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     example = match.group(1).replace("127.0.0.1:8700", f"127.0.0.1:{port}")
     (tmp_path / "example.py").write_text(example, encoding="utf-8")
-    args = ["up", "--bind", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "data")]
+    args = ["up", "--bind", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / ".yoi")]
     server = subprocess.Popen(
         [sys.executable, "-m", "yoi.cli", *args],
         stdout=subprocess.PIPE,
@@ -71,12 +72,15 @@ def test_the_readme_main_job_example_talks_to_yoi_up(tmp_path: Path) -> None:
     try:
         assert server.stdout is not None
         assert f"http://127.0.0.1:{port}" in server.stdout.readline()
+        token = (tmp_path / ".yoi" / "backend.token").read_text().strip()
+        assert server.stdout.readline().strip().endswith(f"http://127.0.0.1:{port}/#token={token}")
         result = subprocess.run(
             [sys.executable, str(tmp_path / "example.py")],
             capture_output=True,
             text=True,
             timeout=60,
             check=True,
+            cwd=tmp_path,
         )
     finally:
         server.send_signal(signal.SIGTERM)

@@ -298,7 +298,12 @@ async def serve_until_signalled(
     import uvicorn
 
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        proxy_headers=False,  # never trust X-Forwarded-*: no proxy is configured
     )
     server = _server_class()(config)
     async with anyio.create_task_group() as tg:

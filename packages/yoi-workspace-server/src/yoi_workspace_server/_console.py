@@ -6,9 +6,10 @@
 - The assets are under ``/console/`` (ES modules, CSS, an SVG icon). Only files that ship in
   the package are served, by exact name: no directory listing, no path is ever joined from
   the request.
-- Every answer carries the console's Content-Security-Policy (nothing from another origin,
-  no inline script), ``nosniff`` and ``no-referrer``. The files hold no secret: they are served
-  without a session; every ``/api`` route needs one.
+- The trust boundary in front adds the headers: the HTML Content-Security-Policy
+  (``default-src 'self'``: nothing from another origin, no inline script), ``nosniff``,
+  ``no-referrer``, ``DENY`` framing. The files hold no secret: they are served without a
+  session (the Host allow-list still applies); every ``/api`` route needs one.
 """
 
 from __future__ import annotations
@@ -19,12 +20,7 @@ from typing import Any
 
 from worker_runtime.http._guard import ASGIApp, Receive, Scope, Send
 
-__all__ = ["CONSOLE_CSP", "ConsoleFiles"]
-
-CONSOLE_CSP = (
-    "default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'"
-)
+__all__ = ["ConsoleFiles"]
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -81,9 +77,6 @@ class ConsoleFiles:
                 "headers": [
                     (b"content-type", content_type.encode()),
                     (b"content-length", str(len(body)).encode()),
-                    (b"content-security-policy", CONSOLE_CSP.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
                     (b"cache-control", b"no-cache"),
                 ],
             }

@@ -16,6 +16,7 @@ import binascii
 import json
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -35,7 +36,7 @@ from worker_runtime import (
     WorkerRuntimeError,
 )
 from worker_runtime.events import notice
-from worker_runtime.http import DirectRoute, Guard, install_error_handlers, validate_body
+from worker_runtime.http import DirectRoute, install_error_handlers, validate_body
 from worker_runtime.http.stream import SseResponse, encode_event
 from worker_runtime.models import require_id
 
@@ -43,7 +44,10 @@ from . import __version__
 from ._console import ConsoleFiles
 from ._stream import MAX_CURSOR_CHARS, CompositeCursor, merged_messages, open_sources
 from .registry import RemoteRecord, RuntimeRegistry
+from .session_api import install_session_routes
+from .sessions import FailedLogins, Sessions
 from .sources import RemoteSource, Source
+from .trust import TrustBoundary, TrustSettings
 
 __all__ = ["BackendSettings", "create_backend_app"]
 
@@ -54,16 +58,27 @@ _CURSOR_PREFIX = "b1."
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """``token``: the browser token (``None``: none required, for loopback binds only)."""
+    """``token``: the browser token (always required; see :mod:`.trust`). ``bound_host``,
+    ``allowed_hosts`` and ``public_url`` make the Host allow-list and the Backend's own
+    origin; sessions end ``session_idle_s`` after their last use and ``session_max_s`` after
+    sign-in. More than ``failed_login_budget`` failed sign-ins or bad tokens from one client
+    in a minute are answered ``429 too_many_requests``."""
 
-    token: str | None = None
+    token: str
     max_body_bytes: int = 1024 * 1024
     heartbeat_s: float = 15.0
+    bound_host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()
+    public_url: str | None = None
+    session_idle_s: float = 12 * 3600.0
+    session_max_s: float = 7 * 86400.0
+    failed_login_budget: int = 10
 
     def __repr__(self) -> str:
         return (
-            f"BackendSettings(token={'***' if self.token else None}, "
-            f"max_body_bytes={self.max_body_bytes}, heartbeat_s={self.heartbeat_s})"
+            f"BackendSettings(token='***', max_body_bytes={self.max_body_bytes}, "
+            f"heartbeat_s={self.heartbeat_s}, bound_host={self.bound_host!r}, "
+            f"allowed_hosts={self.allowed_hosts!r}, public_url={self.public_url!r})"
         )
 
 
@@ -141,8 +156,25 @@ def _dump(model: BaseModel) -> Any:
     return model.model_dump(mode="json")
 
 
-def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> Any:
-    """The Backend's ASGI app over ``registry``."""
+def create_backend_app(
+    registry: RuntimeRegistry, settings: BackendSettings, sessions: Sessions | None = None
+) -> Any:
+    """The Backend's ASGI app over ``registry``, behind the browser trust boundary
+    (:class:`~.trust.TrustBoundary`). ``sessions``: the session table (the control plane's
+    in ``yoi-workspace-server``; an in-memory database when ``None``)."""
+    if sessions is None:
+        sessions = Sessions(
+            sqlite3.connect(":memory:", check_same_thread=False),
+            idle_s=settings.session_idle_s,
+            max_s=settings.session_max_s,
+        )
+    trust = TrustSettings(
+        token=settings.token,
+        bound_host=settings.bound_host,
+        allowed_hosts=settings.allowed_hosts,
+        public_url=settings.public_url,
+        max_body_bytes=settings.max_body_bytes,
+    )
     app = FastAPI(
         title="yoi Workspace Backend",
         version=__version__,
@@ -153,6 +185,10 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
     )
     app.router.route_class = DirectRoute
     install_error_handlers(app)
+    boundary = TrustBoundary(
+        ConsoleFiles(app), trust, sessions, FailedLogins(budget=settings.failed_login_budget)
+    )
+    install_session_routes(app, boundary)
 
     def source(runtime_id: str) -> Source:
         return registry.get(require_id(runtime_id, "runtime_id"))
@@ -312,7 +348,7 @@ def create_backend_app(registry: RuntimeRegistry, settings: BackendSettings) -> 
             on_close=events.aclose,
         )
 
-    return ConsoleFiles(Guard(app, token=settings.token, max_body_bytes=settings.max_body_bytes))
+    return boundary
 
 
 _KIND = re.compile(r"^[a-z_]{1,40}$")

@@ -3,8 +3,12 @@
 The embedded Runtime (runtime_id ``backend-internal``) keeps its Workers in the fs store under
 ``<data-dir>/runtime``; the control plane is ``<data-dir>/backend.sqlite3``. Remote runtimes
 come from ``--config`` and from ``POST /api/runtimes``; local store roots (shown read-only)
-from ``--config`` and ``--local-store``. On loopback no browser token is needed
-unless one is configured; binding another address needs one (``--token-file``/``--token-env``).
+from ``--config`` and ``--local-store``.
+
+A browser token is always required (``docs/security.md``): from ``--token-file`` or
+``--token-env``, else generated at the first start into ``<data-dir>/backend.token`` (0600) and
+reused. On start the Backend prints its console link with the token in the URL fragment
+(``http://HOST:PORT/#token=…``: a fragment never reaches a server) and where the token is.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import quote
 
 import anyio
 
@@ -37,11 +42,23 @@ from worker_runtime.store.fs import FsRuntimeStore
 
 from .app import BackendSettings, create_backend_app
 from .registry import ControlPlane, RemoteRecord, RuntimeRegistry
+from .sessions import Sessions
 from .sources import EmbeddedSource, LocalSource
+from .tokens import MIN_TOKEN_CHARS, TokenError, load_or_create_token
+from .trust import TrustSettings
 
 log = logging.getLogger("yoi_workspace_server")
 
-__all__ = ["Config", "LocalStore", "build_parser", "load_config", "main", "run"]
+__all__ = [
+    "Config",
+    "LocalStore",
+    "browser_token",
+    "build_parser",
+    "console_link",
+    "load_config",
+    "main",
+    "run",
+]
 
 DEFAULT_BIND = "127.0.0.1:8700"
 EMBEDDED_ID = "backend-internal"
@@ -70,6 +87,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tokens = parser.add_mutually_exclusive_group()
     tokens.add_argument("--token-file", type=Path, default=None, help="browser token file")
     tokens.add_argument("--token-env", default=None, metavar="VAR", help="browser token env var")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another Host name browsers may use (repeatable); localhost, 127.0.0.1, [::1] "
+        "and the bound host are always allowed",
+    )
+    parser.add_argument(
+        "--public-url",
+        default=None,
+        metavar="URL",
+        help="the address browsers use behind a reverse proxy, e.g. https://yoi.example.com "
+        "(its host is allowed; https makes the session cookie Secure)",
+    )
+    parser.add_argument(
+        "--session-idle-s",
+        type=_positive,
+        default=12 * 3600.0,
+        metavar="S",
+        help="a browser session ends after this long unused (default 12 h)",
+    )
+    parser.add_argument(
+        "--session-max-s",
+        type=_positive,
+        default=7 * 86400.0,
+        metavar="S",
+        help="a browser session ends this long after sign-in (default 7 days)",
+    )
+    parser.add_argument(
+        "--failed-login-budget",
+        type=_count,
+        default=10,
+        metavar="N",
+        help="failed sign-ins or bad tokens one client may make per minute before it gets "
+        "429 too_many_requests (default 10)",
+    )
     parser.add_argument("--config", type=Path, default=None, help="Backend config TOML")
     parser.add_argument("--profiles", type=Path, default=None, help="profiles TOML (embedded)")
     parser.add_argument(
@@ -83,6 +137,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
     )
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value!r}")
+    return number
+
+
+def _count(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1, got {value!r}")
+    return int(value)
 
 
 def _read_token(path: Path | None, env: str | None, what: str) -> str | None:
@@ -112,6 +182,8 @@ class LocalStore:
 class Config:
     remotes: list[RemoteRecord] = field(default_factory=list)
     local_stores: list[LocalStore] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list)
+    public_url: str | None = None
 
 
 def load_config(path: Path) -> Config:
@@ -126,6 +198,9 @@ def load_config(path: Path) -> Config:
     [[local_store]]
     root = "/srv/yoi/old-runtime"      # relative: to the config file's directory
     display_name = "Old runtime"       # optional
+
+    allowed_hosts = ["yoi.example.com"]       # like --allowed-host (top-level keys go first)
+    public_url = "https://yoi.example.com"    # like --public-url
     """
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -133,9 +208,15 @@ def load_config(path: Path) -> Config:
         raise StartError(f"cannot read --config ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise StartError(f"--config is not valid TOML ({exc})") from None
-    unknown = set(data) - {"remote", "local_store"}
+    unknown = set(data) - {"remote", "local_store", "allowed_hosts", "public_url"}
     if unknown:
         raise StartError(f"--config: unknown key {sorted(unknown)[0]!r}")
+    allowed = data.get("allowed_hosts", [])
+    if not isinstance(allowed, list) or not all(isinstance(h, str) and h for h in allowed):
+        raise StartError("--config: allowed_hosts must be a list of host names")
+    public_url = data.get("public_url")
+    if public_url is not None and not isinstance(public_url, str):
+        raise StartError("--config: public_url must be a string")
     records = []
     for i, entry in enumerate(data.get("remote", [])):
         where = f"--config: remote #{i + 1}"
@@ -182,7 +263,7 @@ def load_config(path: Path) -> Config:
         if name is not None and not isinstance(name, str):
             raise StartError(f"{where}: display_name must be a string")
         stores.append(LocalStore(path.parent / root, name))
-    return Config(records, stores)
+    return Config(records, stores, list(allowed), public_url)
 
 
 async def add_local_stores(registry: RuntimeRegistry, stores: list[LocalStore]) -> None:
@@ -199,9 +280,10 @@ async def add_local_stores(registry: RuntimeRegistry, stores: list[LocalStore]) 
 
 async def run(
     args: argparse.Namespace,
-    token: str | None,
+    token: str,
     config: Config,
     sock: socket.socket,
+    where: str = "",
 ) -> None:
     """Serve until SIGTERM/SIGINT; then close the embedded Runtime, end the remote sources'
     streams, and stop."""
@@ -222,18 +304,33 @@ async def run(
             await registry.load()  # then the remotes registered through the API
             local = config.local_stores + [LocalStore(root) for root in args.local_store]
             await add_local_stores(registry, local)  # last: live sources win
-            app = create_backend_app(registry, BackendSettings(token=token))
+            bind: Bind = args.bind
+            settings = BackendSettings(
+                token=token,
+                bound_host=bind.host,
+                allowed_hosts=tuple(config.allowed_hosts + args.allowed_host),
+                public_url=args.public_url or config.public_url,
+                session_idle_s=args.session_idle_s,
+                session_max_s=args.session_max_s,
+                failed_login_budget=args.failed_login_budget,
+            )
+            sessions = Sessions(
+                control.db, idle_s=settings.session_idle_s, max_s=settings.session_max_s
+            )
+            app = create_backend_app(registry, settings, sessions)
 
             async def shut_down() -> None:
                 await runtime.close()
                 registry.end_streams()
 
-            bind: Bind = args.bind
+            url = bind.url(sock.getsockname()[1])
             await serve_until_signalled(
                 app,
                 sock,
                 on_signal=shut_down,
-                announce=f"yoi workspace backend listening on {bind.url(sock.getsockname()[1])}",
+                announce=f"yoi workspace backend listening on {url}\n"
+                f"open the console: {console_link(settings.public_url or url, token)}\n"
+                f"{where}",
             )
             await registry.aclose()
             tg.cancel_scope.cancel()
@@ -241,6 +338,27 @@ async def run(
         raise StartError(exc.message) from None
     finally:
         control.close()
+
+
+def console_link(base_url: str, token: str) -> str:
+    """The console's URL with the token in the fragment (``…/#token=…``)."""
+    return f"{base_url.rstrip('/')}/#token={quote(token, safe='')}"
+
+
+def browser_token(args: argparse.Namespace) -> tuple[str, str]:
+    """The browser token and a line saying where it is (a path or an env var's name)."""
+    configured = _read_token(args.token_file, args.token_env, "browser")
+    if configured is not None:
+        if len(configured) < MIN_TOKEN_CHARS:
+            raise StartError(f"the browser token must be at least {MIN_TOKEN_CHARS} characters")
+        if args.token_file is not None:
+            return configured, f"browser token file: {args.token_file}"
+        return configured, f"browser token: from the environment variable {args.token_env}"
+    try:
+        token, path = load_or_create_token(args.data_dir)
+    except TokenError as exc:
+        raise StartError(str(exc)) from None
+    return token, f"browser token file: {path}"
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "yoi-workspace-server") -> int:
@@ -252,18 +370,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "yoi-workspace-server") 
 def serve(args: argparse.Namespace, prog: str) -> int:
     configure_logging(args.log_level)
     try:
-        token = _read_token(args.token_file, args.token_env, "browser")
-        if token is None and not args.bind.loopback:
-            print(
-                f"{prog}: binding a non-loopback address needs a browser token "
-                "(--token-file or --token-env)",
-                file=sys.stderr,
-            )
-            return 2
         config = load_config(args.config) if args.config else Config()
         if args.profiles is not None:
             Profiles.from_toml(args.profiles)
-        args.data_dir.mkdir(parents=True, exist_ok=True)
+        args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        token, where = browser_token(args)
+        _check_trust_settings(args, config, token)
         sock = bind_socket(args.bind)
     except StartError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
@@ -274,7 +386,25 @@ def serve(args: argparse.Namespace, prog: str) -> int:
     except OSError as exc:
         print(f"{prog}: {exc.strerror}", file=sys.stderr)
         return 1
-    return run_until_stopped(prog, run, args, token, config, sock, sock=sock)
+    if not args.bind.loopback:
+        log.warning(
+            "listening on a non-loopback address over plain HTTP: put a TLS reverse proxy in "
+            "front (see docs/security.md)"
+        )
+    return run_until_stopped(prog, run, args, token, config, sock, where, sock=sock)
+
+
+def _check_trust_settings(args: argparse.Namespace, config: Config, token: str) -> None:
+    """Refuse a bad --allowed-host or --public-url before anything is bound."""
+    try:
+        TrustSettings(
+            token=token,
+            bound_host=args.bind.host,
+            allowed_hosts=tuple(config.allowed_hosts + args.allowed_host),
+            public_url=args.public_url or config.public_url,
+        )
+    except ValueError as exc:
+        raise StartError(str(exc)) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

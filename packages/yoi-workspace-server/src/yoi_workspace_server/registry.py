@@ -73,6 +73,11 @@ class ControlPlane:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for the other tables of the control plane (browser sessions)."""
+        return self._db
+
     def remotes(self) -> list[RemoteRecord]:
         rows = self._db.execute(
             "SELECT runtime_id, display_name, base_url, token FROM remote_runtimes "
