@@ -41,7 +41,9 @@ class YoiApp extends HTMLElement {
     fill(this, 
       h('a', { class: 'skip', href: '#main' }, 'Skip to content'),
       h('header', {}, h('a', { class: 'brand', href: '/' }, 'yoi'), nav,
-        h('span', { class: 'connection-wrap' }, 'Connection: ', this.connection)),
+        h('span', { class: 'connection-wrap' }, 'Connection: ', this.connection),
+        h('button', { type: 'button', class: 'secondary', 'data-testid': 'signout',
+          onclick: () => this.signOut() }, 'Sign out')),
       this.main, this.signin,
     );
     tabStream.onState((state) => {
@@ -61,12 +63,30 @@ class YoiApp extends HTMLElement {
       try {
         await api('POST', '/api/session', { token });
       } catch (error) {
-        this.route();
         this.showSignIn(`The sign-in link did not work: ${errorText(error)}`);
         return;
       }
     }
+    let session = null;
+    try {
+      session = await api('GET', '/api/session');
+    } catch {
+      session = null;
+    }
+    if (session && session.authenticated === false) {
+      this.showSignIn();
+      return;
+    }
     this.route();
+  }
+
+  async signOut() {
+    try {
+      await api('DELETE', '/api/session');
+    } catch {
+      // Signed out either way: the form comes next.
+    }
+    this.showSignIn('Signed out.');
   }
 
   onClick(event) {
@@ -131,8 +151,11 @@ class YoiApp extends HTMLElement {
       this.signin.hidden = true;
       clear(this.signin);
       // The view (and what was typed in it) stays; it re-reads what it shows.
-      if (this.view && typeof this.view.reload === 'function') this.view.reload();
-      else this.route();
+      if (this.view && this.view.isConnected && typeof this.view.reload === 'function') {
+        this.view.reload();
+      } else {
+        this.route();
+      }
     });
     fill(this.signin, h('div', { class: 'signin-backdrop' }), form);
     this.signin.hidden = false;

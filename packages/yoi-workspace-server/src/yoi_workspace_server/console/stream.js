@@ -20,7 +20,7 @@ const SEEN_MAX = 20000;
 export class TabStream {
   constructor() {
     this.source = null;
-    this.state = 'live';
+    this.state = 'reconnecting';
     this.listeners = new Set();
     this.seen = new Set();
     this.seenOrder = [];
@@ -50,6 +50,7 @@ export class TabStream {
     if (view.cursor) query.set('cursor', view.cursor);
     const source = new EventSource(`/api/events?${query}`);
     this.source = source;
+    this.setState('reconnecting'); // until the Backend answers
     source.onopen = () => {
       if (this.source !== source) return;
       this.setState('live');

@@ -212,6 +212,7 @@ export class WorkerView extends HTMLElement {
       class: `entry role-${item.role}${item.partial ? ' partial' : ''}`,
       'data-testid': 'transcript-entry', 'data-role': item.role,
       'data-sequence': item.sequence, 'data-partial': item.partial ? 'true' : null,
+      'data-streamed': item.streamed || null,
     },
     h('div', { class: 'entry-head' }, h('span', { class: 'who' }, labels[item.role] || item.role),
       flags.map((f) => h('span', { class: 'flag' }, f)),
@@ -331,11 +332,18 @@ export class WorkerView extends HTMLElement {
             if (node.textContent === 'queued' && node.closest('.role-user')) node.remove();
           }
           break;
-        case 'message_completed':
-          if (this.live && this.live.turnId === event.turn_id) this.endLive();
+        case 'message_completed': {
+          // data-streamed says whether the deltas rendered live add up to the committed text.
+          let streamed = null;
+          if (this.live && this.live.turnId === event.turn_id) {
+            streamed = this.live.text.data === data.content ? 'match' : 'mismatch';
+            this.endLive();
+          }
           this.addEntry({ sequence: data.transcript_sequence, role: 'assistant',
-            content: data.content, partial: data.partial, at: event.at, turn_id: event.turn_id });
+            content: data.content, partial: data.partial, at: event.at, turn_id: event.turn_id,
+            streamed });
           break;
+        }
         case 'turn_failed':
           if (this.live && this.live.turnId === event.turn_id) this.endLive();
           if (data.transcript_sequence) {
