@@ -55,7 +55,9 @@ provider = "echo"
 # (409 worker_busy, 401 before sign-in) and, where a test kills a process on purpose, the
 # refused connections while it is down.
 _HTTP_STATUS = re.compile(r"^Failed to load resource: the server responded with a status of")
-_NET_DOWN = re.compile(r"net::ERR_(CONNECTION_REFUSED|EMPTY_RESPONSE|INCOMPLETE_CHUNKED_ENCODING|CONNECTION_RESET)")
+_NET_DOWN = re.compile(
+    r"net::ERR_(CONNECTION_REFUSED|EMPTY_RESPONSE|INCOMPLETE_CHUNKED_ENCODING|CONNECTION_RESET)"
+)
 
 
 def require_chromium() -> None:
@@ -287,8 +289,12 @@ def new_context(browser: Any, backend_url: str, **options: Any) -> tuple[Any, Wa
 
 def stream_counts(page: Any) -> dict[str, int]:
     """The page's EventSource connections: ``live`` now, ``max`` at once, ``opened`` ever."""
-    return dict(page.evaluate("({live: window.__streamsLive, max: window.__streamsMax, "
-                              "opened: window.__streamsOpened})"))
+    return dict(
+        page.evaluate(
+            "({live: window.__streamsLive, max: window.__streamsMax, "
+            "opened: window.__streamsOpened})"
+        )
+    )
 
 
 def screenshot(page: Any, name: str) -> None:

@@ -91,9 +91,7 @@ def wait_entries(page: Any, count: int, timeout: float = 20_000) -> None:
 
 def live_text(page: Any) -> str:
     return str(
-        page.evaluate(
-            "document.querySelector('[data-testid=live-reply]')?.textContent ?? ''"
-        )
+        page.evaluate("document.querySelector('[data-testid=live-reply]')?.textContent ?? ''")
     )
 
 
@@ -294,9 +292,7 @@ def test_reload_mid_turn_resumes_with_no_gap_and_no_duplicate(ui: Any, backend: 
     assert stream_counts(ui)["max"] == 1
 
 
-def test_two_tabs_each_keep_one_stream_and_see_the_same_turn(
-    ui: Any, backend: Backend
-) -> None:
+def test_two_tabs_each_keep_one_stream_and_see_the_same_turn(ui: Any, backend: Backend) -> None:
     """Two tabs on one Worker both stream the reply sent from one of them, each over a single
     event-stream connection, also after moving between screens."""
     worker_id = backend.create_worker(name="two tabs")
@@ -351,9 +347,7 @@ def test_xss_payloads_are_shown_as_text_and_never_run(ui: Any, backend: Backend)
     assert ui.locator("main img").count() == 0
 
 
-def test_keyboard_shift_enter_adds_a_line_and_focus_is_visible(
-    ui: Any, backend: Backend
-) -> None:
+def test_keyboard_shift_enter_adds_a_line_and_focus_is_visible(ui: Any, backend: Backend) -> None:
     """The composer is reachable by keyboard; Shift+Enter adds a newline, Enter sends; focused
     controls show an outline."""
     worker_id = backend.create_worker(profile="fast", name="keys")

@@ -76,14 +76,17 @@ export class TabStream {
         if (this.seen.has(event.source_cursor)) return; // delivered before a reconnect
         this.remember(event.source_cursor);
       }
-      if (this.state !== 'live') this.setState('live');
+      if (this.state !== 'live' && event.cursor) this.setState('live');
       if (event.kind === 'diagnostic' && !event.cursor) {
         const code = event.data && event.data.code;
         if (RESYNC_CODES.has(code)) {
           this.resync(code);
           return;
         }
-        if (code === 'runtime_unavailable' || code === 'runtime_shutdown') {
+        // One runtime's outage: the connection of a view of that runtime is not live; a
+        // view over every source stays live (the runtime's row shows the outage).
+        if ((code === 'runtime_unavailable' || code === 'runtime_shutdown')
+          && (view.params || {}).runtime_id) {
           this.setState('reconnecting');
         }
       }
