@@ -173,7 +173,8 @@ def test_create_a_worker_in_the_ui_and_see_the_reply_stream(ui: Any, backend: Ba
         "() => document.querySelector('[data-testid=live-reply]')?.textContent.length > 20"
     )
     partial = live_text(ui)
-    assert LONG.startswith(partial) and partial != LONG
+    assert LONG.startswith(partial)
+    assert partial != LONG
     assert ui.inner_text("[data-testid=worker-status]") == "running"
     screenshot(ui, "worker-streaming")
     wait_entries(ui, 2)
@@ -217,7 +218,9 @@ def test_cancel_mid_turn_with_escape_keeps_the_partial_reply(ui: Any, backend: B
     rendered = entries(ui)
     assert rendered == api_entries(backend.transcript(worker_id))
     role, _, text = rendered[-1]
-    assert role == "assistant" and LONG.startswith(text) and text != LONG
+    assert role == "assistant"
+    assert LONG.startswith(text)
+    assert text != LONG
     assert ui.get_attribute("[data-role=assistant]", "data-partial") == "true"
     assert ui.is_disabled("[data-testid=cancel]")
 
@@ -313,7 +316,8 @@ def test_two_tabs_each_keep_one_stream_and_see_the_same_turn(ui: Any, backend: B
     other.wait_for_selector("[data-testid=worker-row]")
     for page in (ui, other):
         counts = stream_counts(page)
-        assert counts["max"] == 1 and counts["live"] == 1, counts
+        assert counts["max"] == 1, counts
+        assert counts["live"] == 1, counts
     other.close()
 
 
@@ -411,7 +415,9 @@ def test_a_long_transcript_opens_on_its_latest_page(ui: Any, backend: Backend) -
         backend.api("POST", path, {"kind": "system", "content": f"note {i}"})
     open_worker(ui, backend, worker_id)
     shown = entries(ui)
-    assert len(shown) == 100 and shown[0][1] == 151 and shown[-1] == ("system", 250, "note 249")
+    assert len(shown) == 100
+    assert shown[0][1] == 151
+    assert shown[-1] == ("system", 250, "note 249")
     ui.click("[data-testid=load-earlier]")
     wait_entries(ui, 200)
     assert entries(ui)[0][1] == 51
