@@ -59,8 +59,8 @@ export function formatTime(at) {
   return Number.isNaN(date.getTime()) ? String(at) : date.toLocaleString();
 }
 
-/** A random key for idempotent commands (crypto.getRandomValues works over plain HTTP;
- * crypto.randomUUID needs a secure context and is not used). */
+/** A random key for idempotent commands. crypto.getRandomValues works over plain HTTP;
+ * the UUID helper of crypto needs a secure context (HTTPS) and is not used. */
 export function randomKey() {
   const bytes = new Uint8Array(16);
   crypto.getRandomValues(bytes);
