@@ -161,4 +161,4 @@ def test_no_asset_references_another_origin_or_unsafe_code(anonymous: httpx.Clie
             assert "url(" not in text, path
         if path.endswith(".js"):
             for module in re.findall(r"""from\s+['"]([^'"]+)['"]""", text):
-                assert module.startswith("./") or module.startswith("../"), (path, module)
+                assert module.startswith(("./", "../")), (path, module)
