@@ -118,6 +118,9 @@ export class WorkerView extends HTMLElement {
     const generation = ++this.generation;
     this.pending = [];
     try {
+      // The runtime's capabilities are read alongside (they do not depend on the page).
+      const runtimeRead = get(`/api/runtimes/${encodeURIComponent(this.runtimeId)}`)
+        .then((body) => body.runtime, () => null);
       const first = await get(`${this.base()}`);
       const total = first.worker.transcript_len;
       let start = Math.max(0, total - PAGE);
@@ -131,12 +134,7 @@ export class WorkerView extends HTMLElement {
       }
       if (items.length > 0) start = items[0].sequence - 1;
       const detail = (await get(this.base())).worker;
-      let runtime = null;
-      try {
-        runtime = (await get(`/api/runtimes/${encodeURIComponent(this.runtimeId)}`)).runtime;
-      } catch {
-        runtime = null;
-      }
+      const runtime = await runtimeRead;
       if (generation !== this.generation) return;
       this.error.textContent = '';
       this.capabilities = runtime ? runtime.capabilities : null;
