@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
@@ -136,11 +135,24 @@ def start_backend(data: Path) -> tuple[subprocess.Popen[str], str]:
     (data / "profiles.toml").write_text(PROFILES)
     (data / "token").write_text(TOKEN)
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from yoi.cli import main; sys.exit(main())",
-         "up", "--bind", "127.0.0.1:0", "--data-dir", str(data / "backend"),
-         "--token-file", str(data / "token"), "--profiles", str(data / "profiles.toml")],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys; from yoi.cli import main; sys.exit(main())",
+            "up",
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(data / "backend"),
+            "--token-file",
+            str(data / "token"),
+            "--profiles",
+            str(data / "profiles.toml"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     url = line.split("listening on", 1)[1].strip()
@@ -232,7 +244,7 @@ def run(url: str, http: httpx.Client, args: argparse.Namespace) -> list[Row]:
                 "bare EventSource page",
                 "<= 1.5x bare + 5 ms",
                 c <= 1.5 * b + 5,
-            )  # fmt: skip
+            )
         )
         rows.append(
             Row(
@@ -287,12 +299,17 @@ def run(url: str, http: httpx.Client, args: argparse.Namespace) -> list[Row]:
                 "bare EventSource page",
                 ">= 0.5x bare",
                 rates["__console"] >= 0.5 * rates["__bare"],
-            )  # fmt: skip
+            )
         )
         rows.append(
-            Row("every delta rendered (live text == committed message)",
-                1.0 if streamed == "match" else 0.0, "bool", target="1", ok=streamed == "match")
-        )  # fmt: skip
+            Row(
+                "every delta rendered (live text == committed message)",
+                1.0 if streamed == "match" else 0.0,
+                "bool",
+                target="1",
+                ok=streamed == "match",
+            )
+        )
         rows.append(
             Row(
                 "longest main-thread task during the turn (console; 0: none >= 50 ms)",
@@ -300,7 +317,7 @@ def run(url: str, http: httpx.Client, args: argparse.Namespace) -> list[Row]:
                 "ms",
                 target="< 100 ms",
                 ok=0 <= longest < 100,
-            )  # fmt: skip
+            )
         )
 
         print(f"{args.entries:,} entries …", file=sys.stderr, flush=True)
@@ -328,7 +345,7 @@ def run(url: str, http: httpx.Client, args: argparse.Namespace) -> list[Row]:
                 "ms",
                 target="< 300 ms",
                 ok=p < 300,
-            )  # fmt: skip
+            )
         )
         rows.append(Row("entries rendered on open (paged)", shown, "entries"))
         rows.append(Row("JS heap after open", heap, "MB"))
