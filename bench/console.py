@@ -5,7 +5,8 @@ bare EventSource page on the same Backend stream, in the same run.
   (its Worker page, the text node of ``live-reply``) against a bare page (an ``EventSource``
   that writes each delta into a ``<div>``), in alternating rounds on the same Worker. Target:
   console ≤ 1.5 × bare + 5 ms (medians).
-- **20,000 deltas**: one echo turn of 20,000 words. Every delta must be rendered (the console
+- **20,000 deltas**: one echo turn of 20,000 words, rendered by both pages at once (so the
+  Runtime's pace is the same for both). Every delta must be rendered (the console
   checks that the text it rendered live equals the committed message: ``data-streamed=match``);
   the rendered delta rate (deltas ÷ time from the first to the last rendered) must be ≥ 50 % of
   the bare page's; the longest main-thread task (``PerformanceObserver`` ``longtask``) < 100 ms.
@@ -222,6 +223,10 @@ def run(url: str, http: httpx.Client, args: argparse.Namespace) -> list[Row]:
         for i in range(args.rounds + 2):
             for page, key, into in ((console, "__console", console_ms), (bare, "__bare", bare_ms)):
                 if key == "__console":
+                    # The previous reply is settled on screen before this round starts.
+                    page.wait_for_function(
+                        "() => !document.querySelector('[data-testid=live-reply]')"
+                    )
                     page.evaluate(WATCH_CONSOLE)
                 else:
                     page.evaluate("window.__bare.first = null")
@@ -263,29 +268,23 @@ def run(url: str, http: httpx.Client, args: argparse.Namespace) -> list[Row]:
         bare.evaluate("window.__bareSource.close()")
         cursor = http.get(f"{base}/transcript").json()["transcript"]["cursor"]
         bare.evaluate(BARE, ["backend-internal", worker_id, cursor])
+        # Both pages render the same turn at once: the Runtime's pace is the same for both.
+        console.reload()
+        console.wait_for_selector("[data-testid=connection-state][data-state=live]")
+        console.evaluate("window.__longest = 0")
+        console.evaluate(WATCH_CONSOLE)
+        bare.evaluate("window.__bare = {first: null, last: null, count: 0}")
+        console.evaluate(POST, [f"{base}/input", text])
+        bare.wait_for_function(f"() => window.__bare.count >= {args.deltas}", timeout=120_000)
+        console.wait_for_selector(
+            "[data-testid=transcript-entry][data-role=assistant]:last-child[data-streamed]",
+            timeout=120_000,
+        )
+        wait_idle(http, worker_id)
         rates = {}
         for page, key in ((bare, "__bare"), (console, "__console")):
-            page.bring_to_front()
-            if key == "__console":
-                page.reload()
-                page.wait_for_selector("[data-testid=connection-state][data-state=live]")
-                page.evaluate("window.__longest = 0")
-                page.evaluate(WATCH_CONSOLE)
-            else:
-                page.evaluate("window.__bare = {first: null, last: null, count: 0}")
-            page.evaluate(POST, [f"{base}/input", text])
-            if key == "__bare":
-                page.wait_for_function(
-                    f"() => window.__bare.count >= {args.deltas}", timeout=120_000
-                )
-            else:
-                page.wait_for_selector(
-                    "[data-testid=transcript-entry][data-role=assistant]:last-child[data-streamed]",
-                    timeout=120_000,
-                )
             first, last = page.evaluate(f"[window.{key}.first, window.{key}.last]")
             rates[key] = args.deltas / max(0.001, (last - first) / 1000)
-            wait_idle(http, worker_id)
         streamed = console.get_attribute(
             "[data-testid=transcript-entry][data-role=assistant]:last-child", "data-streamed"
         )
