@@ -4,104 +4,32 @@ refusal with its exact status and code."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
-import signal
-import socket
 import sqlite3
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 
-EMB = "/api/runtimes/backend-internal"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Backend:
-    proc: subprocess.Popen[str]
-    url: str
-    port: int
-    data: Path
-    printed: list[str]
-    stderr_path: Path
-    clients: list[httpx.Client] = field(default_factory=list)
-
-    @property
-    def token(self) -> str:
-        return (self.data / "backend.token").read_text(encoding="utf-8").strip()
-
-    def client(self, **headers: str) -> httpx.Client:
-        """A client with no credentials unless given (``Authorization=…``)."""
-        c = httpx.Client(base_url=self.url, timeout=10, headers=headers)
-        self.clients.append(c)
-        return c
-
-    def authed(self) -> httpx.Client:
-        return self.client(Authorization=f"Bearer {self.token}")
-
-    def logs(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8")
+def _load_helpers() -> Any:
+    path = Path(__file__).with_name("_boundary.py")
+    spec = importlib.util.spec_from_file_location("yoi_ws_tests_boundary", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = sys.modules.get(spec.name)
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return module
 
 
-@contextmanager
-def backend(
-    data: Path, *extra: str, port: int | None = None, env: dict[str, str] | None = None
-) -> Iterator[Backend]:
-    port = port or _free_port()
-    args = [
-        sys.executable, "-m", "yoi_workspace_server.cli",
-        "--bind", f"127.0.0.1:{port}", "--data-dir", str(data), *extra,
-    ]  # fmt: skip
-    data.parent.mkdir(parents=True, exist_ok=True)
-    stderr_path = data.parent / f"{data.name}-{port}-{time.monotonic_ns()}.stderr"
-    with open(stderr_path, "w") as err:
-        proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, **(env or {})}
-        )
-    b = Backend(proc, f"http://127.0.0.1:{port}", port, data, [], stderr_path)
-    try:
-        assert proc.stdout is not None
-        for _ in range(3):
-            b.printed.append(proc.stdout.readline().rstrip("\n"))
-        assert "listening on" in b.printed[0], (b.printed, b.logs())
-        yield b
-    finally:
-        for c in b.clients:
-            c.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, (response.status_code, response.text)
-    body = response.json()["error"]
-    assert body["code"] == code, body
-    return dict(body)
-
-
-def workers(b: Backend) -> int:
-    return len(b.authed().get(f"{EMB}/workers").json()["workers"])
+_h = _load_helpers()
+EMB, Backend, backend, error, workers = _h.EMB, _h.Backend, _h.backend, _h.error, _h.workers
 
 
 def test_every_api_route_and_stream_needs_the_token(tmp_path: Path) -> None:
@@ -432,6 +360,12 @@ def test_the_session_lifecycle(tmp_path: Path) -> None:
         error(c.get(f"{path}/events"), 401, "unauthorized")
         assert c.get("/api/session").json()["authenticated"] is False
         # The other browser's session is untouched.
+        assert b.client(Cookie=f"yoi_session={other}").get("/api/runtimes").status_code == 200
+        # A new sign-in from a browser replaces the session that browser carried.
+        fresh = b.client(Cookie=f"yoi_session={other}").post("/api/session", json={"token": token})
+        assert fresh.status_code == 201
+        error(b.client(Cookie=f"yoi_session={other}").get("/api/runtimes"), 401, "unauthorized")
+        other = fresh.cookies["yoi_session"]
         assert b.client(Cookie=f"yoi_session={other}").get("/api/runtimes").status_code == 200
         # A bearer caller has no session to end: it stays signed in by its header.
         assert b.authed().delete("/api/session").json()["method"] == "bearer"

@@ -317,6 +317,8 @@ async def run(
             sessions = Sessions(
                 control.db, idle_s=settings.session_idle_s, max_s=settings.session_max_s
             )
+            if sessions.bind_token(token):
+                log.warning("the browser token changed: every browser session was ended")
             app = create_backend_app(registry, settings, sessions)
 
             async def shut_down() -> None:
@@ -373,9 +375,9 @@ def serve(args: argparse.Namespace, prog: str) -> int:
         config = load_config(args.config) if args.config else Config()
         if args.profiles is not None:
             Profiles.from_toml(args.profiles)
+        _check_trust_settings(args, config)
         args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         token, where = browser_token(args)
-        _check_trust_settings(args, config, token)
         sock = bind_socket(args.bind)
     except StartError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
@@ -394,11 +396,11 @@ def serve(args: argparse.Namespace, prog: str) -> int:
     return run_until_stopped(prog, run, args, token, config, sock, where, sock=sock)
 
 
-def _check_trust_settings(args: argparse.Namespace, config: Config, token: str) -> None:
-    """Refuse a bad --allowed-host or --public-url before anything is bound."""
+def _check_trust_settings(args: argparse.Namespace, config: Config) -> None:
+    """Refuse a bad --allowed-host or --public-url before anything is written or bound."""
     try:
         TrustSettings(
-            token=token,
+            token="-" * MIN_TOKEN_CHARS,  # not checked here
             bound_host=args.bind.host,
             allowed_hosts=tuple(config.allowed_hosts + args.allowed_host),
             public_url=args.public_url or config.public_url,

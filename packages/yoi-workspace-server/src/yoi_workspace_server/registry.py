@@ -26,6 +26,7 @@ from worker_runtime import (
 )
 from worker_runtime.models import require_id
 
+from .remote_urls import check_base_url, check_resolved
 from .sources import EmbeddedSource, LocalSource, RemoteSource, Source
 
 log = logging.getLogger("yoi_workspace_server.registry")
@@ -163,7 +164,10 @@ class RuntimeRegistry:
         plane) is checked before this returns; one restored at start-up shows its last known
         status until its poller's first check, so a dead remote never delays the start."""
         require_id(record.runtime_id, "runtime_id")
-        _check_base_url(record.base_url)
+        if persist:  # a new registration: its name is resolved too
+            await check_resolved(record.base_url)
+        else:
+            check_base_url(record.base_url)
         existing = self._sources.get(record.runtime_id)
         if existing is not None and not isinstance(existing, LocalSource):
             raise RuntimeExists(
@@ -227,7 +231,12 @@ class RuntimeRegistry:
         """Register every remote the control plane remembers."""
         for record in self._control.remotes():
             if record.runtime_id not in self._sources:
-                await self.add_remote(record, persist=False)
+                try:
+                    await self.add_remote(record, persist=False)
+                except InvalidInput:  # recorded before its address was refused
+                    log.warning(
+                        "remote %s is not served: its address is refused", record.runtime_id
+                    )
 
     def end_streams(self) -> None:
         """End the remote sources' open streams (the embedded Runtime ends its own when it
@@ -241,24 +250,3 @@ class RuntimeRegistry:
             scope.cancel()
         for source in self._sources.values():
             await source.aclose()
-
-
-def _check_base_url(url: str) -> None:
-    import httpx
-
-    try:
-        parsed = httpx.URL(url)
-    except Exception:
-        parsed = None
-    if (
-        parsed is None
-        or parsed.scheme not in ("http", "https")
-        or not parsed.host
-        or parsed.query
-        or parsed.fragment
-        or parsed.userinfo
-    ):
-        raise InvalidInput(
-            "base_url must be an http(s) URL with a host and no query, fragment or credentials",
-            details={"field": "base_url"},
-        )

@@ -2,9 +2,11 @@
 
 - ``POST /api/session {"token"}`` checks the token in constant time and answers 201 with
   ``Set-Cookie: yoi_session=<random id>; HttpOnly; SameSite=Strict; Path=/`` (``Secure``
-  behind https). The cookie holds a random id, never the token.
+  behind https). The cookie holds a random id, never the token; a session the request
+  already carried ends (a sign-in never keeps an id chosen before it).
 - ``GET /api/session`` says whether the caller is signed in, and how.
-- ``DELETE /api/session`` ends the caller's session at once and clears the cookie.
+- ``DELETE /api/session`` ends the caller's session at once (and every stream still open
+  under it) and clears the cookie.
 
 Each answers ``{"authenticated", "method", "expires_at"}`` (``method``: ``"cookie"``,
 ``"bearer"`` or ``null``; ``expires_at``: when the session ends unless it is used again).
@@ -22,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker_runtime.http import validate_body
 
-from .trust import SESSION_COOKIE, Auth, TrustBoundary, session_ids
+from .trust import SESSION_COOKIE, Auth, TrustBoundary, error_headers, session_ids
 
 __all__ = ["SignIn", "install_session_routes"]
 
@@ -70,7 +72,13 @@ def install_session_routes(app: FastAPI, boundary: TrustBoundary) -> None:
     async def sign_in(request: Request) -> Response:
         body = validate_body(SignIn, await request.body())
         if not boundary.token_matches(body.token):
-            raise boundary.note_failure(request.scope, "a failed sign-in")
+            refusal = boundary.note_failure(request.scope, "a failed sign-in")
+            response = _answer(refusal.to_envelope(), refusal.status)
+            for name, value in error_headers(refusal):
+                response.headers.append(name.decode(), value.decode())
+            return response
+        for old in session_ids(request.scope):  # a new sign-in replaces the browser's session
+            boundary.end_session(old)
         session_id, info = sessions.create()
         auth = Auth("cookie", session_id, info)
         return _answer(describe(auth), 201, cookie(session_id, int(sessions.max_s), request))
@@ -83,7 +91,7 @@ def install_session_routes(app: FastAPI, boundary: TrustBoundary) -> None:
     @app.delete("/api/session")
     async def sign_out(request: Request) -> Response:
         for session_id in session_ids(request.scope):
-            sessions.end(session_id)
+            boundary.end_session(session_id)
         auth: Auth = request.state.auth
         after = Auth("bearer") if auth.method == "bearer" else Auth()
         return _answer(describe(after), cookie=cookie("", 0, request))

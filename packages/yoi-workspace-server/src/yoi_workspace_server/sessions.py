@@ -3,7 +3,8 @@
 A session is a random id (256 bits) that the browser holds in the ``yoi_session`` cookie; the
 database stores only its SHA-256, with the time it was created and last used. A session ends
 when it has been idle for ``idle_s``, ``max_s`` after it was created, or at once on sign-out.
-Sessions survive a Backend restart (the table is read back at start-up).
+Sessions survive a Backend restart (the table is read back at start-up), unless the token
+changed in between (:meth:`Sessions.bind_token`): a rotated token ends every session.
 
 :class:`FailedLogins` counts failed sign-ins and bad tokens per client, so that a burst of
 them is answered with ``429 too_many_requests`` for a while. It only ever refuses a request
@@ -13,6 +14,7 @@ that failed anyway: a valid session or token always passes.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import sqlite3
 import time
@@ -28,7 +30,18 @@ CREATE TABLE IF NOT EXISTS browser_sessions (
     created_at REAL NOT NULL,
     last_seen  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS browser_token (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    salt        BLOB NOT NULL,
+    fingerprint BLOB NOT NULL
+);
 """
+
+
+def _fingerprint(token: str, salt: bytes) -> bytes:
+    # scrypt, so that a copy of the database does not make a weak configured token cheap
+    # to guess offline.
+    return hashlib.scrypt(token.encode("utf-8"), salt=salt, n=2**14, r=8, p=1, dklen=32)
 
 
 def _hash(session_id: str) -> str:
@@ -75,6 +88,23 @@ class Sessions:
         ).fetchall()
         for id_hash, created_at, last_seen in rows:
             self._live[str(id_hash)] = SessionInfo(created_at, last_seen, last_seen)
+
+    def bind_token(self, token: str) -> bool:
+        """Remember which token the sessions were opened with; when the token has changed
+        since (it was rotated), end every session. Whether sessions were ended."""
+        row = self._db.execute("SELECT salt, fingerprint FROM browser_token").fetchone()
+        if row is not None and hmac.compare_digest(_fingerprint(token, row[0]), row[1]):
+            return False
+        salt = secrets.token_bytes(16)
+        self._db.execute(
+            "INSERT INTO browser_token VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE "
+            "SET salt = excluded.salt, fingerprint = excluded.fingerprint",
+            (salt, _fingerprint(token, salt)),
+        )
+        ended = bool(self._live) and row is not None
+        self._db.execute("DELETE FROM browser_sessions")
+        self._live.clear()
+        return ended
 
     def _purge(self, now: float) -> None:
         self._db.execute(

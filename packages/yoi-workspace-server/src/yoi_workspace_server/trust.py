@@ -8,13 +8,15 @@ In order, for every HTTP request:
    bound host, the ``--public-url`` host or an ``--allowed-host`` name is ``403
    host_not_allowed`` (DNS rebinding), credentials or not.
 3. **No cross-site requests**: a write (``POST``, ``PUT``, ``PATCH``, ``DELETE``, and any
-   ``OPTIONS`` preflight) whose ``Origin`` is not the request's own origin (or the public
-   one), or any write or ``/api`` request carrying ``Sec-Fetch-Site: cross-site`` or
-   ``same-site``, is ``403 origin_not_allowed`` (CSRF), credentials or not.
+   ``OPTIONS`` preflight) whose ``Origin`` is not the request's own origin (the scheme and
+   ``Host`` it arrived with; the ``--public-url`` origin when it names that host), or any
+   write or ``/api`` request carrying ``Sec-Fetch-Site: cross-site`` or ``same-site``, is
+   ``403 origin_not_allowed`` (CSRF), credentials or not.
 4. **Authentication**: every ``/api`` route and stream needs ``Authorization: Bearer <token>``
    (the scheme in any case) or a live ``yoi_session`` cookie, else ``401 unauthorized``
    (``429 too_many_requests`` after a burst of bad tokens from one client).
-   ``/api/session`` itself is reachable without them (it is how a browser signs in).
+   ``/api/session`` itself is reachable without them (it is how a browser signs in), but
+   not with a bad token.
 5. **JSON only**: a body-carrying ``/api`` request whose ``Content-Type`` is not
    ``application/json`` (``charset=utf-8`` allowed) is ``415 unsupported_media_type``; so is a
    non-empty body with no ``Content-Type``.
@@ -37,6 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
+
 from worker_runtime import PayloadTooLarge, Unauthorized, WorkerRuntimeError
 from worker_runtime.http._guard import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,6 +54,7 @@ __all__ = [
     "Auth",
     "TrustBoundary",
     "TrustSettings",
+    "error_headers",
     "is_protected",
     "normalize_host",
 ]
@@ -239,6 +244,7 @@ class TrustBoundary:
         self.sessions = sessions
         self.failures = failures
         self._token = settings.token.encode("utf-8")
+        self._streaming: dict[str, set[anyio.Event]] = {}  # session id -> its open GETs
 
     # -- credentials --------------------------------------------------------------------
 
@@ -297,9 +303,9 @@ class TrustBoundary:
             if is_protected(path):
                 auth, failure = self.authenticate(scope)
                 scope.setdefault("state", {})["auth"] = auth
+                if failure == "bad_token" and auth.method is None:  # on every route
+                    raise self.note_failure(scope, "a bad token")
                 if auth.method is None and path != "/api/session":
-                    if failure == "bad_token":
-                        raise self.note_failure(scope, "a bad token")
                     if failure == "unknown_session":
                         log.info("refused an unknown or expired session cookie")
                     raise Unauthorized("a valid bearer token or session is required")
@@ -307,7 +313,66 @@ class TrustBoundary:
         except WorkerRuntimeError as exc:
             await _send_error(send, exc)
             return
+        auth = scope.get("state", {}).get("auth")
+        if isinstance(auth, Auth) and auth.session_id and scope["method"] == "GET":
+            await self._while_session_lives(auth.session_id, scope, receive, send)
+            return
         await self._capped(scope, receive, send)
+
+    def end_session(self, session_id: str) -> bool:
+        """End a session at once, and every response still streaming under it (the app sees
+        its client leave). Whether the session existed."""
+        for ended in self._streaming.pop(session_id, set()):
+            ended.set()
+        return self.sessions.end(session_id)
+
+    async def _while_session_lives(
+        self, session_id: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Serve a GET signed in by cookie (an event stream may last for hours) so that
+        ending its session ends it too: the app's ``receive`` then reports a disconnect, and
+        a response it leaves open is finished here."""
+        ended = anyio.Event()
+        self._streaming.setdefault(session_id, set()).add(ended)
+        started = done = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started, done
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                done = True
+            await send(message)
+
+        async def until_ended() -> Message:
+            message: Message = {"type": "http.disconnect"}
+            if ended.is_set():
+                return message
+            async with anyio.create_task_group() as tg:
+
+                async def next_message() -> None:
+                    nonlocal message
+                    message = await receive()
+                    tg.cancel_scope.cancel()
+
+                async def session_end() -> None:
+                    await ended.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(next_message)
+                tg.start_soon(session_end)
+            return message
+
+        try:
+            await self._capped(scope, until_ended, tracked_send)
+        finally:
+            waiting = self._streaming.get(session_id)
+            if waiting is not None:
+                waiting.discard(ended)
+                if not waiting:
+                    del self._streaming[session_id]
+        if ended.is_set() and started and not done:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _check_host(self, scope: Scope) -> None:
         values = header(scope, b"host")
@@ -315,13 +380,15 @@ class TrustBoundary:
         if parsed is None or parsed[0] not in self.settings.hosts:
             raise HostNotAllowed("this host name is not allowed")
 
-    def _own_origins(self, scope: Scope) -> set[tuple[str, str, int]]:
-        scheme = str(scope.get("scheme", "http"))
+    def _own_origin(self, scope: Scope) -> tuple[str, str, int]:
+        """The origin the request was sent to: the public one for a request that names the
+        public host (it came through the proxy), else the scheme and Host it arrived with."""
         host, port = _split_host_header(header(scope, b"host")[0]) or ("", None)
-        own = {(scheme, host, port if port is not None else _DEFAULT_PORTS.get(scheme, 80))}
-        if self.settings.public_origin is not None:
-            own.add(self.settings.public_origin)
-        return own
+        public = self.settings.public_origin
+        if public is not None and host == public[1]:
+            return public
+        scheme = str(scope.get("scheme", "http"))
+        return scheme, host, port if port is not None else _DEFAULT_PORTS.get(scheme, 80)
 
     def _check_origin(self, scope: Scope) -> None:
         method = scope["method"]
@@ -337,7 +404,7 @@ class TrustBoundary:
         if not origins:
             return
         parsed = _origin_of(origins[0]) if len(origins) == 1 else None
-        if parsed is None or parsed not in self._own_origins(scope):
+        if parsed is None or parsed != self._own_origin(scope):
             raise OriginNotAllowed("requests from another origin are not allowed")
 
     def _check_content_type(self, scope: Scope) -> None:
@@ -420,13 +487,19 @@ def _secured(message: Message, api: bool) -> MutableMapping[str, Any]:
     return {**message, "headers": headers}
 
 
+def error_headers(error: WorkerRuntimeError) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers a refusal carries besides the envelope (``WWW-Authenticate`` on a 401,
+    ``Retry-After`` on a 429)."""
+    if isinstance(error, Unauthorized):
+        return ((b"www-authenticate", b"Bearer"),)
+    if isinstance(error, TooManyRequests):
+        return ((b"retry-after", str(error.details.get("retry_after_s", 60)).encode()),)
+    return ()
+
+
 async def _send_error(send: Send, error: WorkerRuntimeError) -> None:
     body = json.dumps(error.to_envelope()).encode()
-    extra: Iterable[tuple[bytes, bytes]] = ()
-    if isinstance(error, Unauthorized):
-        extra = ((b"www-authenticate", b"Bearer"),)
-    elif isinstance(error, TooManyRequests):
-        extra = ((b"retry-after", str(error.details.get("retry_after_s", 60)).encode()),)
+    extra: Iterable[tuple[bytes, bytes]] = error_headers(error)
     await send(
         {
             "type": "http.response.start",
