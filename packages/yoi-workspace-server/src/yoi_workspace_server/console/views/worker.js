@@ -99,7 +99,7 @@ export class WorkerView extends HTMLElement {
     this.overview = h('dl', { class: 'overview' });
     this.profileNode = h('dl', { class: 'overview' });
     this.diagnostics = h('ul', { class: 'diagnostics', 'aria-label': 'Diagnostics' });
-    fill(this, 
+    fill(this,
       h('div', { class: 'title-row' }, this.titleNode, this.statusNode),
       h('p', { class: 'meta' }, `runtime ${this.runtimeId} · worker ${this.workerId}`),
       this.error,
@@ -184,7 +184,7 @@ export class WorkerView extends HTMLElement {
     ];
     fill(this.overview, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
     const p = detail.profile_info || { name: detail.profile, provider: '?', model: null };
-    fill(this.profileNode, 
+    fill(this.profileNode,
       h('dt', {}, 'Name'), h('dd', {}, p.name),
       h('dt', {}, 'Provider'), h('dd', {}, p.provider),
       h('dt', {}, 'Model'), h('dd', {}, p.model || '—'));
