@@ -52,7 +52,7 @@ async def test_http_route_and_client_list_profiles_without_credentials() -> None
     """GET /v1/profiles needs the token, and neither it nor the client leaks a base URL, a key
     variable or a system prompt."""
     pytest.importorskip("fastapi", reason="the http-server extra is not installed")
-    pytest.importorskip("httpx", reason="the http-server extra is not installed")
+    pytest.importorskip("httpx_sse", reason="the event-stream extra (the client) is not installed")
     import httpx
 
     from worker_runtime.client import RuntimeClient
