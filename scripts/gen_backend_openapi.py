@@ -26,7 +26,7 @@ async def backend_document() -> dict[str, Any]:
             async with anyio.create_task_group() as tg:
                 registry = RuntimeRegistry(control, tg)
                 boundary = create_backend_app(registry, BackendSettings(token="x" * 32))
-                return document(boundary.app)
+                return document(boundary.app.app)  # the boundary, the console files, the API
         finally:
             control.close()
 

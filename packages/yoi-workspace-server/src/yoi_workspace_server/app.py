@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import sqlite3
 import unicodedata
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from worker_runtime import (
     CursorUnknown,
     Event,
     InputRequest,
+    InvalidInput,
     RuntimeUnavailable,
     WorkerRuntimeError,
 )
@@ -41,7 +43,9 @@ from worker_runtime.http.stream import SseResponse, encode_event
 from worker_runtime.models import require_id
 
 from . import __version__
+from ._console import ConsoleFiles
 from ._openapi import body, describe
+from ._stream import MAX_CURSOR_CHARS, CompositeCursor, merged_messages, open_sources, utf8
 from .registry import RemoteRecord, RuntimeRegistry
 from .session_api import install_session_routes
 from .sessions import FailedLogins, Sessions
@@ -164,18 +168,10 @@ def _wrap_cursors(runtime_id: str, value: Any) -> Any:
 
 def _json(body: Any, status_code: int = 200) -> Response:
     return Response(
-        _utf8(json.dumps(body, ensure_ascii=False, separators=(",", ":"))),
+        utf8(json.dumps(body, ensure_ascii=False, separators=(",", ":"))),
         status_code,
         media_type="application/json",
     )
-
-
-def _utf8(text: str) -> bytes:
-    """``text`` as UTF-8, a lone surrogate (which a remote's JSON may carry) as U+FFFD."""
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
 
 
 def _header_text(value: str | None) -> str | None:
@@ -228,7 +224,7 @@ def create_backend_app(
     streams = _StreamSlots(settings.max_streams)
     deadline_s = registry.limits.reply.deadline_s
     boundary = TrustBoundary(
-        app, trust, sessions, FailedLogins(budget=settings.failed_login_budget)
+        ConsoleFiles(app), trust, sessions, FailedLogins(budget=settings.failed_login_budget)
     )
     install_session_routes(app, boundary)
 
@@ -316,6 +312,52 @@ def create_backend_app(
                 diagnostics.append(result)
         return _json({"workers": rows, "diagnostics": diagnostics})
 
+    @app.get("/api/runtimes/{runtime_id}/profiles")
+    async def list_profiles(runtime_id: str) -> Response:
+        """The profiles a Worker of this runtime may be created on; never a credential."""
+        profiles = await source(runtime_id).list_profiles()
+        return _json({"profiles": [_dump(p) for p in profiles]})
+
+    @app.get("/api/events")
+    async def all_events(
+        runtime_id: Annotated[str | None, Query(max_length=120)] = None,
+        worker_id: Annotated[str | None, Query(max_length=120)] = None,
+        kinds: Annotated[str | None, Query(max_length=1000)] = None,
+        cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
+        last_event_id: Annotated[
+            str | None, Header(alias="Last-Event-ID", max_length=MAX_CURSOR_CHARS)
+        ] = None,
+    ) -> SseResponse:
+        """One stream over every source (or one runtime, or one Worker of it), resumable
+        from its composite cursor; see :mod:`._stream`."""
+        rid = require_id(runtime_id, "runtime_id") if runtime_id is not None else None
+        wid = worker_id_of(worker_id) if worker_id is not None else None
+        if wid is not None and rid is None:
+            raise InvalidInput(
+                "worker_id needs runtime_id: a worker_id is unique within its runtime only",
+                details={"field": "worker_id"},
+            )
+        wanted = _header_text(last_event_id) or cursor
+        start = CompositeCursor.decode(wanted) if wanted else CompositeCursor()
+        wanted_kinds = _parse_kinds(kinds)
+        opened = await open_sources(registry, rid, wid, start)
+        remotes = [s for s in (registry.get(r) for r, _ in opened) if isinstance(s, RemoteSource)]
+        try:
+            streams.acquire(*remotes)
+        except BaseException:
+            for _, events in opened:
+                await events.aclose()
+            raise
+        messages = merged_messages(registry, opened, wid, wanted_kinds, start)
+
+        async def close() -> None:
+            try:
+                await messages.aclose()
+            finally:
+                streams.release(*remotes)
+
+        return SseResponse(messages, heartbeat_s=settings.heartbeat_s, on_close=close)
+
     @app.get("/api/runtimes/{runtime_id}/workers")
     async def list_workers(
         runtime_id: str,
@@ -383,19 +425,19 @@ def create_backend_app(
         s, wid = source(runtime_id), worker_id_of(worker_id)
         wanted = _header_text(last_event_id) or cursor
         inner = unwrap_cursor(runtime_id, wanted) if wanted else None
-        remote = s if isinstance(s, RemoteSource) else None
-        streams.acquire(remote)
+        remotes = (s,) if isinstance(s, RemoteSource) else ()
+        streams.acquire(*remotes)
         try:
             events = await s.open_events(wid, inner)  # errors here are plain HTTP errors
         except BaseException:
-            streams.release(remote)
+            streams.release(*remotes)
             raise
 
         async def close() -> None:
             try:
                 await events.aclose()
             finally:
-                streams.release(remote)
+                streams.release(*remotes)
 
         return SseResponse(
             _messages(runtime_id, wid, events), heartbeat_s=settings.heartbeat_s, on_close=close
@@ -404,9 +446,24 @@ def create_backend_app(
     return boundary
 
 
+_KIND = re.compile(r"^[a-z_]{1,40}$")
+
+
+def _parse_kinds(kinds: str | None) -> frozenset[str] | None:
+    """``kinds=a,b``: the event kinds wanted (stream notices always pass)."""
+    if kinds is None:
+        return None
+    names = frozenset(k.strip() for k in kinds.split(",") if k.strip())
+    if not names or len(names) > 32 or not all(_KIND.match(k) for k in names):
+        raise InvalidInput(
+            "kinds must be a comma-separated list of event kinds", details={"field": "kinds"}
+        )
+    return names
+
+
 def _replace_surrogates(event: Event) -> Event:
     """``event`` with every lone surrogate in its text replaced by U+FFFD."""
-    clean = json.loads(_utf8(json.dumps(event.to_dict(), ensure_ascii=False)))
+    clean = json.loads(utf8(json.dumps(event.to_dict(), ensure_ascii=False)))
     return replace(
         event,
         kind=clean["kind"],
@@ -424,18 +481,20 @@ class _StreamSlots:
         self.cap = cap
         self.open = 0
 
-    def acquire(self, remote: RemoteSource | None) -> None:
+    def acquire(self, *remotes: RemoteSource) -> None:
+        """One browser stream, fed by ``remotes`` (none for a stream of embedded sources)."""
         if self.open >= self.cap:
             raise _too_many_streams(self.cap)
-        if remote is not None:
+        for remote in remotes:
             if remote.open_streams >= remote.max_streams:
                 raise _too_many_streams(remote.max_streams, per_runtime=True)
+        for remote in remotes:
             remote.open_streams += 1
         self.open += 1
 
-    def release(self, remote: RemoteSource | None) -> None:
+    def release(self, *remotes: RemoteSource) -> None:
         self.open -= 1
-        if remote is not None:
+        for remote in remotes:
             remote.open_streams -= 1
 
 

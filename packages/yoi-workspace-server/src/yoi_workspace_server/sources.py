@@ -31,6 +31,7 @@ from worker_runtime import (
     Event,
     InputAck,
     InputRequest,
+    ProfileEntry,
     Runtime,
     RuntimeUnavailable,
     StopAck,
@@ -142,10 +143,15 @@ class Source(Protocol):
         self, worker_id: str, start: int, limit: int | None
     ) -> TranscriptPage: ...
 
-    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
-        """A Worker's events after ``cursor`` (a cursor of this Runtime). What can be checked
-        before the stream starts raises here; a remote source keeps the iterator alive across
-        the Runtime's outages, yielding a ``runtime_unavailable`` notice when it is lost."""
+    async def list_profiles(self) -> list[ProfileEntry]: ...
+
+    async def open_events(
+        self, worker_id: str | None, cursor: str | None
+    ) -> AsyncGenerator[Event, None]:
+        """A Worker's events (every Worker's with ``worker_id`` ``None``) after ``cursor`` (a
+        cursor of this Runtime). What can be checked before the stream starts raises here; a
+        remote source keeps the iterator alive across the Runtime's outages, yielding a
+        ``runtime_unavailable`` notice when it is lost."""
         ...
 
     async def aclose(self) -> None: ...
@@ -219,9 +225,14 @@ class EmbeddedSource:
         ref = self.runtime.ref(worker_id)
         return await self.runtime.read_transcript(ref, start=start, limit=limit)
 
-    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
-        subscription = self.runtime.subscribe(cursor=cursor, worker=self.runtime.ref(worker_id))
-        return _iterate(subscription)
+    async def list_profiles(self) -> list[ProfileEntry]:
+        return await self.runtime.list_profiles()
+
+    async def open_events(
+        self, worker_id: str | None, cursor: str | None
+    ) -> AsyncGenerator[Event, None]:
+        worker = self.runtime.ref(worker_id) if worker_id is not None else None
+        return _iterate(self.runtime.subscribe(cursor=cursor, worker=worker))
 
     async def aclose(self) -> None:
         return None
@@ -442,14 +453,25 @@ class RemoteSource:
             lambda: self._client.read_transcript(worker_id, start=start, limit=limit)
         )
 
-    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
-        """The Worker must exist (checked now); then its events, as :meth:`_events`. With no
-        ``cursor`` the stream starts at the Worker's last event as of now, not when the remote
-        stream connects, so nothing that happens in between is missed."""
-        worker = await self.get_worker(worker_id)
-        return self._events(worker_id, cursor if cursor is not None else worker.last_cursor)
+    async def list_profiles(self) -> list[ProfileEntry]:
+        return await self._call(self._client.list_profiles)
 
-    async def _events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
+    async def open_events(
+        self, worker_id: str | None, cursor: str | None
+    ) -> AsyncGenerator[Event, None]:
+        """The Worker must exist (checked now); then its events (every Worker's without
+        ``worker_id``), as :meth:`_events`. A Worker's stream with no ``cursor`` starts at the
+        Worker's last event as of now, not when the remote stream connects, so nothing that
+        happens in between is missed."""
+        if worker_id is not None:
+            worker = await self.get_worker(worker_id)
+            if cursor is None:
+                cursor = worker.last_cursor
+        return self._events(worker_id, cursor)
+
+    async def _events(
+        self, worker_id: str | None, cursor: str | None
+    ) -> AsyncGenerator[Event, None]:
         """The remote's events, kept alive across its outages by the client's reconnect: the
         browser gets one ``runtime_unavailable`` notice per outage (the remote's own
         ``runtime_shutdown`` notices are not passed on), and the stream resumes from the last
@@ -466,7 +488,7 @@ class RemoteSource:
                     async for event in stream:
                         if event.cursor is None and event.data.get("code") == "runtime_shutdown":
                             continue
-                        if event.worker_id not in (None, worker_id):
+                        if worker_id is not None and event.worker_id not in (None, worker_id):
                             self._dropped_event(worker_id)
                             continue
                         # The source's identity, whatever the remote wrote: a remote speaks
@@ -672,7 +694,12 @@ class LocalSource:
             lambda: self._reader.read_transcript(worker_id, start=start, limit=limit)
         )
 
-    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
+    async def list_profiles(self) -> list[ProfileEntry]:
+        raise self._unsupported("listing profiles")
+
+    async def open_events(
+        self, worker_id: str | None, cursor: str | None
+    ) -> AsyncGenerator[Event, None]:
         raise self._unsupported("streaming events")
 
     async def aclose(self) -> None:
