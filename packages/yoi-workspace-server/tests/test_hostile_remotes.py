@@ -355,6 +355,39 @@ def test_streams_are_capped_per_backend_and_per_remote(tmp_path: Path) -> None:
         anyio.run(scenario)
 
 
+def test_the_stream_over_all_sources_is_capped_and_safe(tmp_path: Path) -> None:
+    """``GET /api/events`` counts as one stream against ``--max-streams`` and against each
+    remote it reads (503 ``too_many_streams`` beyond either), and a lone surrogate a remote
+    sends on it arrives as U+FFFD, stamped with the remote's runtime_id."""
+    with (
+        hostile("all-r") as remote,
+        backend(tmp_path / "b", "--max-streams", "3", "--max-streams-per-remote", "1") as b,
+    ):
+        assert b.register(remote).status_code == 201
+        remote.mode(events="surrogate")
+        events = sse(b.http, "/api/events?runtime_id=all-r", 2)
+        assert [e["data"]["text"] for e in events] == ["\ufffd lone", "after"]
+        assert {e["runtime_id"] for e in events} == {"all-r"}
+
+        async def scenario() -> None:
+            async with httpx.AsyncClient(base_url=b.url, headers=AUTH, timeout=10) as client:
+                async with client.stream("GET", "/api/events") as first:
+                    assert first.status_code == 200
+                    over = await client.get("/api/events?runtime_id=all-r")
+                    body = error(over, 503, "runtime_unavailable")
+                    assert body["details"] == {"reason": "too_many_streams", "max_streams": 1}
+                    local = "/api/events?runtime_id=backend-internal"
+                    async with client.stream("GET", local) as second:
+                        assert second.status_code == 200
+                        async with client.stream("GET", local) as third:
+                            assert third.status_code == 200
+                            over = await client.get(local)
+                            body = error(over, 503, "runtime_unavailable")
+                            assert body["details"]["max_streams"] == 3
+
+        anyio.run(scenario)
+
+
 def test_commands_never_wait_behind_streams(tmp_path: Path) -> None:
     """With 120 browser streams open to one remote (more than a shared pool of 100 holds),
     commands to that remote still answer at once and the remote stays ``running``."""
