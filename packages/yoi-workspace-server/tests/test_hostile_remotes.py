@@ -370,20 +370,24 @@ def test_the_stream_over_all_sources_is_capped_and_safe(tmp_path: Path) -> None:
         assert {e["runtime_id"] for e in events} == {"all-r"}
 
         async def scenario() -> None:
-            async with httpx.AsyncClient(base_url=b.url, headers=AUTH, timeout=10) as client:
-                async with client.stream("GET", "/api/events") as first:
-                    assert first.status_code == 200
-                    over = await client.get("/api/events?runtime_id=all-r")
+            local = "/api/events?runtime_id=backend-internal"
+            async with (
+                httpx.AsyncClient(base_url=b.url, headers=AUTH, timeout=10) as client,
+                client.stream("GET", "/api/events") as first,
+            ):
+                assert first.status_code == 200
+                over = await client.get("/api/events?runtime_id=all-r")
+                body = error(over, 503, "runtime_unavailable")
+                assert body["details"] == {"reason": "too_many_streams", "max_streams": 1}
+                async with (
+                    client.stream("GET", local) as second,
+                    client.stream("GET", local) as third,
+                ):
+                    assert second.status_code == 200
+                    assert third.status_code == 200
+                    over = await client.get(local)
                     body = error(over, 503, "runtime_unavailable")
-                    assert body["details"] == {"reason": "too_many_streams", "max_streams": 1}
-                    local = "/api/events?runtime_id=backend-internal"
-                    async with client.stream("GET", local) as second:
-                        assert second.status_code == 200
-                        async with client.stream("GET", local) as third:
-                            assert third.status_code == 200
-                            over = await client.get(local)
-                            body = error(over, 503, "runtime_unavailable")
-                            assert body["details"]["max_streams"] == 3
+                    assert body["details"]["max_streams"] == 3
 
         anyio.run(scenario)
 
