@@ -45,6 +45,7 @@ from .models import (
     Diagnostic,
     InputAck,
     InputRequest,
+    ProfileEntry,
     RuntimeSummary,
     StopAck,
     TranscriptPage,
@@ -168,6 +169,11 @@ class RuntimeClient:
         path = _worker_path(worker_id, "transcript")
         response = await self._request("GET", path, params=params)
         return _parse(TranscriptPage, response["transcript"])
+
+    async def list_profiles(self) -> list[ProfileEntry]:
+        """The profiles a Worker may be created on (``GET /v1/profiles``)."""
+        response = await self._request("GET", "/v1/profiles")
+        return [_parse(ProfileEntry, item) for item in response["profiles"]]
 
     async def diagnostics(self, limit: int | None = None) -> list[Diagnostic]:
         response = await self._request("GET", "/v1/diagnostics", params=_params(limit=limit))

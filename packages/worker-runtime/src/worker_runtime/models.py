@@ -189,6 +189,18 @@ class ProfileInfo(_Response):
     model: str | None
 
 
+class ProfileEntry(_Response):
+    """One profile a Worker may be created on (``GET /v1/profiles``): how to select it
+    (``kind`` + ``name``), what it runs, and whether it is the runtime default. Never a
+    credential, a key's variable name, a base URL or a file path."""
+
+    name: str
+    kind: Literal["builtin", "named"]
+    provider: str
+    model: str | None
+    is_default: bool
+
+
 class TurnCounts(_Response):
     total: int
     completed: int

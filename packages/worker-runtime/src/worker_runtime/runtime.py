@@ -51,6 +51,7 @@ from .models import (
     InputAck,
     InputRequest,
     Limits,
+    ProfileEntry,
     RuntimeCounts,
     RuntimeSummary,
     StopAck,
@@ -61,7 +62,7 @@ from .models import (
     WorkerSummary,
     require_id,
 )
-from .profiles import Profile, Profiles
+from .profiles import BUILTIN_PROFILES, Profile, Profiles
 from .store import RecoveredWorker, RuntimeStore, WorkerRecord, transcript_page
 from .store.memory import MemoryStore
 
@@ -371,6 +372,22 @@ class Runtime(Turns):
         limit = check_limit(limit, self._limits.max_diagnostics, self._limits.max_diagnostics)
         items = list(self._diagnostics)
         return items[-limit:]
+
+    async def list_profiles(self) -> list[ProfileEntry]:
+        """The profiles a Worker may be created on: the builtin ones, then the named ones,
+        each with whether it is the runtime default. Never a credential."""
+        default = self._profiles.default_name
+        entries = [
+            ProfileEntry(
+                **p.info.model_dump(), kind="builtin", is_default=default is None and name == "echo"
+            )
+            for name, p in BUILTIN_PROFILES.items()
+        ]
+        entries.extend(
+            ProfileEntry(**p.info.model_dump(), kind="named", is_default=name == default)
+            for name, p in self._profiles.named.items()
+        )
+        return entries
 
     # -- catalog and lifecycle ---------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from worker_runtime import (
     CursorUnknown,
     Event,
     InputRequest,
+    InvalidInput,
     RuntimeUnavailable,
     WorkerRuntimeError,
 )
@@ -39,6 +41,8 @@ from worker_runtime.http.stream import SseResponse, encode_event
 from worker_runtime.models import require_id
 
 from . import __version__
+from ._console import ConsoleFiles
+from ._stream import MAX_CURSOR_CHARS, CompositeCursor, merged_messages, open_sources
 from .registry import RemoteRecord, RuntimeRegistry
 from .session_api import install_session_routes
 from .sessions import FailedLogins, Sessions
@@ -182,7 +186,7 @@ def create_backend_app(
     app.router.route_class = DirectRoute
     install_error_handlers(app)
     boundary = TrustBoundary(
-        app, trust, sessions, FailedLogins(budget=settings.failed_login_budget)
+        ConsoleFiles(app), trust, sessions, FailedLogins(budget=settings.failed_login_budget)
     )
     install_session_routes(app, boundary)
 
@@ -249,6 +253,37 @@ def create_backend_app(
             rows.extend(_wrap_cursors(s.runtime_id, _dump(w)) for w in page.workers)
         return _json({"workers": rows, "diagnostics": diagnostics})
 
+    @app.get("/api/runtimes/{runtime_id}/profiles")
+    async def list_profiles(runtime_id: str) -> Response:
+        """The profiles a Worker of this runtime may be created on; never a credential."""
+        profiles = await source(runtime_id).list_profiles()
+        return _json({"profiles": [_dump(p) for p in profiles]})
+
+    @app.get("/api/events")
+    async def all_events(
+        runtime_id: Annotated[str | None, Query(max_length=120)] = None,
+        worker_id: Annotated[str | None, Query(max_length=120)] = None,
+        kinds: Annotated[str | None, Query(max_length=1000)] = None,
+        cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
+        last_event_id: Annotated[
+            str | None, Header(alias="Last-Event-ID", max_length=MAX_CURSOR_CHARS)
+        ] = None,
+    ) -> SseResponse:
+        """One stream over every source (or one runtime, or one Worker of it), resumable
+        from its composite cursor; see :mod:`._stream`."""
+        rid = require_id(runtime_id, "runtime_id") if runtime_id is not None else None
+        wid = worker_id_of(worker_id) if worker_id is not None else None
+        if wid is not None and rid is None:
+            raise InvalidInput(
+                "worker_id needs runtime_id: a worker_id is unique within its runtime only",
+                details={"field": "worker_id"},
+            )
+        wanted = last_event_id or cursor
+        start = CompositeCursor.decode(wanted) if wanted else CompositeCursor()
+        opened = await open_sources(registry, rid, wid, start)
+        messages = merged_messages(registry, opened, wid, _parse_kinds(kinds), start)
+        return SseResponse(messages, heartbeat_s=settings.heartbeat_s, on_close=messages.aclose)
+
     @app.get("/api/runtimes/{runtime_id}/workers")
     async def list_workers(
         runtime_id: str,
@@ -314,6 +349,21 @@ def create_backend_app(
         )
 
     return boundary
+
+
+_KIND = re.compile(r"^[a-z_]{1,40}$")
+
+
+def _parse_kinds(kinds: str | None) -> frozenset[str] | None:
+    """``kinds=a,b``: the event kinds wanted (stream notices always pass)."""
+    if kinds is None:
+        return None
+    names = frozenset(k.strip() for k in kinds.split(",") if k.strip())
+    if not names or len(names) > 32 or not all(_KIND.match(k) for k in names):
+        raise InvalidInput(
+            "kinds must be a comma-separated list of event kinds", details={"field": "kinds"}
+        )
+    return names
 
 
 def _unavailable_row(runtime_id: str) -> dict[str, Any]:

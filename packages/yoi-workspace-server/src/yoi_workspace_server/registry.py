@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,6 +199,18 @@ class RuntimeRegistry:
 
         self._tg.start_soon(poll)
         return source
+
+    def spawn(self, run: Callable[[], Awaitable[None]]) -> anyio.CancelScope:
+        """Run ``run`` in the registry's task group (it lives as long as the Backend) under a
+        scope of its own; cancelling the scope ends it."""
+        scope = anyio.CancelScope()
+
+        async def guarded() -> None:
+            with scope:
+                await run()
+
+        self._tg.start_soon(guarded)
+        return scope
 
     async def remove(self, runtime_id: str) -> None:
         source = self.get(runtime_id)

@@ -31,6 +31,7 @@ from worker_runtime import (
     Event,
     InputAck,
     InputRequest,
+    ProfileEntry,
     Runtime,
     RuntimeUnavailable,
     StopAck,
@@ -140,10 +141,15 @@ class Source(Protocol):
         self, worker_id: str, start: int, limit: int | None
     ) -> TranscriptPage: ...
 
-    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
-        """A Worker's events after ``cursor`` (a cursor of this Runtime). What can be checked
-        before the stream starts raises here; a remote source keeps the iterator alive across
-        the Runtime's outages, yielding a ``runtime_unavailable`` notice when it is lost."""
+    async def list_profiles(self) -> list[ProfileEntry]: ...
+
+    async def open_events(
+        self, worker_id: str | None, cursor: str | None
+    ) -> AsyncGenerator[Event, None]:
+        """A Worker's events (every Worker's with ``worker_id`` ``None``) after ``cursor`` (a
+        cursor of this Runtime). What can be checked before the stream starts raises here; a
+        remote source keeps the iterator alive across the Runtime's outages, yielding a
+        ``runtime_unavailable`` notice when it is lost."""
         ...
 
     async def aclose(self) -> None: ...
@@ -217,9 +223,14 @@ class EmbeddedSource:
         ref = self.runtime.ref(worker_id)
         return await self.runtime.read_transcript(ref, start=start, limit=limit)
 
-    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
-        subscription = self.runtime.subscribe(cursor=cursor, worker=self.runtime.ref(worker_id))
-        return _iterate(subscription)
+    async def list_profiles(self) -> list[ProfileEntry]:
+        return await self.runtime.list_profiles()
+
+    async def open_events(
+        self, worker_id: str | None, cursor: str | None
+    ) -> AsyncGenerator[Event, None]:
+        worker = self.runtime.ref(worker_id) if worker_id is not None else None
+        return _iterate(self.runtime.subscribe(cursor=cursor, worker=worker))
 
     async def aclose(self) -> None:
         return None
@@ -382,12 +393,21 @@ class RemoteSource:
             lambda: self._client.read_transcript(worker_id, start=start, limit=limit)
         )
 
-    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
-        """The Worker must exist (checked now); then its events, as :meth:`_events`."""
-        await self.get_worker(worker_id)
+    async def list_profiles(self) -> list[ProfileEntry]:
+        return await self._call(self._client.list_profiles)
+
+    async def open_events(
+        self, worker_id: str | None, cursor: str | None
+    ) -> AsyncGenerator[Event, None]:
+        """The Worker must exist (checked now); then its events (every Worker's without
+        ``worker_id``), as :meth:`_events`."""
+        if worker_id is not None:
+            await self.get_worker(worker_id)
         return self._events(worker_id, cursor)
 
-    async def _events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
+    async def _events(
+        self, worker_id: str | None, cursor: str | None
+    ) -> AsyncGenerator[Event, None]:
         """The remote's events, kept alive across its outages by the client's reconnect: the
         browser gets one ``runtime_unavailable`` notice per outage (the remote's own
         ``runtime_shutdown`` notices are not passed on), and the stream resumes from the last
@@ -567,7 +587,12 @@ class LocalSource:
             lambda: self._reader.read_transcript(worker_id, start=start, limit=limit)
         )
 
-    async def open_events(self, worker_id: str, cursor: str | None) -> AsyncGenerator[Event, None]:
+    async def list_profiles(self) -> list[ProfileEntry]:
+        raise self._unsupported("listing profiles")
+
+    async def open_events(
+        self, worker_id: str | None, cursor: str | None
+    ) -> AsyncGenerator[Event, None]:
         raise self._unsupported("streaming events")
 
     async def aclose(self) -> None:

@@ -31,6 +31,7 @@ from .. import (
     MethodNotAllowed,
     MissingExtraError,
     NotFound,
+    ProfileEntry,
     Runtime,
     RuntimeSummary,
     StopAck,
@@ -139,6 +140,10 @@ class CancelAckResponse(BaseModel):
 
 class TranscriptResponse(BaseModel):
     transcript: TranscriptPage
+
+
+class ProfilesResponse(BaseModel):
+    profiles: list[ProfileEntry]
 
 
 class DiagnosticsResponse(BaseModel):
@@ -317,6 +322,12 @@ def create_app(runtime: Runtime, settings: HttpSettings) -> Any:
         ref = runtime.ref(worker_id)
         page = await runtime.read_transcript(ref, start=start, limit=limit)
         return _json(TranscriptResponse(transcript=page))
+
+    @app.get("/v1/profiles", response_model=ProfilesResponse, tags=["runtime"])
+    async def list_profiles() -> Response:
+        """The profiles a Worker may be created on (name, kind, provider, model, whether it
+        is the default); never a credential."""
+        return _json(ProfilesResponse(profiles=await runtime.list_profiles()))
 
     @app.get("/v1/diagnostics", response_model=DiagnosticsResponse, tags=["runtime"])
     async def diagnostics(limit: Annotated[int | None, Query(ge=1)] = None) -> Response:

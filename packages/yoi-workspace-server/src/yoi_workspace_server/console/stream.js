@@ -1,0 +1,128 @@
+// The tab's one event-stream connection (GET /api/events). A view asks for what it shows
+// (runtime, Worker, kinds) and the cursor it has read up to; opening another view closes the
+// previous connection first, so a tab never holds more than one.
+//
+// Connection state is the connection's, never the Worker's:
+//   live          the stream is open
+//   reconnecting  the connection dropped; EventSource retries with Last-Event-ID (the
+//                 Backend's composite cursor), so nothing is lost or repeated
+//   resync        the stream cannot resume (cursor_expired, resync_required, a refused
+//                 reconnect): the view re-reads what it shows and opens again from there
+
+const KINDS = [
+  'runtime_started', 'worker_created', 'input_accepted', 'input_discarded', 'turn_started',
+  'output_delta', 'message_completed', 'turn_completed', 'turn_failed', 'turn_cancelled',
+  'turn_interrupted', 'worker_stopped', 'diagnostic',
+];
+const RESYNC_CODES = new Set(['resync_required', 'cursor_expired', 'cursor_unknown']);
+const SEEN_MAX = 20000;
+
+export class TabStream {
+  constructor() {
+    this.source = null;
+    this.state = 'reconnecting';
+    this.listeners = new Set();
+    this.seen = new Set();
+    this.seenOrder = [];
+    this.view = null;
+    this.retryTimer = null;
+  }
+
+  onState(fn) {
+    this.listeners.add(fn);
+    fn(this.state);
+  }
+
+  setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    for (const fn of this.listeners) fn(state);
+  }
+
+  /** view: {params: {runtime_id?, worker_id?, kinds?}, cursor?, onEvent(event), onResync(why)} */
+  open(view) {
+    this.close();
+    this.view = view;
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(view.params || {})) {
+      if (value) query.set(key, value);
+    }
+    if (view.cursor) query.set('cursor', view.cursor);
+    const source = new EventSource(`/api/events?${query}`);
+    this.source = source;
+    this.setState('reconnecting'); // until the Backend answers
+    source.onopen = () => {
+      if (this.source !== source) return;
+      this.setState('live');
+    };
+    source.onerror = () => {
+      if (this.source !== source) return;
+      if (source.readyState === EventSource.CLOSED) {
+        // Refused (HTTP error: cursor_expired, unauthorized, …): re-read, then open again.
+        this.resync('stream_refused');
+      } else {
+        this.setState('reconnecting');
+      }
+    };
+    const handle = (message) => {
+      if (this.source !== source) return;
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (event.source_cursor) {
+        if (this.seen.has(event.source_cursor)) return; // delivered before a reconnect
+        this.remember(event.source_cursor);
+      }
+      if (this.state !== 'live' && event.cursor) this.setState('live');
+      if (event.kind === 'diagnostic' && !event.cursor) {
+        const code = event.data && event.data.code;
+        if (RESYNC_CODES.has(code)) {
+          this.resync(code);
+          return;
+        }
+        // One runtime's outage: the connection of a view of that runtime is not live; a
+        // view over every source stays live (the runtime's row shows the outage).
+        if ((code === 'runtime_unavailable' || code === 'runtime_shutdown')
+          && (view.params || {}).runtime_id) {
+          this.setState('reconnecting');
+        }
+      }
+      view.onEvent(event);
+    };
+    for (const kind of KINDS) source.addEventListener(kind, handle);
+  }
+
+  remember(cursor) {
+    this.seen.add(cursor);
+    this.seenOrder.push(cursor);
+    if (this.seenOrder.length > SEEN_MAX) {
+      for (const old of this.seenOrder.splice(0, SEEN_MAX / 2)) this.seen.delete(old);
+    }
+  }
+
+  resync(why) {
+    const view = this.view;
+    if (this.source) this.source.close();
+    this.source = null;
+    this.setState('resync');
+    if (view && view.onResync) {
+      clearTimeout(this.retryTimer);
+      // A short pause, so a Backend that refuses every stream is not hammered.
+      this.retryTimer = setTimeout(() => {
+        if (this.view === view) view.onResync(why);
+      }, 300);
+    }
+  }
+
+  close() {
+    clearTimeout(this.retryTimer);
+    if (this.source) this.source.close();
+    this.source = null;
+    this.view = null;
+  }
+}
+
+export const tabStream = new TabStream();
