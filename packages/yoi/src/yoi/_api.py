@@ -436,7 +436,7 @@ class RuntimeApi(Api):
         if runtime is not None and runtime != self.default_runtime():
             raise ApiError(
                 "runtime_not_found",
-                f"this Runtime is {self.default_runtime!r}, not {runtime!r}",
+                f"this Runtime is {self.default_runtime()!r}, not {runtime!r}",
             )
 
     def _w(self, ref: Ref, action: str = "") -> str:

@@ -132,6 +132,7 @@ class Renderer:
         self.spinner = _Spinner()
         self._open_line = False
         self._color = fancy(self.out)
+        self._tty = _isatty(self.out)
         self._queued: dict[str, str] = {}
 
     def _write(self, text: str) -> None:
@@ -152,7 +153,8 @@ class Renderer:
             warn(text)
             return
         self.spinner.stop()
-        self._end_line()
+        if self._tty:  # stderr shares the screen: start the note on its own line
+            self._end_line()
         warn(text)
 
     def feed(self, kind: str, event: dict[str, Any]) -> str | None:
@@ -208,6 +210,13 @@ class Renderer:
             else:
                 self.note(f"{code}: {data.get('message')}")
         return _outcome(kind)
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _outcome(kind: str) -> str | None:
