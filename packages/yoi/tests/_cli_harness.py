@@ -57,7 +57,11 @@ class Server:
         self.log = self.cwd / f"server-{self.port}.log"
         out = self.log.open("a")
         self.proc = subprocess.Popen(
-            self.argv, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, text=True,
+            self.argv,
+            cwd=self.cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
             env=clean_env(),
         )
         out.close()
@@ -90,8 +94,18 @@ class Server:
 def backend(root: Path, port: int | None = None) -> Server:
     (root / "profiles.toml").write_text(PROFILES, encoding="utf-8")
     port = port or free_port()
-    argv = [sys.executable, "-m", "yoi.cli", "up", "--bind", f"127.0.0.1:{port}",
-            "--data-dir", str(root / ".yoi"), "--profiles", str(root / "profiles.toml")]
+    argv = [
+        sys.executable,
+        "-m",
+        "yoi.cli",
+        "up",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--data-dir",
+        str(root / ".yoi"),
+        "--profiles",
+        str(root / "profiles.toml"),
+    ]
     return Server(argv, root, port)
 
 
@@ -99,9 +113,21 @@ def runtime(root: Path, runtime_id: str = "gpu") -> Server:
     root.mkdir(parents=True, exist_ok=True)
     (root / "profiles.toml").write_text(PROFILES, encoding="utf-8")
     port = free_port()
-    argv = [sys.executable, "-m", "worker_runtime.cli", "--runtime-id", runtime_id,
-            "--store", "fs", "--data-dir", str(root / "rt"), "--bind", f"127.0.0.1:{port}",
-            "--profiles", str(root / "profiles.toml")]
+    argv = [
+        sys.executable,
+        "-m",
+        "worker_runtime.cli",
+        "--runtime-id",
+        runtime_id,
+        "--store",
+        "fs",
+        "--data-dir",
+        str(root / "rt"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--profiles",
+        str(root / "profiles.toml"),
+    ]
     return Server(argv, root, port)
 
 
@@ -109,15 +135,24 @@ def yoi(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "yoi.cli", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, check=False, env=env or clean_env(),
+        [sys.executable, "-m", "yoi.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env or clean_env(),
     )
 
 
 def yoi_popen(args: Sequence[str], cwd: Path, stdout: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "yoi.cli", *args], cwd=cwd, stdout=stdout,
-        stderr=subprocess.PIPE, text=True, env=clean_env(),
+        [sys.executable, "-m", "yoi.cli", *args],
+        cwd=cwd,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
     )
 
 

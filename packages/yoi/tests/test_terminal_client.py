@@ -23,8 +23,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Serve
     b.start()
     r.start()
     try:
-        added = yoi("runtimes", "add", "gpu", r.url, "--runtime-token-file",
-                    str(root / "remote" / "rt" / "runtime.token"), "--json", cwd=root)
+        added = yoi(
+            "runtimes",
+            "add",
+            "gpu",
+            r.url,
+            "--runtime-token-file",
+            str(root / "remote" / "rt" / "runtime.token"),
+            "--json",
+            cwd=root,
+        )
         assert as_json(added)["runtime"]["runtime_id"] == "gpu"
         yield root, b, r
     finally:
@@ -38,7 +46,9 @@ def test_lists_are_tables_or_json_documents(site: tuple[Path, Server, Server]) -
     root, _, _ = site
     rts = as_json(yoi("runtimes", "--json", cwd=root))["runtimes"]
     assert {r["runtime_id"]: r["status"] for r in rts} == {
-        "backend-internal": "running", "gpu": "running"}
+        "backend-internal": "running",
+        "gpu": "running",
+    }
     text = yoi("runtimes", cwd=root)
     assert text.returncode == 0
     assert text.stdout.split()[:5] == ["RUNTIME", "KIND", "STATUS", "NAME", "REASON"]
@@ -79,18 +89,27 @@ def test_new_send_and_transcript_stream_text_and_ndjson(
     events = lines[1:]
     assert [e["kind"] for e in events][-1] == "turn_completed"
     assert "".join(e["data"]["text"] for e in events if e["kind"] == "output_delta") == (
-        "four five")
-    assert all(set(e) >= {"cursor", "kind", "runtime_id", "worker_id", "turn_id", "data"}
-               for e in events)
+        "four five"
+    )
+    assert all(
+        set(e) >= {"cursor", "kind", "runtime_id", "worker_id", "turn_id", "data"} for e in events
+    )
     assert yoi("transcript", "talker", cwd=root).stdout.splitlines() == [
-        "> hello there", "hello there", "> one two three", "one two three",
-        "> four five", "four five"]
-    page = as_json(yoi("transcript", "talker", "--start", "2", "--limit", "2", "--json",
-                       cwd=root))["transcript"]
+        "> hello there",
+        "hello there",
+        "> one two three",
+        "one two three",
+        "> four five",
+        "four five",
+    ]
+    page = as_json(yoi("transcript", "talker", "--start", "2", "--limit", "2", "--json", cwd=root))[
+        "transcript"
+    ]
     assert [i["content"] for i in page["items"]] == ["one two three", "one two three"]
     assert page["next_start"] == 4
-    every = as_json(yoi("transcript", "talker", "--all", "--limit", "1", "--json",
-                        cwd=root))["transcript"]
+    every = as_json(yoi("transcript", "talker", "--all", "--limit", "1", "--json", cwd=root))[
+        "transcript"
+    ]
     assert [i["sequence"] for i in every["items"]] == [1, 2, 3, 4, 5, 6]
     blank = yoi("send", "talker", "   ", cwd=root)
     assert blank.returncode == 2
@@ -169,16 +188,20 @@ def test_runtimes_add_and_rm_manage_remotes(site: tuple[Path, Server, Server]) -
     token = str(root / "remote" / "rt" / "runtime.token")
     taken = yoi("runtimes", "add", "gpu", r.url, "--runtime-token-file", token, cwd=root)
     assert taken.returncode == 1 and "runtime_exists" in taken.stderr
-    assert yoi("runtimes", "add", "gpu2", r.url, "--runtime-token-file", token,
-               cwd=root).returncode == 0
-    assert "gpu2" in {x["runtime_id"] for x in as_json(
-        yoi("runtimes", "--json", cwd=root))["runtimes"]}
+    assert (
+        yoi("runtimes", "add", "gpu2", r.url, "--runtime-token-file", token, cwd=root).returncode
+        == 0
+    )
+    assert "gpu2" in {
+        x["runtime_id"] for x in as_json(yoi("runtimes", "--json", cwd=root))["runtimes"]
+    }
     assert yoi("runtimes", "rm", "gpu2", cwd=root).returncode == 0
     assert "gpu2" not in yoi("runtimes", cwd=root).stdout
     embedded = yoi("runtimes", "rm", "backend-internal", cwd=root)
     assert embedded.returncode == 1 and "unsupported_operation" in embedded.stderr
-    no_file = yoi("runtimes", "add", "gpu3", r.url, "--runtime-token-file", "/nonexistent",
-                  cwd=root)
+    no_file = yoi(
+        "runtimes", "add", "gpu3", r.url, "--runtime-token-file", "/nonexistent", cwd=root
+    )
     assert no_file.returncode == 2
 
 
@@ -194,8 +217,9 @@ def test_unreachable_and_unauthorized(site: tuple[Path, Server, Server], tmp_pat
     no_token = yoi("workers", "--backend", b.url, cwd=tmp_path)
     assert no_token.returncode == 9 and "token" in no_token.stderr
     (tmp_path / "wrong").write_text("x" * 40)
-    wrong = yoi("workers", "--backend", b.url, "--token-file", str(tmp_path / "wrong"),
-                cwd=tmp_path)
+    wrong = yoi(
+        "workers", "--backend", b.url, "--token-file", str(tmp_path / "wrong"), cwd=tmp_path
+    )
     assert wrong.returncode == 9 and "unauthorized" in wrong.stderr
     env = clean_env(YOI_BACKEND_URL=b.url, YOI_TOKEN_FILE=str(root / ".yoi" / "backend.token"))
     assert yoi("workers", "--json", cwd=tmp_path, env=env).returncode == 0
@@ -220,10 +244,22 @@ def test_runtime_url_talks_to_one_runtime_directly(
     rows = as_json(yoi("workers", *direct, "--json", cwd=tmp_path))["workers"]
     assert "direct" in {w["name"] for w in rows}
     assert yoi("transcript", *direct, "direct", cwd=tmp_path).stdout.splitlines() == [
-        "> straight in", "straight in", "> more", "more"]
+        "> straight in",
+        "straight in",
+        "> more",
+        "more",
+    ]
     assert "direct" in yoi("workers", "--runtime", "gpu", cwd=root).stdout  # same Worker
-    refused = yoi("runtimes", "add", *direct, "x", r.url, "--runtime-token-file",
-                  str(root / "remote" / "rt" / "runtime.token"), cwd=tmp_path)
+    refused = yoi(
+        "runtimes",
+        "add",
+        *direct,
+        "x",
+        r.url,
+        "--runtime-token-file",
+        str(root / "remote" / "rt" / "runtime.token"),
+        cwd=tmp_path,
+    )
     assert refused.returncode == 1 and "unsupported_operation" in refused.stderr
     untokened = yoi("workers", "--runtime-url", r.url, cwd=tmp_path)
     assert untokened.returncode == 9
@@ -239,8 +275,14 @@ def test_completion_scripts_and_worker_completion(site: tuple[Path, Server, Serv
     yoi("new", "--name", "completable", cwd=root)
     env = clean_env(_YOI_COMPLETE="bash_complete", COMP_WORDS="yoi send compl", COMP_CWORD="2")
     offered = subprocess.run(
-        [sys.executable, "-m", "yoi.cli"], cwd=root, env=env, capture_output=True, text=True,
-        timeout=30, check=False)
+        [sys.executable, "-m", "yoi.cli"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert "completable" in offered.stdout
 
 
@@ -264,10 +306,13 @@ def test_attach_resumes_across_backend_restarts(tmp_path: Path) -> None:
     token = str(tmp_path / "remote" / "rt" / "runtime.token")
     attach = None
     try:
-        assert yoi("runtimes", "add", "gpu", r.url, "--runtime-token-file", token,
-                   cwd=tmp_path).returncode == 0
-        ref = yoi("new", "-r", "gpu", "-p", "slow", "-n", "steady", "first turn here",
-                  cwd=tmp_path)
+        assert (
+            yoi(
+                "runtimes", "add", "gpu", r.url, "--runtime-token-file", token, cwd=tmp_path
+            ).returncode
+            == 0
+        )
+        ref = yoi("new", "-r", "gpu", "-p", "slow", "-n", "steady", "first turn here", cwd=tmp_path)
         assert ref.returncode == 0, ref.stderr
         out = (tmp_path / "attach.out").open("w")
         attach = yoi_popen(["attach", "--from-start", "steady"], tmp_path, out)
