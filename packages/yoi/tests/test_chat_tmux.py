@@ -104,11 +104,13 @@ def test_chat_streams_cancels_and_detaches(served: tuple[Path, Server]) -> None:
         pane.wait(lambda s: "> later please" in s)
         pane.keys("C-d")
         done = pane.wait(lambda s: "CHAT-EXIT=" in s)
-        assert "CHAT-EXIT=0" in done and "detached" in done
+        assert "CHAT-EXIT=0" in done
+        assert "detached" in done
         worker = as_json(yoi("workers", "--json", cwd=root))["workers"]
         assert [w["status"] for w in worker if w["name"] == "talk"] == ["idle"]
         history = (root / "state" / "yoi" / "history" / ref).read_text()
-        assert "later please" in history and words in history
+        assert "later please" in history
+        assert words in history
     finally:
         pane.tmux("kill-server")
 

@@ -63,11 +63,14 @@ def test_lists_are_tables_or_json_documents(site: tuple[Path, Server, Server]) -
     assert ref.startswith("backend-internal/wkr_")
     rows = as_json(yoi("workers", "--json", cwd=root))["workers"]
     row = next(w for w in rows if f"{w['runtime_id']}/{w['worker_id']}" == ref)
-    assert row["name"] == "lister" and row["status"] == "idle"
+    assert row["name"] == "lister"
+    assert row["status"] == "idle"
     idle = as_json(yoi("workers", "--status", "stopped", "--json", cwd=root))["workers"]
     assert ref not in {f"{w['runtime_id']}/{w['worker_id']}" for w in idle}
     table = yoi("workers", cwd=root, env=clean_env(NO_COLOR="1"))
-    assert ref in table.stdout and "lister" in table.stdout and "\x1b" not in table.stdout
+    assert ref in table.stdout
+    assert "lister" in table.stdout
+    assert "\x1b" not in table.stdout
 
 
 def test_new_send_and_transcript_stream_text_and_ndjson(
@@ -136,7 +139,8 @@ def test_exit_codes_are_distinct(site: tuple[Path, Server, Server]) -> None:
         assert cancelled.returncode == 0
         out, err = running.communicate(timeout=30)
         assert running.returncode == 4, err
-        assert out.startswith("w0 ") and "turn cancelled" in err
+        assert out.startswith("w0 ")
+        assert "turn cancelled" in err
         q_out, q_err = queued.communicate(timeout=30)
         assert (queued.returncode, q_out) == (0, "queued words\n"), q_err
         assert "queued behind the running turn" in q_err
@@ -165,7 +169,8 @@ def test_exit_codes_are_distinct(site: tuple[Path, Server, Server]) -> None:
     prefix = yoi("transcript", "wkr_", cwd=root)
     assert prefix.returncode == 8
     for result in (busy, stopped, missing, ambiguous):
-        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.splitlines()) == 1
 
 
 def test_a_worker_is_named_by_ref_prefix_or_name(site: tuple[Path, Server, Server]) -> None:
@@ -187,7 +192,8 @@ def test_runtimes_add_and_rm_manage_remotes(site: tuple[Path, Server, Server]) -
     root, _, r = site
     token = str(root / "remote" / "rt" / "runtime.token")
     taken = yoi("runtimes", "add", "gpu", r.url, "--runtime-token-file", token, cwd=root)
-    assert taken.returncode == 1 and "runtime_exists" in taken.stderr
+    assert taken.returncode == 1
+    assert "runtime_exists" in taken.stderr
     assert (
         yoi("runtimes", "add", "gpu2", r.url, "--runtime-token-file", token, cwd=root).returncode
         == 0
@@ -198,7 +204,8 @@ def test_runtimes_add_and_rm_manage_remotes(site: tuple[Path, Server, Server]) -
     assert yoi("runtimes", "rm", "gpu2", cwd=root).returncode == 0
     assert "gpu2" not in yoi("runtimes", cwd=root).stdout
     embedded = yoi("runtimes", "rm", "backend-internal", cwd=root)
-    assert embedded.returncode == 1 and "unsupported_operation" in embedded.stderr
+    assert embedded.returncode == 1
+    assert "unsupported_operation" in embedded.stderr
     no_file = yoi(
         "runtimes", "add", "gpu3", r.url, "--runtime-token-file", "/nonexistent", cwd=root
     )
@@ -211,16 +218,19 @@ def test_unreachable_and_unauthorized(site: tuple[Path, Server, Server], tmp_pat
     root, b, _ = site
     nothing = yoi("workers", cwd=tmp_path)
     assert nothing.returncode == 10
-    assert nothing.stderr.count("\n") == 1 and "yoi up" in nothing.stderr
+    assert nothing.stderr.count("\n") == 1
+    assert "yoi up" in nothing.stderr
     elsewhere = yoi("workers", "--backend", "http://127.0.0.1:9", cwd=tmp_path)
     assert elsewhere.returncode == 10
     no_token = yoi("workers", "--backend", b.url, cwd=tmp_path)
-    assert no_token.returncode == 9 and "token" in no_token.stderr
+    assert no_token.returncode == 9
+    assert "token" in no_token.stderr
     (tmp_path / "wrong").write_text("x" * 40)
     wrong = yoi(
         "workers", "--backend", b.url, "--token-file", str(tmp_path / "wrong"), cwd=tmp_path
     )
-    assert wrong.returncode == 9 and "unauthorized" in wrong.stderr
+    assert wrong.returncode == 9
+    assert "unauthorized" in wrong.stderr
     env = clean_env(YOI_BACKEND_URL=b.url, YOI_TOKEN_FILE=str(root / ".yoi" / "backend.token"))
     assert yoi("workers", "--json", cwd=tmp_path, env=env).returncode == 0
     by_dir = yoi("runtimes", "--data-dir", str(root / ".yoi"), cwd=tmp_path)
@@ -260,7 +270,8 @@ def test_runtime_url_talks_to_one_runtime_directly(
         str(root / "remote" / "rt" / "runtime.token"),
         cwd=tmp_path,
     )
-    assert refused.returncode == 1 and "unsupported_operation" in refused.stderr
+    assert refused.returncode == 1
+    assert "unsupported_operation" in refused.stderr
     untokened = yoi("workers", "--runtime-url", r.url, cwd=tmp_path)
     assert untokened.returncode == 9
 
@@ -271,7 +282,8 @@ def test_completion_scripts_and_worker_completion(site: tuple[Path, Server, Serv
     root, _, _ = site
     for shell in ("bash", "zsh", "fish"):
         result = yoi("completion", shell, cwd=root)
-        assert result.returncode == 0 and "_YOI_COMPLETE" in result.stdout
+        assert result.returncode == 0
+        assert "_YOI_COMPLETE" in result.stdout
     yoi("new", "--name", "completable", cwd=root)
     env = clean_env(_YOI_COMPLETE="bash_complete", COMP_WORDS="yoi send compl", COMP_CWORD="2")
     offered = subprocess.run(
@@ -326,9 +338,9 @@ def test_attach_resumes_across_backend_restarts(tmp_path: Path) -> None:
             b.kill()
             time.sleep(0.3)
             b.start()
-        t_out, t_err = turn.communicate(timeout=60)
+        _t_out, t_err = turn.communicate(timeout=60)
         assert turn.returncode == 0, t_err
-        i_out, i_err = interrupted.communicate(timeout=60)
+        _i_out, i_err = interrupted.communicate(timeout=60)
         assert interrupted.returncode == 5, i_err
         assert "turn interrupted" in i_err
         assert yoi("send", "steady", "after the restarts", cwd=tmp_path).returncode == 0
