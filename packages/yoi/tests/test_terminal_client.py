@@ -358,6 +358,31 @@ def test_attach_resumes_across_backend_restarts(tmp_path: Path) -> None:
         assert expected.splitlines()[-1] == "after the restarts"
         assert "reconnecting" in a_err
         assert attach.returncode == 130
+        r.kill()  # a remote that dies shows as unavailable, with its reason
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            rts = as_json(yoi("runtimes", "--json", cwd=tmp_path))["runtimes"]
+            if {x["runtime_id"]: x["status"] for x in rts}["gpu"] == "unavailable":
+                break
+            time.sleep(0.2)
+        line = next(x for x in yoi("runtimes", cwd=tmp_path).stdout.splitlines() if "gpu" in x)
+        assert "unavailable" in line
+        assert "unreachable" in line  # the reason
+        listed = yoi("workers", cwd=tmp_path)
+        assert listed.returncode == 0
+        assert "gpu: " in listed.stderr  # the missing runtime is said on stderr
+        assert "steady" not in listed.stdout
+        assert (
+            yoi("send", "gpu/" + ref.stderr.split("/")[1].strip(), "hi", cwd=tmp_path).returncode
+            == 10
+        )
+        assert yoi("stop", "local", cwd=tmp_path).returncode == 0
+        stopped = yoi("attach", "local", cwd=tmp_path, timeout=20)  # nothing left to follow
+        assert stopped.returncode == 0
+        assert "is stopped" in stopped.stderr
+        replay = yoi("attach", "local", "--from-start", cwd=tmp_path, timeout=20)
+        assert replay.returncode == 0
+        assert replay.stdout.startswith(f"> {words}\n")
     finally:
         if attach is not None and attach.poll() is None:
             attach.kill()

@@ -491,6 +491,12 @@ def attach(api: Api, worker: str, from_start: bool, cursor: str | None) -> int:
         detail = api.get_worker(ref)
         start = detail.get("last_cursor")
         first = None
+        if detail.get("status") == "stopped" and not from_start:
+            print(
+                f"yoi: {ref} is stopped: nothing to follow (--from-start replays it)",
+                file=sys.stderr,
+            )
+            return 0
         if from_start:
             page = api.transcript(ref, 0, 1)
             first = page["items"][0] if page["items"] else None
