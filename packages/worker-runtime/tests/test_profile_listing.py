@@ -6,16 +6,9 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
-pytest.importorskip("fastapi", reason="the http-server extra is not installed")
-
 from worker_runtime import Profile, ProfileEntry, Profiles, Runtime
-from worker_runtime.client import RuntimeClient
-from worker_runtime.http import HttpSettings, create_app
-
-from .servers import AUTH, TOKEN, serve_app
 
 pytestmark = pytest.mark.anyio
 
@@ -58,6 +51,15 @@ async def test_a_configured_default_is_the_only_default() -> None:
 async def test_http_route_and_client_list_profiles_without_credentials() -> None:
     """GET /v1/profiles needs the token, and neither it nor the client leaks a base URL, a key
     variable or a system prompt."""
+    pytest.importorskip("fastapi", reason="the http-server extra is not installed")
+    pytest.importorskip("httpx_sse", reason="the event-stream extra (the client) is not installed")
+    import httpx
+
+    from worker_runtime.client import RuntimeClient
+    from worker_runtime.http import HttpSettings, create_app
+
+    from .servers import AUTH, TOKEN, serve_app
+
     async with Runtime(runtime_id="p3", profiles=Profiles(NAMED, default="gpt")) as runtime:
         app = create_app(runtime, HttpSettings(token=TOKEN))
         async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as http:

@@ -30,8 +30,10 @@ sync_api = pytest.importorskip("playwright.sync_api")
 LONG = " ".join(f"word{i}" for i in range(60))  # 60 deltas of 60 ms: a turn of ~3.6 s
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium for the module (Playwright's sync API holds an event loop while it runs:
+    it must be stopped before the next module's async tests)."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
@@ -139,10 +141,17 @@ def test_sign_in_by_form_and_a_401_keeps_the_composer(browser: Any, backend: Bac
     page.wait_for_selector("[data-testid=composer]")
     wait_state(page, "live")
     page.fill("[data-testid=composer]", "typed before the session ended")
-    # The session ends (signed out elsewhere): the next command gets 401.
+    page.evaluate(
+        "() => { window.__states = []; new MutationObserver(() => window.__states.push("
+        "document.querySelector('[data-testid=connection-state]').dataset.state))"
+        ".observe(document.querySelector('[data-testid=connection-state]'),"
+        " {attributes: true}); }"
+    )
+    # The session ends (signed out elsewhere): the Backend ends its stream, the reconnect is
+    # refused (401), the view re-reads visibly ("resync"), gets 401 and shows the form.
     page.evaluate("fetch('/api/session', {method: 'DELETE', credentials: 'same-origin'})")
-    page.click("[data-testid=send]")
-    page.wait_for_selector("[data-testid=signin-token]")
+    page.wait_for_selector("[data-testid=signin-token]", timeout=20_000)
+    assert "resync" in page.evaluate("window.__states")
     page.fill("[data-testid=signin-token]", BROWSER_TOKEN)
     page.click("[data-testid=signin-submit]")
     page.wait_for_selector("[data-testid=signin-token]", state="detached")

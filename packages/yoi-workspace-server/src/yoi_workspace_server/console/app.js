@@ -38,7 +38,7 @@ class YoiApp extends HTMLElement {
     }, 'live');
     this.main = h('main', { id: 'main', tabindex: '-1' });
     this.signin = h('div', { class: 'signin-layer', hidden: true });
-    fill(this, 
+    fill(this,
       h('a', { class: 'skip', href: '#main' }, 'Skip to content'),
       h('header', {}, h('a', { class: 'brand', href: '/' }, 'yoi'), nav,
         h('span', { class: 'connection-wrap' }, 'Connection: ', this.connection),

@@ -33,24 +33,36 @@ export function clear(node) {
   return node;
 }
 
-// Stream updates are applied at most once per animation frame: callers queue work here.
+// Stream updates are applied at most once per animation frame: callers queue work here. The
+// first update after an idle frame is applied at once (it is that frame's one update), so the
+// first delta of a reply costs no frame of latency; the rest wait for the next frame.
 const queue = [];
 let scheduled = false;
+let updatedThisFrame = false;
+
+function nextFrame(fn) {
+  // A hidden tab gets no animation frames: fall back to a slow timer there.
+  if (document.visibilityState === 'hidden') setTimeout(fn, 100);
+  else requestAnimationFrame(fn);
+}
 
 function flush() {
   scheduled = false;
+  updatedThisFrame = true;
+  nextFrame(() => { updatedThisFrame = false; });
   const work = queue.splice(0, queue.length);
   for (const fn of work) fn();
 }
 
 export function onFrame(fn) {
   queue.push(fn);
-  if (!scheduled) {
-    scheduled = true;
-    // A hidden tab gets no animation frames: fall back to a slow timer there.
-    if (document.visibilityState === 'hidden') setTimeout(flush, 100);
-    else requestAnimationFrame(flush);
+  if (scheduled) return;
+  if (!updatedThisFrame) {
+    flush();
+    return;
   }
+  scheduled = true;
+  nextFrame(flush);
 }
 
 export function formatTime(at) {

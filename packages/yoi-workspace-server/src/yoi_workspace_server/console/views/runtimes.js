@@ -12,7 +12,6 @@ const CAPABILITIES = [
 
 export class RuntimesView extends HTMLElement {
   connectedCallback() {
-    this.seen = '';
     this.error = h('p', { class: 'error', role: 'alert' });
     this.list = h('ul', { class: 'rows', 'aria-label': 'Runtimes' });
     this.formError = h('p', { class: 'error', role: 'alert', 'data-testid': 'form-error' });
@@ -48,7 +47,6 @@ export class RuntimesView extends HTMLElement {
       onEvent: () => this.refresh(),
       onResync: () => this.reload(),
     });
-    this.seen = '';
     return this.refresh();
   }
 
@@ -61,16 +59,31 @@ export class RuntimesView extends HTMLElement {
       return;
     }
     this.error.textContent = '';
-    const text = JSON.stringify(body.runtimes.map((r) => ({ ...r, diagnostics: r.diagnostics
-      .map((d) => [d.code, d.message, d.severity]) })));
-    if (text === this.seen) return; // unchanged: keep the DOM (and the focus) as it is
-    this.seen = text;
-    const focused = document.activeElement && this.list.contains(document.activeElement)
-      ? document.activeElement.dataset.focusKey : null;
-    fill(this.list, body.runtimes.map((r) => this.row(r)));
-    if (focused) {
-      const again = this.list.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
-      if (again) again.focus();
+    // Rows are updated in place: a row whose report did not change keeps its DOM (and the
+    // focus, and a button under the pointer).
+    const rows = this.rows || (this.rows = new Map());
+    const wanted = new Set();
+    let previous = null;
+    for (const r of body.runtimes) {
+      wanted.add(r.runtime_id);
+      const text = JSON.stringify({ ...r, diagnostics: r.diagnostics
+        .map((d) => [d.code, d.message, d.severity]) });
+      let known = rows.get(r.runtime_id);
+      if (!known || known.text !== text) {
+        const node = this.row(r);
+        if (known) known.node.replaceWith(node);
+        known = { text, node };
+        rows.set(r.runtime_id, known);
+      }
+      const after = previous ? previous.nextSibling : this.list.firstChild;
+      if (known.node !== after) this.list.insertBefore(known.node, after);
+      previous = known.node;
+    }
+    for (const [id, known] of rows) {
+      if (!wanted.has(id)) {
+        known.node.remove();
+        rows.delete(id);
+      }
     }
   }
 
@@ -125,7 +138,6 @@ export class RuntimesView extends HTMLElement {
       this.form.querySelector('#remote-token').value = '';
       button.disabled = false;
     }
-    this.seen = '';
     await this.refresh();
   }
 
@@ -135,7 +147,6 @@ export class RuntimesView extends HTMLElement {
     } catch (error) {
       this.error.textContent = errorText(error);
     }
-    this.seen = '';
     await this.refresh();
   }
 }

@@ -56,6 +56,10 @@ export class WorkerView extends HTMLElement {
     this.list = h('ol', { class: 'transcript-list', 'aria-label': 'Transcript' });
     this.scroller = h('div', { class: 'transcript', tabindex: '0', 'aria-label': 'Transcript' },
       this.earlier, this.list);
+    this.scroller.addEventListener('scroll', () => {
+      const s = this.scroller;
+      this.atEnd = s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+    }, { passive: true });
     this.composer = h('textarea', {
       id: 'composer', 'data-testid': 'composer', rows: 3,
       'aria-describedby': 'composer-help',
@@ -95,7 +99,7 @@ export class WorkerView extends HTMLElement {
     this.overview = h('dl', { class: 'overview' });
     this.profileNode = h('dl', { class: 'overview' });
     this.diagnostics = h('ul', { class: 'diagnostics', 'aria-label': 'Diagnostics' });
-    fill(this, 
+    fill(this,
       h('div', { class: 'title-row' }, this.titleNode, this.statusNode),
       h('p', { class: 'meta' }, `runtime ${this.runtimeId} · worker ${this.workerId}`),
       this.error,
@@ -118,6 +122,9 @@ export class WorkerView extends HTMLElement {
     const generation = ++this.generation;
     this.pending = [];
     try {
+      // The runtime's capabilities are read alongside (they do not depend on the page).
+      const runtimeRead = get(`/api/runtimes/${encodeURIComponent(this.runtimeId)}`)
+        .then((body) => body.runtime, () => null);
       const first = await get(`${this.base()}`);
       const total = first.worker.transcript_len;
       let start = Math.max(0, total - PAGE);
@@ -131,12 +138,7 @@ export class WorkerView extends HTMLElement {
       }
       if (items.length > 0) start = items[0].sequence - 1;
       const detail = (await get(this.base())).worker;
-      let runtime = null;
-      try {
-        runtime = (await get(`/api/runtimes/${encodeURIComponent(this.runtimeId)}`)).runtime;
-      } catch {
-        runtime = null;
-      }
+      const runtime = await runtimeRead;
       if (generation !== this.generation) return;
       this.error.textContent = '';
       this.capabilities = runtime ? runtime.capabilities : null;
@@ -182,7 +184,7 @@ export class WorkerView extends HTMLElement {
     ];
     fill(this.overview, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
     const p = detail.profile_info || { name: detail.profile, provider: '?', model: null };
-    fill(this.profileNode, 
+    fill(this.profileNode,
       h('dt', {}, 'Name'), h('dd', {}, p.name),
       h('dt', {}, 'Provider'), h('dd', {}, p.provider),
       h('dt', {}, 'Model'), h('dd', {}, p.model || '—'));
@@ -254,13 +256,14 @@ export class WorkerView extends HTMLElement {
     }
   }
 
+  /** Whether the transcript is scrolled to its end: noted on scroll events (layout is clean
+   * then), so a stream update never forces a layout just to ask. */
   nearEnd() {
-    const s = this.scroller;
-    return s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+    return this.atEnd !== false;
   }
 
   scrollToEnd() {
-    this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.scroller.scrollTop = Number.MAX_SAFE_INTEGER; // clamped to the end
   }
 
   startLive(turnId) {
@@ -273,6 +276,18 @@ export class WorkerView extends HTMLElement {
       h('div', { class: 'content', 'data-testid': 'live-reply', 'data-turn-id': turnId }, text));
     this.list.append(node);
     this.live = { turnId, node, text };
+  }
+
+  commitLive(item) {
+    const { node } = this.live;
+    const entry = this.entryNode({ ...item, content: '' });
+    const content = node.querySelector('.content');
+    content.removeAttribute('data-testid');
+    content.removeAttribute('data-turn-id');
+    entry.replaceChild(content, entry.querySelector('.content'));
+    node.replaceWith(entry);
+    this.live = null;
+    this.entries.set(item.sequence, entry);
   }
 
   endLive() {
@@ -335,13 +350,19 @@ export class WorkerView extends HTMLElement {
         case 'message_completed': {
           // data-streamed says whether the deltas rendered live add up to the committed text.
           let streamed = null;
+          const item = { sequence: data.transcript_sequence, role: 'assistant',
+            content: data.content, partial: data.partial, at: event.at, turn_id: event.turn_id };
           if (this.live && this.live.turnId === event.turn_id) {
             streamed = this.live.text.data === data.content ? 'match' : 'mismatch';
+            if (streamed === 'match' && !this.entries.has(item.sequence)) {
+              // The live reply becomes the entry: its text is already laid out, and a long
+              // reply is not laid out a second time.
+              this.commitLive({ ...item, streamed });
+              break;
+            }
             this.endLive();
           }
-          this.addEntry({ sequence: data.transcript_sequence, role: 'assistant',
-            content: data.content, partial: data.partial, at: event.at, turn_id: event.turn_id,
-            streamed });
+          this.addEntry({ ...item, streamed });
           break;
         }
         case 'turn_failed':

@@ -27,7 +27,7 @@ export class WorkersView extends HTMLElement {
     this.unavailable = h('div', { class: 'unavailable-list' });
     this.list = h('ul', { class: 'rows', 'aria-label': 'Workers' });
     this.empty = h('p', { class: 'muted' });
-    fill(this, 
+    fill(this,
       h('div', { class: 'title-row' }, h('h1', {}, 'Workers'),
         h('a', { class: 'button', href: '/new' }, 'New Worker')),
       h('form', { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() },
