@@ -45,19 +45,23 @@ def _wall(argv: list[str], cwd: Path, runs: int) -> float:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       check=True)
+        subprocess.run(
+            argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+        )
         times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
 
 
-def _bare_first_delta(port: int, token: str, path: str, cursor: str, out: list[float],
-                      ready: threading.Event) -> None:
+def _bare_first_delta(
+    port: int, token: str, path: str, cursor: str, out: list[float], ready: threading.Event
+) -> None:
     """A raw-socket SSE reader: the perf_counter time it sees the first output_delta."""
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        request = (f"GET {path}?cursor={cursor} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                   f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n")
+        request = (
+            f"GET {path}?cursor={cursor} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+        )
         sock.sendall(request.encode())
         buffer = b""
         while b"\r\n\r\n" not in buffer:
@@ -81,27 +85,43 @@ def main() -> None:
         (root / "p.toml").write_text('[profiles.slow]\nprovider = "echo"\nchunk_delay_ms = 100\n')
         port = _free_port()
         server = subprocess.Popen(
-            [YOI, "up", "--bind", f"127.0.0.1:{port}", "--profiles", "p.toml",
-             "--log-level", "warning"],
-            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [
+                YOI,
+                "up",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--profiles",
+                "p.toml",
+                "--log-level",
+                "warning",
+            ],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         try:
             assert server.stdout is not None
             server.stdout.readline()
             token = (root / ".yoi" / "backend.token").read_text().strip()
             for i in range(5):
-                subprocess.run([YOI, "new", "--name", f"w{i}"], cwd=root, check=True,
-                               capture_output=True)
+                subprocess.run(
+                    [YOI, "new", "--name", f"w{i}"], cwd=root, check=True, capture_output=True
+                )
             python = _wall([sys.executable, "-c", "pass"], root, args.runs)
             help_ms = _wall([YOI, "--help"], root, args.runs)
             workers_ms = _wall([YOI, "workers"], root, args.runs)
             extra = []
             for i in range(args.rounds):
-                made = subprocess.run([YOI, "new", "-p", "slow", "-n", f"d{i}", "--json"],
-                                      cwd=root, check=True, capture_output=True, text=True)
+                made = subprocess.run(
+                    [YOI, "new", "-p", "slow", "-n", f"d{i}", "--json"],
+                    cwd=root,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
                 worker = json.loads(made.stdout)["worker"]
-                path = (f"/api/runtimes/backend-internal/workers/{worker['worker_id']}"
-                        "/events")
+                path = f"/api/runtimes/backend-internal/workers/{worker['worker_id']}/events"
                 seen: list[float] = []
                 ready = threading.Event()
                 bare = threading.Thread(
@@ -110,8 +130,12 @@ def main() -> None:
                 )
                 bare.start()
                 ready.wait(10)
-                send = subprocess.Popen([YOI, "send", f"d{i}", "alpha beta"], cwd=root,
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                send = subprocess.Popen(
+                    [YOI, "send", f"d{i}", "alpha beta"],
+                    cwd=root,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
                 assert send.stdout is not None
                 os.read(send.stdout.fileno(), 1)
                 printed = time.perf_counter()
@@ -124,12 +148,33 @@ def main() -> None:
             server.wait(30)
     added = statistics.median(extra)
     rows = [
-        Row("yoi --help (median of 20)", help_ms, "ms", python, "python -c pass",
-            "< 150 ms", help_ms < 150),
-        Row("yoi workers (median of 20)", workers_ms, "ms", python, "python -c pass",
-            "< 300 ms", workers_ms < 300),
-        Row("yoi send first delta, after the bare client", added, "ms", None, "",
-            "<= +5 ms", added <= 5),
+        Row(
+            "yoi --help (median of 20)",
+            help_ms,
+            "ms",
+            python,
+            "python -c pass",
+            "< 150 ms",
+            help_ms < 150,
+        ),
+        Row(
+            "yoi workers (median of 20)",
+            workers_ms,
+            "ms",
+            python,
+            "python -c pass",
+            "< 300 ms",
+            workers_ms < 300,
+        ),
+        Row(
+            "yoi send first delta, after the bare client",
+            added,
+            "ms",
+            None,
+            "",
+            "<= +5 ms",
+            added <= 5,
+        ),
         Row("  (max over rounds)", max(extra), "ms"),
     ]
     report("cli", rows)
