@@ -165,3 +165,29 @@ def test_ctrl_c_twice_at_an_idle_prompt_leaves(served: tuple[Path, Server]) -> N
         pane.tmux("kill-server")
     rows = as_json(yoi("workers", "--json", cwd=root))["workers"]
     assert [w["status"] for w in rows if w["name"] == "quiet"] == ["stopped"]
+
+
+def test_a_tty_gets_colour_and_no_color_gets_plain(served: tuple[Path, Server]) -> None:
+    """On a terminal `yoi workers` draws a styled table and `yoi send` streams the reply;
+    with NO_COLOR set the same table has no escape codes."""
+    root, _ = served
+    yoi("new", "--name", "shown", cwd=root)
+    py = shlex.quote(sys.executable)
+    for no_color in ("", "NO_COLOR=1 "):
+        pane = Pane(f"yoi-test4-{os.getpid()}-{len(no_color)}")
+        command = (
+            f"env {no_color}TERM=xterm-256color {py} -m yoi.cli workers; "
+            f"{py} -m yoi.cli send shown 'tty words'; echo DONE=$?; sleep 60"
+        )
+        pane.tmux(
+            "new-session", "-d", "-s", "chat", "-x", "150", "-y", "20", "-c", str(root), command
+        )
+        try:
+            pane.wait(lambda s: "DONE=" in s)
+            styled = pane.tmux("capture-pane", "-p", "-e", "-t", "chat")
+            assert "DONE=0" in styled
+            assert "tty words" in styled.replace("send shown 'tty words'", "")
+            header = next(line for line in styled.splitlines() if "WORKER" in line)
+            assert ("\x1b[" in header) == (not no_color), header
+        finally:
+            pane.tmux("kill-server")

@@ -298,6 +298,45 @@ def test_completion_scripts_and_worker_completion(site: tuple[Path, Server, Serv
     assert "completable" in offered.stdout
 
 
+def test_hostile_names_are_refused_without_a_request_escaping(
+    site: tuple[Path, Server, Server],
+) -> None:
+    """Path-like, blank or control-character names and runtimes are a typed refusal (usage or
+    not found), never a traceback or another route."""
+    root, _, _ = site
+    for name in ("gpu/../../v1/runtime", "../x", "/", "gpu/", "a\x1b[31m", "%2e%2e"):
+        result = yoi("transcript", name, cwd=root)
+        assert result.returncode in (2, 7), (name, result.stderr)
+        assert result.stderr.startswith("yoi: ")
+        assert "Traceback" not in result.stderr
+    for runtime_id in ("../api", "a b", "x" * 300):
+        result = yoi("workers", "--runtime", runtime_id, cwd=root)
+        assert result.returncode in (2, 7), (runtime_id, result.stderr)
+
+
+def test_the_client_commands_import_lazily(tmp_path: Path) -> None:
+    """`--help` loads neither Rich, prompt_toolkit, pydantic, httpx nor the Runtime library,
+    and a listing off a TTY loads no Rich either."""
+    probe = (
+        "import sys\n"
+        "from yoi.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "heavy = ('rich', 'prompt_toolkit', 'pydantic', 'httpx', 'worker_runtime', 'anyio')\n"
+        "print('LOADED', [m for m in heavy if m in sys.modules], file=sys.stderr)\n"
+    )
+    for args in (["--help"], ["workers"]):
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env=clean_env(),
+        )
+        assert "LOADED []" in result.stderr, (args, result.stderr)
+
+
 def test_help_is_usage_and_version(tmp_path: Path) -> None:
     """`--help` of the group and of a command print usage, and bad flags exit 2."""
     assert "attach" in yoi("--help", cwd=tmp_path).stdout
@@ -383,6 +422,8 @@ def test_attach_resumes_across_backend_restarts(tmp_path: Path) -> None:
         replay = yoi("attach", "local", "--from-start", cwd=tmp_path, timeout=20)
         assert replay.returncode == 0
         assert replay.stdout.startswith(f"> {words}\n")
+        b.stop()
+        assert not (tmp_path / ".yoi" / "backend.json").exists()  # removed at a clean exit
     finally:
         if attach is not None and attach.poll() is None:
             attach.kill()
