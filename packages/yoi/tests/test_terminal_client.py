@@ -135,6 +135,11 @@ def test_exit_codes_are_distinct(site: tuple[Path, Server, Server]) -> None:
         assert busy.returncode == 6
         assert busy.stderr.strip().startswith("yoi: worker_busy: ")
         queued = yoi_popen(["send", "--queue", ref, "queued words"], root, subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the queued input is in before the cancel
+            rows = as_json(yoi("workers", "--json", cwd=root))["workers"]
+            if any(w["queued_inputs"] for w in rows if w["name"] == "sleepy"):
+                break
         cancelled = yoi("cancel", ref, cwd=root)
         assert cancelled.returncode == 0
         out, err = running.communicate(timeout=30)
