@@ -178,6 +178,44 @@ def test_exit_codes_are_distinct(site: tuple[Path, Server, Server]) -> None:
         assert len(result.stderr.splitlines()) == 1
 
 
+def test_attach_to_a_running_turn_starts_at_its_input(
+    site: tuple[Path, Server, Server], tmp_path: Path
+) -> None:
+    """`attach` with no flag, while a turn runs, prints that turn from its input on (its
+    whole reply, not only what comes after the attach), then follows the next turn."""
+    root, _, _ = site
+    ref = yoi("new", "--profile", "slow", "--name", "midway", cwd=root).stdout.strip()
+    words = " ".join(f"m{i}" for i in range(16))
+    turn = yoi_popen(["send", ref, words], root, subprocess.PIPE)
+    attach = None
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            rows = as_json(yoi("workers", "--json", cwd=root))["workers"]
+            if any(w["status"] == "running" for w in rows if w["name"] == "midway"):
+                break
+        out = (tmp_path / "attach.out").open("w")
+        attach = yoi_popen(["attach", "midway"], root, out)
+        turn.communicate(timeout=30)
+        assert turn.returncode == 0
+        assert yoi("send", "midway", "next one", cwd=root).returncode == 0
+        expected = f"> {words}\n{words}\n> next one\nnext one\n"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if (tmp_path / "attach.out").read_text() == expected:
+                break
+            time.sleep(0.1)
+        attach.send_signal(signal.SIGINT)
+        attach.communicate(timeout=20)
+        out.close()
+        assert (tmp_path / "attach.out").read_text() == expected
+    finally:
+        for p in (turn, attach):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
 def test_a_worker_is_named_by_ref_prefix_or_name(site: tuple[Path, Server, Server]) -> None:
     """RUNTIME/WORKER_ID, a unique id prefix and a unique name all reach the same Worker,
     on the embedded runtime and on the remote one."""
