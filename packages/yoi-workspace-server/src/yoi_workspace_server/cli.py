@@ -14,6 +14,7 @@ reused. On start the Backend prints its console link with the token in the URL f
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import socket
@@ -48,7 +49,7 @@ from .app import BackendSettings, create_backend_app
 from .registry import ControlPlane, RemoteLimits, RemoteRecord, RuntimeRegistry
 from .sessions import Sessions
 from .sources import EmbeddedSource, LocalSource
-from .tokens import MIN_TOKEN_CHARS, TokenError, load_or_create_token
+from .tokens import MIN_TOKEN_CHARS, TokenError, load_or_create_token, write_secret_file
 from .trust import TrustSettings
 
 log = logging.getLogger("yoi_workspace_server")
@@ -474,7 +475,33 @@ def serve(args: argparse.Namespace, prog: str) -> int:
             "listening on a non-loopback address over plain HTTP: put a TLS reverse proxy in "
             "front (see docs/security.md)"
         )
-    return run_until_stopped(prog, run, args, token, config, sock, where, sock=sock)
+    record = _write_url_record(args.data_dir, args.bind, sock.getsockname()[1])
+    try:
+        return run_until_stopped(prog, run, args, token, config, sock, where, sock=sock)
+    finally:
+        if record is not None:
+            record.unlink(missing_ok=True)
+
+
+URL_RECORD_NAME = "backend.json"
+
+
+def _write_url_record(data_dir: Path, bind: Bind, port: int) -> Path | None:
+    """``<data-dir>/backend.json`` ``{"url": …}``: where this Backend listens, so ``yoi``
+    finds a non-default port. Written (0600, like the token) once the socket is bound, and
+    removed at a clean exit; a stale one only names a URL nothing answers at."""
+    host = bind.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    url = Bind(host, port).url()
+    path = data_dir / URL_RECORD_NAME
+    try:
+        path.unlink(missing_ok=True)
+        write_secret_file(path, json.dumps({"url": url}) + "\n")
+    except OSError as exc:
+        log.warning("cannot write the URL record %s (%s)", URL_RECORD_NAME, exc.strerror)
+        return None
+    return path
 
 
 def _check_trust_settings(args: argparse.Namespace, config: Config) -> None:
