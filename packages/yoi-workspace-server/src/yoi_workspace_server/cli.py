@@ -42,6 +42,7 @@ from worker_runtime.cli import (
     serving_limits,
 )
 from worker_runtime.models import is_valid_id
+from worker_runtime.secretfile import SecretFileError, write_secret
 from worker_runtime.store.fs import FsRuntimeStore
 
 from ._transport import ReplyLimits
@@ -49,7 +50,7 @@ from .app import BackendSettings, create_backend_app
 from .registry import ControlPlane, RemoteLimits, RemoteRecord, RuntimeRegistry
 from .sessions import Sessions
 from .sources import EmbeddedSource, LocalSource
-from .tokens import MIN_TOKEN_CHARS, TokenError, load_or_create_token, write_secret_file
+from .tokens import MIN_TOKEN_CHARS, TokenError, load_or_create_token
 from .trust import TrustSettings
 
 log = logging.getLogger("yoi_workspace_server")
@@ -496,10 +497,9 @@ def _write_url_record(data_dir: Path, bind: Bind, port: int) -> Path | None:
     url = Bind(host, port).url()
     path = data_dir / URL_RECORD_NAME
     try:
-        path.unlink(missing_ok=True)
-        write_secret_file(path, json.dumps({"url": url}) + "\n")
-    except OSError as exc:
-        log.warning("cannot write the URL record %s (%s)", URL_RECORD_NAME, exc.strerror)
+        write_secret(path, json.dumps({"url": url}) + "\n", replace=True)
+    except SecretFileError as exc:
+        log.warning("cannot write the URL record %s (%s)", URL_RECORD_NAME, exc)
         return None
     return path
 
