@@ -134,13 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--heartbeat-s",
-        type=_positive_float,
+        type=positive_float,
         default=15.0,
         help="event stream heartbeat interval (default 15)",
     )
     parser.add_argument(
         "--max-streams",
-        type=_positive_int,
+        type=positive_int,
         default=1024,
         help="cap on open event streams; above it a new stream gets 503 (default 1024)",
     )
@@ -154,45 +154,45 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits")
     group.add_argument(
         "--header-timeout-s",
-        type=_positive_float,
+        type=positive_float,
         default=10.0,
         help="close a connection whose request head is not complete in this time (default 10)",
     )
     group.add_argument(
         "--idle-timeout-s",
-        type=_positive_float,
+        type=positive_float,
         default=10.0,
         help="close a kept-alive connection, or a request body, silent this long (default 10)",
     )
     group.add_argument(
         "--max-connections",
-        type=_positive_int,
+        type=positive_int,
         default=2048,
         help="open connections above it get 503 and are closed (default 2048)",
     )
     group.add_argument(
         "--fd-reserve",
-        type=_positive_int,
+        type=positive_int,
         default=64,
         help="file descriptors kept free for the store: new connections are closed when "
         "fewer are left (default 64)",
     )
     group.add_argument(
         "--max-head-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=64 * 1024,
         help="largest request line plus headers; above it 431 (default 65536)",
     )
     group.add_argument(
         "--max-workers",
-        type=_positive_int,
+        type=positive_int,
         default=defaults.max_workers,
         help=f"most Workers a Runtime holds; beyond it limit_exceeded (default "
         f"{defaults.max_workers})",
     )
     group.add_argument(
         "--event-window-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=defaults.runtime_event_window_bytes,
         help="byte budget of the in-memory event window (default "
         f"{defaults.runtime_event_window_bytes})",
@@ -229,7 +229,8 @@ def runtime_limits(args: argparse.Namespace, **more: Any) -> Limits:
     )
 
 
-def _positive_float(value: str) -> float:
+def positive_float(value: str) -> float:
+    """An argparse type: a finite number above 0."""
     try:
         number = float(value)
     except ValueError:
@@ -239,7 +240,8 @@ def _positive_float(value: str) -> float:
     return number
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number from 1."""
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
     return int(value)

@@ -36,6 +36,8 @@ from worker_runtime.cli import (
     bind_socket,
     configure_logging,
     parse_bind,
+    positive_float,
+    positive_int,
     run_until_stopped,
     runtime_limits,
     serve_until_signalled,
@@ -110,21 +112,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--session-idle-s",
-        type=_positive,
+        type=positive_float,
         default=12 * 3600.0,
         metavar="S",
         help="a browser session ends after this long unused (default 12 h)",
     )
     parser.add_argument(
         "--session-max-s",
-        type=_positive,
+        type=positive_float,
         default=7 * 86400.0,
         metavar="S",
         help="a browser session ends this long after sign-in (default 7 days)",
     )
     parser.add_argument(
         "--failed-login-budget",
-        type=_count,
+        type=positive_int,
         default=10,
         metavar="N",
         help="failed sign-ins or bad tokens one client may make per minute before it gets "
@@ -147,63 +149,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits = parser.add_argument_group("limits (what one remote or browser may cost)")
     limits.add_argument(
         "--max-streams",
-        type=_positive_int,
+        type=positive_int,
         default=1024,
         metavar="N",
         help="open browser event streams over all sources (default 1024)",
     )
     limits.add_argument(
         "--max-streams-per-remote",
-        type=_positive_int,
+        type=positive_int,
         default=256,
         metavar="N",
         help="open browser event streams to one remote runtime (default 256)",
     )
     limits.add_argument(
         "--max-remotes",
-        type=_positive_int,
+        type=positive_int,
         default=64,
         metavar="N",
         help="remote runtimes registered through the API (default 64)",
     )
     limits.add_argument(
         "--remote-deadline-s",
-        type=_positive_float,
+        type=positive_float,
         default=5.0,
         metavar="S",
         help="a whole command to a remote runtime, every byte of the reply (default 5)",
     )
     limits.add_argument(
         "--max-reply-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=16 * 1024 * 1024,
         metavar="N",
         help="a remote's reply, on the wire and decoded (default 16 MiB)",
     )
     limits.add_argument(
-        "--max-event-line-bytes", type=_positive_int, default=4 * 1024 * 1024, metavar="N",
+        "--max-event-line-bytes", type=positive_int, default=4 * 1024 * 1024, metavar="N",
         help="one line of a remote's event stream (default 4 MiB)",
     )  # fmt: skip
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < 3600:
-        raise argparse.ArgumentTypeError(f"must be > 0 and < 3600: {text!r}")
-    return value
 
 
 def remote_limits(args: argparse.Namespace) -> RemoteLimits:
@@ -217,22 +199,6 @@ def remote_limits(args: argparse.Namespace) -> RemoteLimits:
             max_line_bytes=args.max_event_line_bytes,
         ),
     )
-
-
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value!r}")
-    return number
-
-
-def _count(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 1, got {value!r}")
-    return int(value)
 
 
 def _read_token(path: Path | None, env: str | None, what: str) -> str | None:

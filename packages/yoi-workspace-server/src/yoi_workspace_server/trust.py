@@ -32,17 +32,25 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import logging
-from collections.abc import Iterable, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 
-from worker_runtime import PayloadTooLarge, Unauthorized, WorkerRuntimeError
-from worker_runtime.http._guard import ASGIApp, Message, Receive, Scope, Send
+from worker_runtime import Unauthorized, WorkerRuntimeError
+from worker_runtime.http._guard import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    call_with_capped_body,
+    content_length,
+    send_error,
+)
 
 from .errors import HostNotAllowed, OriginNotAllowed, TooManyRequests, UnsupportedMediaType
 from .sessions import FailedLogins, SessionInfo, Sessions
@@ -412,7 +420,7 @@ class TrustBoundary:
             return
         values = header(scope, b"content-type")
         if not values:
-            if _content_length(scope) not in (None, 0) or _chunked(scope):
+            if content_length(scope) not in (None, 0) or _chunked(scope):
                 raise UnsupportedMediaType("a request body must be application/json")
             return
         media, *params = (p.strip().lower() for p in values[0].split(";"))
@@ -426,35 +434,7 @@ class TrustBoundary:
 
     async def _capped(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Read the body up to the cap, then hand it on (``413 payload_too_large`` above)."""
-        limit = self.settings.max_body_bytes
-        too_large = PayloadTooLarge(
-            f"the request body is over {limit} bytes", details={"max_body_bytes": limit}
-        )
-        declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            await _send_error(send, too_large)
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > limit:
-                await _send_error(send, too_large)
-                return
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await call_with_capped_body(self.app, scope, receive, send, self.settings.max_body_bytes)
 
     def _with_headers(self, send: Send, path: str) -> Send:
         api = is_protected(path)
@@ -498,30 +478,7 @@ def error_headers(error: WorkerRuntimeError) -> tuple[tuple[bytes, bytes], ...]:
 
 
 async def _send_error(send: Send, error: WorkerRuntimeError) -> None:
-    body = json.dumps(error.to_envelope()).encode()
-    extra: Iterable[tuple[bytes, bytes]] = error_headers(error)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *extra,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    await send_error(send, error, error_headers(error))
 
 
 def _chunked(scope: Scope) -> bool:

@@ -225,7 +225,10 @@ class Api:
     """What every command needs from a Backend or a Runtime."""
 
     kind = ""
-    base_url = ""
+
+    def __init__(self, base_url: str, token: str | None) -> None:
+        self._client = _Http(base_url, token)
+        self.base_url = self._client.base_url
 
     def default_runtime(self) -> str:
         """The runtime commands go to when none is named."""
@@ -249,30 +252,35 @@ class Api:
     def create_worker(self, runtime: str, body: JSON) -> JSON:
         raise NotImplementedError
 
-    def get_worker(self, ref: Ref) -> JSON:
+    def _w(self, ref: Ref, action: str = "") -> str:
+        """The path of the Worker ``ref`` (and of its ``action``)."""
         raise NotImplementedError
+
+    def get_worker(self, ref: Ref) -> JSON:
+        return dict(self._client.request("GET", self._w(ref))["worker"])
 
     def send_input(self, ref: Ref, body: JSON) -> JSON:
-        raise NotImplementedError
+        return dict(self._client.request("POST", self._w(ref, "input"), body)["ack"])
 
     def cancel(self, ref: Ref) -> JSON:
-        raise NotImplementedError
+        return dict(self._client.request("POST", self._w(ref, "cancel"), {})["ack"])
 
     def stop(self, ref: Ref) -> JSON:
-        raise NotImplementedError
+        return dict(self._client.request("POST", self._w(ref, "stop"), {})["ack"])
 
     def transcript(self, ref: Ref, start: int = 0, limit: int | None = None) -> JSON:
-        raise NotImplementedError
+        path = self._w(ref, "transcript")
+        return dict(self._client.request("GET", path, start=start, limit=limit)["transcript"])
 
     def _events_path(self, ref: Ref) -> str:
-        raise NotImplementedError
+        return self._w(ref, "events")
 
     def close(self) -> None:
-        raise NotImplementedError
+        self._client.close()
 
     def health(self) -> None:
         """Raise ``unreachable`` unless the server answers its open ``/healthz``."""
-        raise NotImplementedError
+        self._client.request("GET", "/healthz")
 
     def events(
         self, ref: Ref, state: StreamState, *, follow_outages: bool = True
@@ -287,7 +295,7 @@ class Api:
         path = self._events_path(ref)
         while True:
             try:
-                messages = self._http().open_stream(path, state.cursor)
+                messages = self._client.open_stream(path, state.cursor)
                 failures = 0
                 for kind, data in messages:
                     try:
@@ -320,9 +328,6 @@ class Api:
                 delay = min(2.0, 0.05 * 2 ** min(failures, 6))
                 time.sleep(delay * (0.5 + random.random() / 2))
 
-    def _http(self) -> _Http:
-        raise NotImplementedError
-
 
 class BackendApi(Api):
     """A Workspace Backend (``yoi up``)."""
@@ -332,24 +337,10 @@ class BackendApi(Api):
     def default_runtime(self) -> str:
         return "backend-internal"
 
-    def __init__(self, base_url: str, token: str | None) -> None:
-        self._client = _Http(base_url, token)
-        self.base_url = self._client.base_url
-
-    def _http(self) -> _Http:
-        return self._client
-
-    def close(self) -> None:
-        self._client.close()
-
-    def health(self) -> None:
-        self._client.request("GET", "/healthz")
-
     def set_unauthorized_hint(self, hint: str) -> None:
         self._client.unauthorized_hint = hint
 
-    @staticmethod
-    def _w(ref: Ref, action: str = "") -> str:
+    def _w(self, ref: Ref, action: str = "") -> str:
         path = f"/api/runtimes/{_seg(ref.runtime_id)}/workers/{_seg(ref.worker_id)}"
         return f"{path}/{action}" if action else path
 
@@ -385,25 +376,6 @@ class BackendApi(Api):
         path = f"/api/runtimes/{_seg(runtime)}/workers"
         return dict(self._client.request("POST", path, body)["worker"])
 
-    def get_worker(self, ref: Ref) -> JSON:
-        return dict(self._client.request("GET", self._w(ref))["worker"])
-
-    def send_input(self, ref: Ref, body: JSON) -> JSON:
-        return dict(self._client.request("POST", self._w(ref, "input"), body)["ack"])
-
-    def cancel(self, ref: Ref) -> JSON:
-        return dict(self._client.request("POST", self._w(ref, "cancel"), {})["ack"])
-
-    def stop(self, ref: Ref) -> JSON:
-        return dict(self._client.request("POST", self._w(ref, "stop"), {})["ack"])
-
-    def transcript(self, ref: Ref, start: int = 0, limit: int | None = None) -> JSON:
-        path = self._w(ref, "transcript")
-        return dict(self._client.request("GET", path, start=start, limit=limit)["transcript"])
-
-    def _events_path(self, ref: Ref) -> str:
-        return self._w(ref, "events")
-
 
 class RuntimeApi(Api):
     """One ``yoi-runtime`` process, spoken to directly (operators)."""
@@ -411,18 +383,8 @@ class RuntimeApi(Api):
     kind = "runtime"
 
     def __init__(self, base_url: str, token: str | None) -> None:
-        self._client = _Http(base_url, token)
-        self.base_url = self._client.base_url
+        super().__init__(base_url, token)
         self._summary: JSON | None = None
-
-    def _http(self) -> _Http:
-        return self._client
-
-    def close(self) -> None:
-        self._client.close()
-
-    def health(self) -> None:
-        self._client.request("GET", "/healthz")
 
     def summary(self) -> JSON:
         if self._summary is None:
@@ -469,25 +431,6 @@ class RuntimeApi(Api):
     def create_worker(self, runtime: str, body: JSON) -> JSON:
         self._check(runtime)
         return dict(self._client.request("POST", "/v1/workers", body)["worker"])
-
-    def get_worker(self, ref: Ref) -> JSON:
-        return dict(self._client.request("GET", self._w(ref))["worker"])
-
-    def send_input(self, ref: Ref, body: JSON) -> JSON:
-        return dict(self._client.request("POST", self._w(ref, "input"), body)["ack"])
-
-    def cancel(self, ref: Ref) -> JSON:
-        return dict(self._client.request("POST", self._w(ref, "cancel"), {})["ack"])
-
-    def stop(self, ref: Ref) -> JSON:
-        return dict(self._client.request("POST", self._w(ref, "stop"), {})["ack"])
-
-    def transcript(self, ref: Ref, start: int = 0, limit: int | None = None) -> JSON:
-        path = self._w(ref, "transcript")
-        return dict(self._client.request("GET", path, start=start, limit=limit)["transcript"])
-
-    def _events_path(self, ref: Ref) -> str:
-        return self._w(ref, "events")
 
 
 def _paged(client: _Http, path: str, status: str | None) -> list[JSON]:

@@ -38,6 +38,41 @@ async def send_error(
     await send({"type": "http.response.body", "body": body})
 
 
+async def call_with_capped_body(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, limit: int
+) -> None:
+    """Read the whole request body, then call ``app`` with it; a body over ``limit`` bytes
+    (declared or sent) is ``413 payload_too_large`` and ``app`` is not called."""
+    too_large = PayloadTooLarge(
+        f"the request body is over {limit} bytes", details={"max_body_bytes": limit}
+    )
+    declared = content_length(scope)
+    if declared is not None and declared > limit:
+        await send_error(send, too_large)
+        return
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        body += message.get("body", b"")
+        if len(body) > limit:
+            await send_error(send, too_large)
+            return
+        if not message.get("more_body", False):
+            break
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+        return await receive()
+
+    await app(scope, replay, send)
+
+
 class Guard:
     """Checks ``Authorization: Bearer <token>`` in constant time (unless ``token`` is
     ``None``: no authentication), then caps the body."""
@@ -58,31 +93,7 @@ class Guard:
                 ((b"www-authenticate", b"Bearer"),),
             )
             return
-        declared = _content_length(scope)
-        if declared is not None and declared > self._max_body:
-            await send_error(send, self._too_large())
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > self._max_body:
-                await send_error(send, self._too_large())
-                return
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await call_with_capped_body(self.app, scope, receive, send, self._max_body)
 
     def _authorized(self, scope: Scope) -> bool:
         if self._expected is None:
@@ -96,14 +107,9 @@ class Guard:
                 return hmac.compare_digest(credentials.strip(b" "), self._expected)
         return False
 
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(
-            f"the request body is over {self._max_body} bytes",
-            details={"max_body_bytes": self._max_body},
-        )
 
-
-def _content_length(scope: Scope) -> int | None:
+def content_length(scope: Scope) -> int | None:
+    """The request's declared ``Content-Length`` (``None``: none, or not a number)."""
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
