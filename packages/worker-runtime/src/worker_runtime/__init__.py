@@ -4,6 +4,7 @@ The core has no web framework or server dependency. Optional parts live behind e
 :class:`MissingExtraError` (naming the pip command) when their extra is missing.
 """
 
+from .api import EventStream, RuntimeAPI
 from .errors import (
     Conflict,
     CursorExpired,
@@ -79,6 +80,7 @@ __all__ = [
     "EchoBackend",
     "Event",
     "EventPage",
+    "EventStream",
     "ExecutionBackend",
     "ExecutionError",
     "IdempotencyConflict",
@@ -105,6 +107,7 @@ __all__ = [
     "ProviderTimeout",
     "ProviderUnavailable",
     "Runtime",
+    "RuntimeAPI",
     "RuntimeExists",
     "RuntimeNotFound",
     "RuntimeStore",
