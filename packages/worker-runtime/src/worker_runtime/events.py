@@ -35,7 +35,7 @@ from .errors import CursorExpired, CursorMalformed, CursorUnknown
 
 __all__ = ["Event", "EventKind", "Subscription"]
 
-EventKind = str
+from ._eventdata import EventKind  # the one definition of the kinds
 
 _INCARNATION_ALPHABET: Final = string.ascii_lowercase + string.digits
 _INCARNATION_LEN: Final = 16
@@ -92,7 +92,7 @@ class Event:
 
     position: int
     cursor: str | None
-    kind: EventKind
+    kind: str  # an EventKind; str, as a client may read kinds a newer Runtime adds
     runtime_id: str
     worker_id: str | None
     turn_id: str | None

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from .._engine import check_limit
+from .._checks import check_limit
 from ..errors import InvalidInput, StoreCorrupt, WorkerNotFound
 from ..events import encode_cursor
 from ..models import (

@@ -1,0 +1,122 @@
+"""The context policy (private): what a turn's model sees of its Worker's conversation.
+
+A Worker's history is the conversation in the order the model sees it: system inputs when
+accepted, a user input when its turn starts, assistant messages when committed. A turn's context
+is the profile's system prompt, then the prefix of the history that existed when the turn
+started (its own input last), fitted under the profile's ``context_tokens`` budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Literal, overload
+
+from ._worker import Turn, Worker
+from .execution import ContextMessage
+from .store import RuntimeStore
+
+__all__ = ["ContextPolicy", "estimate_tokens", "fit_context"]
+
+
+class _ContextView(Sequence[ContextMessage]):
+    """A read-only view of ``[prompt?] + history[:length]``."""
+
+    __slots__ = ("_history", "_length", "_prompt")
+
+    def __init__(
+        self, prompt: ContextMessage | None, history: list[ContextMessage], length: int
+    ) -> None:
+        self._prompt = prompt
+        self._history = history
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length + (1 if self._prompt is not None else 0)
+
+    @overload
+    def __getitem__(self, index: int) -> ContextMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ContextMessage]: ...
+
+    def __getitem__(self, index: int | slice) -> ContextMessage | list[ContextMessage]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if self._prompt is not None:
+            if index == 0:
+                return self._prompt
+            index -= 1
+        return self._history[index]
+
+    def __iter__(self) -> Iterator[ContextMessage]:
+        if self._prompt is not None:
+            yield self._prompt
+        history = self._history
+        for i in range(self._length):
+            yield history[i]
+
+    def __repr__(self) -> str:
+        return f"ContextView({list(self)!r})"
+
+
+def estimate_tokens(message: ContextMessage) -> int:
+    """A provider-independent token estimate: about four characters a token, plus a few for
+    the message's framing. Good enough to keep a context under a budget."""
+    return (len(message.content) + 3) // 4 + 4
+
+
+def fit_context(
+    messages: Sequence[ContextMessage], budget: int, *, has_prompt: bool
+) -> list[ContextMessage]:
+    """``messages`` under ``budget`` estimated tokens: the oldest conversation entries are
+    left out first; the system prompt (first, when ``has_prompt``) and the last message (the
+    turn's input) are always kept, even when they alone exceed the budget."""
+    if len(messages) <= (2 if has_prompt else 1):
+        return list(messages)
+    head = [messages[0]] if has_prompt else []
+    body = list(messages[len(head) : -1])
+    last = messages[-1]
+    used = sum(estimate_tokens(m) for m in head) + estimate_tokens(last)
+    kept: list[ContextMessage] = []
+    for message in reversed(body):
+        used += estimate_tokens(message)
+        if used > budget:
+            break
+        kept.append(message)
+    kept.reverse()
+    return [*head, *kept, last]
+
+
+class ContextPolicy:
+    """Keeps each Worker's history and builds each turn's context from it."""
+
+    def __init__(self, store: RuntimeStore) -> None:
+        self._store = store
+
+    def add(self, w: Worker, role: Literal["system", "assistant"], content: str) -> None:
+        """A system input or an assistant message joins the history (when it is loaded: a
+        recovered Worker's is read from the store, which has it, when a turn needs it)."""
+        if w.history is not None:
+            w.history.append(ContextMessage(role, content))
+
+    def start(self, w: Worker, content: str) -> int:
+        """A turn's user input joins the history; returns the length of the turn's context."""
+        if w.history is None:  # a recovered Worker: load its conversation once
+            w.history = self._store.load_history(w.worker_id, w.profile.context_tokens)
+        w.history.append(ContextMessage("user", content))
+        return len(w.history)
+
+    def context(self, w: Worker, turn: Turn) -> Sequence[ContextMessage]:
+        """The model context of a turn: the profile's system prompt, then the conversation as
+        it stood when the turn started (its own input last). A view, not a copy: the history
+        only ever grows by appending."""
+        prompt = w.profile.system_prompt
+        view = _ContextView(
+            ContextMessage("system", prompt) if prompt else None, w.history or [], turn.context_len
+        )
+        budget = w.profile.context_tokens
+        return view if budget is None else fit_context(view, budget, has_prompt=bool(prompt))
