@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -58,6 +58,9 @@ from .models import (
 from .profiles import BUILTIN_PROFILES, Profile, Profiles
 from .store import RuntimeStore, WorkerRecord, transcript_page
 from .store.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from .api import EventStream, RuntimeAPI
 
 __all__ = ["Runtime"]
 
@@ -536,3 +539,12 @@ class Runtime:
         """:meth:`subscribe` in the words of :class:`~worker_runtime.api.RuntimeAPI`: the
         events after ``cursor``, runtime-wide or for the Worker ``worker_id``."""
         return self.subscribe(cursor=cursor, worker=worker_id)
+
+
+if TYPE_CHECKING:  # checked by mypy: the Runtime speaks the one Runtime API
+
+    def _implements_runtime_api(runtime: Runtime) -> RuntimeAPI:
+        return runtime
+
+    def _is_an_event_stream(subscription: Subscription) -> EventStream:
+        return subscription
