@@ -54,7 +54,8 @@ async def test_events_is_an_event_stream_of_one_worker_or_all() -> None:
                 seen.append(event.kind)
                 if event.kind == "turn_completed":
                     break
-        assert seen[0] == "turn_started" and seen[-1] == "turn_completed"
+        assert seen[0] == "turn_started"
+        assert seen[-1] == "turn_completed"
         async with rt.events(cursor=worker.last_cursor) as stream:
             first = await stream.__anext__()
         assert first.cursor != worker.last_cursor

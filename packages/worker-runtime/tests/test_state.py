@@ -70,9 +70,7 @@ async def test_live_state_equals_the_replay_of_the_workers_events(
         for worker in (one, two):
             replayed = WorkerState(worker.worker_id)
             page = await rt.read_events(worker=worker.worker_id, limit=1000)
-            position = 0
-            for raw in page.events:
-                position += 1
+            for position, raw in enumerate(page.events, start=1):
                 replayed.apply(
                     position, raw["kind"], raw["turn_id"], raw["cursor"], raw["at"], raw["data"]
                 )

@@ -44,7 +44,8 @@ async def test_inputs_queue_behind_the_running_turn_and_run_in_order() -> None:
         with pytest.raises(WorkerBusy):
             parts.runner.accept(w, InputRequest(content="x", on_busy="reject"))
         second = parts.runner.accept(w, InputRequest(content="b", on_busy="enqueue"))
-        assert second.queued and w.queued == 1
+        assert second.queued
+        assert w.queued == 1
         await parts.journal.commit()
         with anyio.fail_after(5):
             while w.state.completed < 2:
@@ -75,7 +76,8 @@ async def test_a_cancelled_turn_commits_its_partial_text() -> None:
         turn.scope.cancel()
         await turn.done.wait()
         kinds = [(e.kind, e.data) for e in parts.journal.log.read_after(head, 100)][-2:]
-        assert kinds[0][0] == "message_completed" and kinds[0][1]["partial"] is True
+        assert kinds[0][0] == "message_completed"
+        assert kinds[0][1]["partial"] is True
         assert kinds[1] == ("turn_cancelled", {"reason": "enough"})
         assert (w.state.cancelled, w.status) == (1, "idle")
 
