@@ -16,8 +16,8 @@ from ._catalog import Catalog
 from ._eventdata import EventData, EventKind
 from ._worker import Worker
 from .errors import RuntimeUnavailable, WorkerRuntimeError
-from .events import EventLog, now_rfc3339
-from .models import Diagnostic, Limits
+from .events import EventLog, Subscription, now_rfc3339
+from .models import Diagnostic, EventPage, Limits
 from .store import RuntimeStore, StoreOpened
 
 __all__ = ["DURABLE_WORKER_CACHE", "Journal"]
@@ -80,6 +80,39 @@ class Journal:
         not take; restart the Runtime to recover what was acknowledged."""
         if self.error is not None:
             raise self.error
+
+    def check_open(self) -> None:
+        """``runtime_unavailable`` once the log was closed (the Runtime shut down)."""
+        if self.log.closed:
+            raise RuntimeUnavailable(
+                "the Runtime has shut down", details={"reason": "shutting_down"}
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read_page(self, cursor: str | None, limit: int, worker_id: str | None) -> EventPage:
+        """Up to ``limit`` events after ``cursor`` (from the oldest retained without one),
+        runtime-wide or for one Worker; ``next_cursor`` continues the read."""
+        log_ = self.log
+        if cursor is None:
+            position = max(0, log_.oldest_retained(worker_id) - 1)
+        else:
+            position = log_.position_of(cursor)
+        log_.check_resumable(position, worker_id)
+        events = log_.read_after(position, limit, worker_id)
+        next_cursor = events[-1].cursor if events else log_.cursor_at(position)
+        return EventPage(events=[e.to_dict() for e in events], next_cursor=next_cursor or "")
+
+    def subscribe(self, cursor: str | None, worker_id: str | None) -> Subscription:
+        """The events after ``cursor`` (new events only without one); cursor errors are
+        raised here, before any event."""
+        log_ = self.log
+        if cursor is None:
+            position = log_.head
+        else:
+            position = log_.position_of(cursor)
+            log_.check_resumable(position, worker_id)
+        return log_.subscribe(position, worker_id)
 
     # -- writing ---------------------------------------------------------------------------
 

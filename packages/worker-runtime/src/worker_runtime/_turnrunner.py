@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from anyio.abc import TaskGroup
@@ -220,6 +220,35 @@ class TurnRunner:
         w.turn = None
         if w.stop_done is None and self._accepting():
             self.start_queued(w)
+
+    async def cancel(self, turn: Turn, reason: str) -> None:
+        """Cancel a turn in flight (the first reason given is kept) and wait until it settled."""
+        if turn.cancel_reason is None:
+            turn.cancel_reason = reason
+        turn.scope.cancel()
+        await turn.done.wait()
+
+    async def stop(self, w: Worker, reason: str) -> None:
+        """Cancel the Worker's turn, discard its queued inputs and record it ``stopped``."""
+        if w.turn is not None:
+            await self.cancel(w.turn, reason)
+        for queued in list(w.state.queue):
+            self._journal.emit(
+                "input_discarded",
+                w,
+                queued.turn_id,
+                {"transcript_sequence": queued.transcript_sequence, "reason": "worker_stopped"},
+            )
+        self._journal.emit("worker_stopped", w, None, {"reason": reason})
+
+    def recover(self, interrupted: Iterable[Worker], workers: Iterable[Worker]) -> None:
+        """After a restart: interrupt the turns that were open, then start each idle Worker's
+        oldest queued input."""
+        for w in interrupted:
+            self.interrupt_recovered(w)
+        for w in workers:
+            if w.status == "idle":
+                self.start_queued(w)
 
     def interrupt_recovered(self, w: Worker) -> None:
         """Settle a turn that was open when the previous process died."""

@@ -9,8 +9,10 @@ from collections import OrderedDict
 from typing import Any, Generic, TypeVar
 
 import anyio
+from pydantic import BaseModel
 
 from ._eventdata import IdempotencyData
+from .errors import IdempotencyConflict
 from .execution import ContextMessage
 from .models import (
     InputAck,
@@ -71,6 +73,19 @@ class IdempotencyCache(Generic[T]):
 
     def get(self, key: str) -> tuple[str, T] | None:
         return self._items.get(key)
+
+    def answer(self, key: str, request: BaseModel) -> T | None:
+        """The first answer to ``key``, if it is known; ``idempotency_conflict`` if it
+        answered another body."""
+        prior = self._items.get(key)
+        if prior is None:
+            return None
+        if prior[0] != fingerprint(request):
+            raise IdempotencyConflict(
+                "this idempotency key was used with another body",
+                details={"idempotency_key": key},
+            )
+        return prior[1]
 
     def put(self, key: str, fingerprint: str, value: T) -> None:
         self._items[key] = (fingerprint, value)

@@ -27,16 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._backends import Backends
 from ._catalog import Catalog
 from ._checks import Checks, check_limit, check_start, parse_request
 from ._context import ContextPolicy
 from ._journal import Journal
 from ._turnrunner import TurnRunner
 from ._worker import Worker, fingerprint, idempotency_of
-from .errors import IdempotencyConflict, LimitExceeded, RuntimeUnavailable, UnsupportedOperation
+from .errors import LimitExceeded, RuntimeUnavailable
 from .events import Subscription, now_rfc3339
 from .execution import ExecutionBackend
-from .execution.echo import EchoBackend
 from .models import (
     CancelAck,
     CreateWorkerRequest,
@@ -55,7 +55,7 @@ from .models import (
     WorkerRef,
     require_id,
 )
-from .profiles import BUILTIN_PROFILES, Profile, Profiles
+from .profiles import BUILTIN_PROFILES, Profiles
 from .store import RuntimeStore, WorkerRecord, transcript_page
 from .store.memory import MemoryStore
 
@@ -63,32 +63,6 @@ if TYPE_CHECKING:
     from .api import EventStream, RuntimeAPI
 
 __all__ = ["Runtime"]
-
-
-def _openai_backend() -> ExecutionBackend:
-    from .execution.openai import OpenAIBackend
-
-    return OpenAIBackend()
-
-
-def _anthropic_backend() -> ExecutionBackend:
-    from .execution.anthropic import AnthropicBackend
-
-    return AnthropicBackend()
-
-
-def _llama_cpp_backend() -> ExecutionBackend:
-    from .execution.llama_cpp import LlamaCppBackend
-
-    return LlamaCppBackend()
-
-
-#: The provider backends a Runtime makes on first use, each from its extra.
-_PROVIDER_BACKENDS = {
-    "openai": _openai_backend,
-    "anthropic": _anthropic_backend,
-    "llama_cpp": _llama_cpp_backend,
-}
 
 
 class Runtime:
@@ -115,8 +89,7 @@ class Runtime:
         self._limits = limits = limits or Limits()
         self._profiles = profiles or Profiles()
         self._store: RuntimeStore = store if store is not None else MemoryStore()
-        self._backends: dict[str, ExecutionBackend] = {"echo": EchoBackend()}
-        self._backends.update(backends or {})
+        self._backends = Backends(backends)
         self._checks = Checks(limits)
         self._catalog = Catalog(self._runtime_id, limits)
         self._journal = Journal(self._runtime_id, limits, self._store, self._catalog)
@@ -132,20 +105,6 @@ class Runtime:
         self._state = "new"  # new → running → stopping → closed
         self._closed = anyio.Event()
         self._started_at = ""
-
-    def _backend_for(self, profile: Profile) -> ExecutionBackend:
-        """The execution backend of a profile's provider, made on first use from its extra
-        (``MissingExtraError`` names the ``pip install`` when it is not installed)."""
-        backend = self._backends.get(profile.provider)
-        if backend is None:
-            factory = _PROVIDER_BACKENDS.get(profile.provider)
-            if factory is None:
-                raise UnsupportedOperation(
-                    f"provider '{profile.provider}' is not available in this Runtime",
-                    details={"provider": profile.provider, "profile": profile.name},
-                )
-            backend = self._backends[profile.provider] = factory()
-        return backend
 
     def _check_accepting(self) -> None:
         self._journal.check()
@@ -178,11 +137,7 @@ class Runtime:
         )
         for d in [*opened.diagnostics, *(r for r in restored if not isinstance(r, Worker))]:
             journal.diagnose(d.severity, d.code, d.message, d.worker_id)
-        for w in interrupted:
-            runner.interrupt_recovered(w)
-        for w in self._catalog:
-            if w.status == "idle":
-                runner.start_queued(w)
+        runner.recover(interrupted, self._catalog)
         if self._profiles.default_name is None:
             journal.diagnose(
                 "info",
@@ -236,10 +191,7 @@ class Runtime:
                 await turn.done.wait()
             await self._journal.commit()
             await self._store.close()
-            for backend in self._backends.values():  # provider clients and their pools
-                aclose = getattr(backend, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+            await self._backends.aclose()
         finally:
             self._state = "closed"
             if self._journal.started:
@@ -321,18 +273,12 @@ class Runtime:
         self._check_accepting()
         req = parse_request(CreateWorkerRequest, request)
         catalog = self._catalog
-        key_print = fingerprint(req) if req.idempotency_key is not None else ""
         if req.idempotency_key is not None:
-            prior = catalog.creates.get(req.idempotency_key)
+            prior = catalog.creates.answer(req.idempotency_key, req)
             if prior is not None:
-                if prior[0] != key_print:
-                    raise IdempotencyConflict(
-                        "this idempotency key was used with another body",
-                        details={"idempotency_key": req.idempotency_key},
-                    )
-                return catalog.get(prior[1]).detail(self._runtime_id)
+                return catalog.get(prior).detail(self._runtime_id)
         profile = self._profiles.resolve(req.profile)
-        self._backend_for(profile)
+        self._backends.for_profile(profile)
         self._checks.name(req.name)
         if req.initial_input is not None:
             self._checks.content(req.initial_input, field="initial_input.content")
@@ -365,7 +311,7 @@ class Runtime:
         if req.initial_input is not None:
             self._runner.accept(w, req.initial_input)
         if req.idempotency_key is not None:
-            catalog.creates.put(req.idempotency_key, key_print, w.worker_id)
+            catalog.creates.put(req.idempotency_key, fingerprint(req), w.worker_id)
         await self._journal.commit()
         return w.detail(self._runtime_id)
 
@@ -397,20 +343,7 @@ class Runtime:
         reason = self._checks.reason(reason) or "stopped"
         done = w.stop_done = anyio.Event()
         try:
-            turn = w.turn
-            if turn is not None:
-                if turn.cancel_reason is None:
-                    turn.cancel_reason = reason
-                turn.scope.cancel()
-                await turn.done.wait()
-            for queued in list(w.state.queue):
-                self._journal.emit(
-                    "input_discarded",
-                    w,
-                    queued.turn_id,
-                    {"transcript_sequence": queued.transcript_sequence, "reason": "worker_stopped"},
-                )
-            self._journal.emit("worker_stopped", w, None, {"reason": reason})
+            await self._runner.stop(w, reason)
             ack = w.stop_ack(self._runtime_id)
             assert ack is not None
             await self._journal.commit()
@@ -437,10 +370,7 @@ class Runtime:
                 cancelled_turn_id=None,
                 cursor=self._journal.log.head_cursor,
             )
-        if turn.cancel_reason is None:
-            turn.cancel_reason = reason
-        turn.scope.cancel()
-        await turn.done.wait()
+        await self._runner.cancel(turn, reason)
         return CancelAck(
             worker_ref=w.ref(self._runtime_id),
             status=w.status,
@@ -459,16 +389,10 @@ class Runtime:
         self._check_accepting()
         req = parse_request(InputRequest, request)
         self._checks.content(req, field="content")
-        key = req.idempotency_key
-        if key is not None and w.acks is not None:
-            prior = w.acks.get(key)
+        if req.idempotency_key is not None and w.acks is not None:
+            prior = w.acks.answer(req.idempotency_key, req)
             if prior is not None:
-                if prior[0] != fingerprint(req):
-                    raise IdempotencyConflict(
-                        "this idempotency key was used with another body",
-                        details={"idempotency_key": key},
-                    )
-                return prior[1]
+                return prior
         ack = self._runner.accept(w, req)
         await self._journal.commit()
         return ack
@@ -503,17 +427,9 @@ class Runtime:
         """Up to ``limit`` events after ``cursor`` (from the oldest retained without one),
         runtime-wide or for one Worker. ``next_cursor`` continues the read."""
         self._journal.check()
-        log_ = self._journal.log
         limit = check_limit(limit, 100, self._limits.max_events_read)
         worker_id = self._catalog.get(worker).worker_id if worker is not None else None
-        if cursor is None:
-            position = max(0, log_.oldest_retained(worker_id) - 1)
-        else:
-            position = log_.position_of(cursor)
-        log_.check_resumable(position, worker_id)
-        events = log_.read_after(position, limit, worker_id)
-        next_cursor = events[-1].cursor if events else log_.cursor_at(position)
-        return EventPage(events=[e.to_dict() for e in events], next_cursor=next_cursor or "")
+        return self._journal.read_page(cursor, limit, worker_id)
 
     def subscribe(
         self, *, cursor: str | None = None, worker: str | WorkerRef | None = None
@@ -522,18 +438,9 @@ class Runtime:
         runtime-wide or for one Worker. Cursor errors are raised here, before any event; once
         the Runtime has closed its log, ``runtime_unavailable``."""
         self._journal.check()
-        log_ = self._journal.log
-        if log_.closed:
-            raise RuntimeUnavailable(
-                "the Runtime has shut down", details={"reason": "shutting_down"}
-            )
+        self._journal.check_open()
         worker_id = self._catalog.get(worker).worker_id if worker is not None else None
-        if cursor is None:
-            position = log_.head
-        else:
-            position = log_.position_of(cursor)
-            log_.check_resumable(position, worker_id)
-        return log_.subscribe(position, worker_id)
+        return self._journal.subscribe(cursor, worker_id)
 
     def events(self, *, cursor: str | None = None, worker_id: str | None = None) -> Subscription:
         """:meth:`subscribe` in the words of :class:`~worker_runtime.api.RuntimeAPI`: the
