@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import anyio
 from anyio.abc import TaskGroup
 
 from ._context import ContextPolicy
@@ -240,6 +241,20 @@ class TurnRunner:
                 {"transcript_sequence": queued.transcript_sequence, "reason": "worker_stopped"},
             )
         self._journal.emit("worker_stopped", w, None, {"reason": reason})
+
+    @staticmethod
+    async def shutdown(running: list[Turn], grace: float) -> None:
+        """Let running turns finish within ``grace`` seconds, then interrupt the rest
+        (``runtime_shutdown``) and wait until every one has settled."""
+        with anyio.move_on_after(grace):
+            for turn in running:
+                await turn.done.wait()
+        for turn in running:
+            if not turn.done.is_set():
+                turn.interrupt_reason = "runtime_shutdown"
+                turn.scope.cancel()
+        for turn in running:
+            await turn.done.wait()
 
     def recover(self, interrupted: Iterable[Worker], workers: Iterable[Worker]) -> None:
         """After a restart: interrupt the turns that were open, then start each idle Worker's

@@ -64,6 +64,15 @@ if TYPE_CHECKING:
 
 __all__ = ["Runtime"]
 
+_CAPABILITIES = (
+    "workers.create",
+    "workers.input",
+    "workers.stop",
+    "workers.cancel",
+    "transcript.read",
+    "events.stream",
+)
+
 
 class Runtime:
     """The authority over a set of Workers: lifecycle, turns, event log and transcripts.
@@ -179,16 +188,7 @@ class Runtime:
         self._state = "stopping"
         grace = self._limits.shutdown_grace_s if grace_s is None else grace_s
         try:
-            running = self._catalog.running()
-            with anyio.move_on_after(grace):
-                for turn in running:
-                    await turn.done.wait()
-            for turn in running:
-                if not turn.done.is_set():
-                    turn.interrupt_reason = "runtime_shutdown"
-                    turn.scope.cancel()
-            for turn in running:
-                await turn.done.wait()
+            await self._runner.shutdown(self._catalog.running(), grace)
             await self._journal.commit()
             await self._store.close()
             await self._backends.aclose()
@@ -216,14 +216,7 @@ class Runtime:
         """The Runtime's identity, status, limits and counts."""
         self._journal.check()
         log_ = self._journal.log
-        capabilities = [
-            "workers.create",
-            "workers.input",
-            "workers.stop",
-            "workers.cancel",
-            "transcript.read",
-            "events.stream",
-        ]
+        capabilities = [*_CAPABILITIES]
         if self._store.durable:
             capabilities.append("store.durable")
         return RuntimeSummary(
