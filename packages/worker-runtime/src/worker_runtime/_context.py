@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Literal, overload
 
-from ._worker import Turn, Worker
+from ._worker import NO_HISTORY, Turn, Worker
 from .execution import ContextMessage
 from .store import RuntimeStore
 
@@ -101,14 +101,25 @@ class ContextPolicy:
         """A system input or an assistant message joins the history (when it is loaded: a
         recovered Worker's is read from the store, which has it, when a turn needs it)."""
         if w.history is not None:
-            w.history.append(ContextMessage(role, content))
+            self._history(w).append(ContextMessage(role, content))
 
     def start(self, w: Worker, content: str) -> int:
         """A turn's user input joins the history; returns the length of the turn's context."""
-        if w.history is None:  # a recovered Worker: load its conversation once
-            w.history = self._store.load_history(w.worker_id, w.profile.context_tokens)
-        w.history.append(ContextMessage("user", content))
-        return len(w.history)
+        history = self._history(w)
+        history.append(ContextMessage("user", content))
+        return len(history)
+
+    def _history(self, w: Worker) -> list[ContextMessage]:
+        """The Worker's own history list: a recovered Worker's is loaded once from its store."""
+        history = w.history
+        if history is None:
+            history = self._store.load_history(w.worker_id, w.profile.context_tokens)
+        elif history is NO_HISTORY:
+            history = []
+        else:
+            return history
+        w.history = history
+        return history
 
     def context(self, w: Worker, turn: Turn) -> Sequence[ContextMessage]:
         """The model context of a turn: the profile's system prompt, then the conversation as

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import anyio
 from pydantic import BaseModel
@@ -29,6 +29,10 @@ from .state import WorkerState, worker_detail, worker_summary
 __all__ = ["IdempotencyCache", "Turn", "Worker", "fingerprint", "idempotency_of"]
 
 T = TypeVar("T")
+
+#: The empty history every new Worker shares until its first message (memory per idle
+#: Worker): the context policy gives a Worker a list of its own before it appends.
+NO_HISTORY: Final[list[ContextMessage]] = []
 
 
 class Turn:
@@ -147,7 +151,7 @@ class Worker:
         self.acks: IdempotencyCache[InputAck] | None = None
         #: The conversation in the order the model sees it, once loaded (the context policy
         #: keeps it); ``None`` until a recovered Worker's first turn needs it.
-        self.history: list[ContextMessage] | None = []
+        self.history: list[ContextMessage] | None = NO_HISTORY
         #: Set while a stop is under way: a concurrent stop waits for it.
         self.stop_done: anyio.Event | None = None
         self._ref: WorkerRef | None = None  # made on first use, then shared

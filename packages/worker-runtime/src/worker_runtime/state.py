@@ -56,6 +56,20 @@ class QueuedRecord:
     content: str
 
 
+#: The empty queue and key list every state shares until its first append (memory per idle
+#: Worker): only :meth:`WorkerState.apply` adds to them, and it first makes a list of its own.
+_NO_QUEUE: Final[list[QueuedRecord]] = []
+_NO_KEYS: Final[list[list[Any]]] = []
+
+
+def _no_queue() -> list[QueuedRecord]:
+    return _NO_QUEUE
+
+
+def _no_keys() -> list[list[Any]]:
+    return _NO_KEYS
+
+
 @dataclass(slots=True)
 class WorkerState:
     """The projection of one Worker's events: everything the Runtime needs to restore it."""
@@ -65,7 +79,7 @@ class WorkerState:
     status: WorkerStatus = "idle"
     active_turn_id: str | None = None
     active_input_sequence: int = 0
-    queue: list[QueuedRecord] = field(default_factory=list)
+    queue: list[QueuedRecord] = field(default_factory=_no_queue)
     transcript_len: int = 0
     turns_total: int = 0
     completed: int = 0
@@ -79,7 +93,7 @@ class WorkerState:
     stop_cursor: str | None = None
     #: The idempotency keys of accepted inputs, oldest first, each
     #: ``[key, body_digest, turn_id, queued, transcript_sequence, cursor]``.
-    input_keys: list[list[Any]] = field(default_factory=list)
+    input_keys: list[list[Any]] = field(default_factory=_no_keys)
     #: ``[key, body_digest]`` when the Worker was created with an idempotency key.
     create_key: list[str] | None = None
 
@@ -108,6 +122,8 @@ class WorkerState:
             if kind == "worker_created":
                 self.create_key = [str(key["key"]), str(key["body"])]
             elif kind == "input_accepted":
+                if self.input_keys is _NO_KEYS:
+                    self.input_keys = []
                 self.input_keys.append(
                     [
                         key["key"],
@@ -123,6 +139,8 @@ class WorkerState:
         if kind == "input_accepted":
             self.transcript_len = max(self.transcript_len, data["transcript_sequence"])
             if data["input_kind"] == "user" and data.get("queued"):
+                if self.queue is _NO_QUEUE:
+                    self.queue = []
                 self.queue.append(
                     QueuedRecord(turn_id or "", data["transcript_sequence"], data["content"])
                 )
@@ -158,7 +176,7 @@ class WorkerState:
         elif kind == "worker_stopped":
             self.status = "stopped"
             self.stop_cursor = cursor
-            self.queue = []
+            self.queue = _NO_QUEUE
 
     def copy(self) -> WorkerState:
         """An independent copy (its lists are copied; their items are never mutated)."""
@@ -168,7 +186,7 @@ class WorkerState:
             self.status,
             self.active_turn_id,
             self.active_input_sequence,
-            list(self.queue),
+            list(self.queue) if self.queue else _NO_QUEUE,
             self.transcript_len,
             self.turns_total,
             self.completed,
@@ -180,7 +198,7 @@ class WorkerState:
             self.last_activity_at,
             self.last_cursor,
             self.stop_cursor,
-            list(self.input_keys),
+            list(self.input_keys) if self.input_keys else _NO_KEYS,
             self.create_key,
         )
 
