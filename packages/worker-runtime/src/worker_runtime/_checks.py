@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import InvalidInput, LimitTooLarge, invalid_input_from
-from .models import InputRequest, Limits
+from .errors import InvalidInput, LimitExceeded, LimitTooLarge, invalid_input_from
+from .models import CreateWorkerRequest, InputRequest, Limits
 
 __all__ = ["Checks", "check_limit", "check_start", "parse_request"]
 
@@ -60,6 +60,19 @@ class Checks:
             raise InvalidInput(
                 f"{field}: {size} bytes is over the limit of {maximum}",
                 details={"field": field, "max_input_bytes": maximum},
+            )
+
+    def create(self, req: CreateWorkerRequest, *, workers: int) -> None:
+        """A new Worker's name and initial input are within the limits, and the Runtime,
+        holding ``workers``, has room for one more."""
+        self.name(req.name)
+        if req.initial_input is not None:
+            self.content(req.initial_input, field="initial_input.content")
+        maximum = self._limits.max_workers
+        if workers >= maximum:
+            raise LimitExceeded(
+                f"this Runtime holds its maximum of {maximum} Workers",
+                details={"limit": "max_workers", "value": maximum},
             )
 
     def name(self, name: str | None) -> None:

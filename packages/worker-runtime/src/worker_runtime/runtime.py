@@ -34,7 +34,7 @@ from ._context import ContextPolicy
 from ._journal import Journal
 from ._turnrunner import TurnRunner
 from ._worker import Worker, fingerprint, idempotency_of
-from .errors import LimitExceeded, RuntimeUnavailable
+from .errors import RuntimeUnavailable
 from .events import Subscription, now_rfc3339
 from .execution import ExecutionBackend
 from .models import (
@@ -272,14 +272,7 @@ class Runtime:
                 return catalog.get(prior).detail(self._runtime_id)
         profile = self._profiles.resolve(req.profile)
         self._backends.for_profile(profile)
-        self._checks.name(req.name)
-        if req.initial_input is not None:
-            self._checks.content(req.initial_input, field="initial_input.content")
-        if len(catalog) >= self._limits.max_workers:
-            raise LimitExceeded(
-                f"this Runtime holds its maximum of {self._limits.max_workers} Workers",
-                details={"limit": "max_workers", "value": self._limits.max_workers},
-            )
+        self._checks.create(req, workers=len(catalog))
 
         log_ = self._journal.log
         created_at = now_rfc3339()
@@ -356,19 +349,15 @@ class Runtime:
         self._check_accepting()
         reason = self._checks.reason(reason) or "cancelled"
         turn = w.turn
-        if turn is None or (turn_id is not None and turn_id != turn.turn_id):
-            return CancelAck(
-                worker_ref=w.ref(self._runtime_id),
-                status=w.status,
-                cancelled_turn_id=None,
-                cursor=self._journal.log.head_cursor,
-            )
-        await self._runner.cancel(turn, reason)
+        if turn is not None and turn_id is not None and turn_id != turn.turn_id:
+            turn = None
+        if turn is not None:
+            await self._runner.cancel(turn, reason)
         return CancelAck(
             worker_ref=w.ref(self._runtime_id),
             status=w.status,
-            cancelled_turn_id=turn.turn_id,
-            cursor=turn.settled_cursor or self._journal.log.head_cursor,
+            cancelled_turn_id=turn.turn_id if turn is not None else None,
+            cursor=(turn and turn.settled_cursor) or self._journal.log.head_cursor,
         )
 
     # -- interaction -------------------------------------------------------------------------
