@@ -112,6 +112,9 @@ class Engine:
         if self._store.durable:
             try:
                 await self._store.sync()
+                # Events other tasks appended while the sync awaited become visible too: the
+                # OS must have them first (a subscriber never sees what a crash could lose).
+                self._store.flush()
             except WorkerRuntimeError as exc:
                 self._store_failed(exc)
                 raise

@@ -23,10 +23,23 @@ from .models import (
     InputAck,
     InputRequest,
 )
+from .store import HistoryMark
 
 __all__ = ["Turns"]
 
 log = logging.getLogger("worker_runtime")
+
+
+class _Unread(list[ContextMessage]):
+    """A recovered Worker's history whose start (its conversation before this process
+    started keeping it) is still in the store, up to ``mark``: read by its next turn, off the
+    event loop, and put in front."""
+
+    __slots__ = ("mark",)
+
+    def __init__(self, mark: HistoryMark) -> None:
+        super().__init__()
+        self.mark = mark
 
 
 class _ContextView(Sequence[ContextMessage]):
@@ -188,8 +201,8 @@ class Turns(Engine):
     # -- internals: turns --------------------------------------------------------------------
 
     def _start_turn(self, w: Worker, turn_id: str, input_sequence: int, content: str) -> None:
-        if w.history is None:  # a recovered Worker: load its conversation once
-            w.history = self._store.load_history(w.worker_id, w.profile.context_tokens)
+        if w.history is None:  # a recovered Worker: its conversation so far is read by the turn
+            w.history = _Unread(self._store.mark_history(w.worker_id))
         w.history.append(ContextMessage("user", content))
         turn = Turn(turn_id, input_sequence, time.monotonic(), len(w.history))
         w.active = turn
@@ -213,6 +226,7 @@ class Turns(Engine):
         failure: tuple[str, str, dict[str, Any]] | None = None
         try:
             with turn.scope:
+                await self._read_history(w, turn)
                 request = TurnRequest(
                     worker_ref=w.ref(self._runtime_id),
                     turn_id=turn.turn_id,
@@ -244,6 +258,18 @@ class Turns(Engine):
             pass  # the store failed: recorded by _commit, the Runtime now refuses commands
         finally:
             turn.done.set()
+
+    async def _read_history(self, w: Worker, turn: Turn) -> None:
+        """Put a recovered Worker's conversation from the store in front of what this process
+        kept of it (once; bounded by the context budget; off the event loop). A turn cancelled
+        meanwhile leaves it for the next turn."""
+        unread = w.history
+        if not isinstance(unread, _Unread):
+            return
+        read = await self._store.read_history(unread.mark, w.profile.context_tokens)
+        if w.history is unread:
+            w.history = [*read, *unread]
+            turn.context_len += len(read)
 
     def _context(self, w: Worker, turn: Turn) -> Sequence[ContextMessage]:
         """The model context of a turn: the profile's system prompt, then the conversation as

@@ -637,8 +637,7 @@ class Runtime(Turns):
             position = max(0, log_.oldest_retained(worker_id) - 1)
         else:
             position = log_.position_of(cursor)
-        log_.check_resumable(position, worker_id)
-        events = log_.read_after(position, limit, worker_id)
+        events = await log_.read_page(position, limit, worker_id)
         next_cursor = events[-1].cursor if events else log_.cursor_at(position)
         return EventPage(events=[e.to_dict() for e in events], next_cursor=next_cursor or "")
 
