@@ -52,8 +52,9 @@ async def test_a_context_budget_leaves_the_oldest_messages_out() -> None:
         assert [m.content for m in policy.context(w, turn)] == [old, "new"]
 
 
-async def test_a_recovered_workers_history_is_loaded_once_from_the_store(tmp_path: Path) -> None:
-    """A recovered Worker's history is read from its store when its first turn starts."""
+async def test_a_recovered_workers_history_is_read_once_from_the_store(tmp_path: Path) -> None:
+    """A recovered Worker's history is read from its store, once, by its first turn, and put
+    in front of what this process kept."""
     pytest.importorskip("orjson", reason="the fs-store extra is not installed")
     from worker_runtime import Runtime
     from worker_runtime.store.fs import FsRuntimeStore
@@ -67,10 +68,13 @@ async def test_a_recovered_workers_history_is_loaded_once_from_the_store(tmp_pat
     async with open_parts(store=FsRuntimeStore(tmp_path, fsync="never")) as parts:
         (w,) = parts.catalog
         assert w.history is None
-        length = parts.context.start(w, "next")
+        turn = Turn("turn_next", 3, 0.0, parts.context.start(w, "next"))
+        assert w.history == [ContextMessage("user", "next")]
+        await parts.context.read(w, turn)
+        await parts.context.read(w, turn)  # once
         assert w.history == [
             ContextMessage("user", "remember this"),
             ContextMessage("assistant", "remember this"),
             ContextMessage("user", "next"),
         ]
-        assert length == 3
+        assert turn.context_len == 3

@@ -140,7 +140,7 @@ class Catalog:
         w = Worker(
             record.worker_id, record.name, profile, len(self._order), record.created_at, state
         )
-        w.history = None  # loaded when a turn first needs it
+        w.history = None  # read from the store when a turn first needs it
         if state.create_key is not None:
             self.creates.put(state.create_key[0], state.create_key[1], w.worker_id)
         if state.input_keys:

@@ -13,9 +13,21 @@ from typing import Literal, overload
 
 from ._worker import NO_HISTORY, Turn, Worker
 from .execution import ContextMessage
-from .store import RuntimeStore
+from .store import HistoryMark, RuntimeStore
 
 __all__ = ["ContextPolicy", "estimate_tokens", "fit_context"]
+
+
+class _Unread(list[ContextMessage]):
+    """A recovered Worker's history whose start (its conversation before this process
+    started keeping it) is still in the store, up to ``mark``: read by its next turn, off the
+    event loop, and put in front."""
+
+    __slots__ = ("mark",)
+
+    def __init__(self, mark: HistoryMark) -> None:
+        super().__init__()
+        self.mark = mark
 
 
 class _ContextView(Sequence[ContextMessage]):
@@ -98,27 +110,38 @@ class ContextPolicy:
         self._store = store
 
     def add(self, w: Worker, role: Literal["system", "assistant"], content: str) -> None:
-        """A system input or an assistant message joins the history (when it is loaded: a
-        recovered Worker's is read from the store, which has it, when a turn needs it)."""
+        """A system input or an assistant message joins the history (a recovered Worker's
+        conversation before its first turn here is in the store, which has this one too)."""
         if w.history is not None:
-            self._history(w).append(ContextMessage(role, content))
+            self._own(w).append(ContextMessage(role, content))
 
     def start(self, w: Worker, content: str) -> int:
-        """A turn's user input joins the history; returns the length of the turn's context."""
-        history = self._history(w)
+        """A turn's user input joins the history; returns the length of the turn's context
+        (:meth:`read` adds what a recovered Worker's store still holds)."""
+        if w.history is None:  # a recovered Worker: its conversation so far is read by the turn
+            w.history = _Unread(self._store.mark_history(w.worker_id))
+        history = self._own(w)
         history.append(ContextMessage("user", content))
         return len(history)
 
-    def _history(self, w: Worker) -> list[ContextMessage]:
-        """The Worker's own history list: a recovered Worker's is loaded once from its store."""
+    async def read(self, w: Worker, turn: Turn) -> None:
+        """Put a recovered Worker's conversation from the store in front of what this process
+        kept of it (once; bounded by the context budget; off the event loop). A turn cancelled
+        meanwhile leaves it for the next turn."""
+        unread = w.history
+        if not isinstance(unread, _Unread):
+            return
+        read = await self._store.read_history(unread.mark, w.profile.context_tokens)
+        if w.history is unread:
+            w.history = [*read, *unread]
+            turn.context_len += len(read)
+
+    @staticmethod
+    def _own(w: Worker) -> list[ContextMessage]:
+        """The Worker's history as a list of its own (not the shared empty one)."""
         history = w.history
-        if history is None:
-            history = self._store.load_history(w.worker_id, w.profile.context_tokens)
-        elif history is NO_HISTORY:
-            history = []
-        else:
-            return history
-        w.history = history
+        if history is None or history is NO_HISTORY:
+            history = w.history = []
         return history
 
     def context(self, w: Worker, turn: Turn) -> Sequence[ContextMessage]:

@@ -90,16 +90,16 @@ class Journal:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def read_page(self, cursor: str | None, limit: int, worker_id: str | None) -> EventPage:
+    async def read_page(self, cursor: str | None, limit: int, worker_id: str | None) -> EventPage:
         """Up to ``limit`` events after ``cursor`` (from the oldest retained without one),
-        runtime-wide or for one Worker; ``next_cursor`` continues the read."""
+        runtime-wide or for one Worker; ``next_cursor`` continues the read. Events only a
+        durable store still holds are read off the event loop."""
         log_ = self.log
         if cursor is None:
             position = max(0, log_.oldest_retained(worker_id) - 1)
         else:
             position = log_.position_of(cursor)
-        log_.check_resumable(position, worker_id)
-        events = log_.read_after(position, limit, worker_id)
+        events = await log_.read_page(position, limit, worker_id)
         next_cursor = events[-1].cursor if events else log_.cursor_at(position)
         return EventPage(events=[e.to_dict() for e in events], next_cursor=next_cursor or "")
 
@@ -148,6 +148,9 @@ class Journal:
         if self.store.durable:
             try:
                 await self.store.sync()
+                # Events other tasks appended while the sync awaited become visible too: the
+                # OS must have them first (a subscriber never sees what a crash could lose).
+                self.store.flush()
             except WorkerRuntimeError as exc:
                 self.failed(exc)
                 raise

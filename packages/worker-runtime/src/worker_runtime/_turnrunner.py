@@ -138,6 +138,7 @@ class TurnRunner:
         failure: _Failure | None = None
         try:
             with turn.scope:
+                await self._context.read(w, turn)
                 request = TurnRequest(
                     worker_ref=w.ref(self._runtime_id),
                     turn_id=turn.turn_id,

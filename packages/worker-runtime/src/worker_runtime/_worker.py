@@ -149,8 +149,8 @@ class Worker:
         self.turn: Turn | None = None
         #: The first answer to each idempotency key (the keys themselves are in ``state``).
         self.acks: IdempotencyCache[InputAck] | None = None
-        #: The conversation in the order the model sees it, once loaded (the context policy
-        #: keeps it); ``None`` until a recovered Worker's first turn needs it.
+        #: The conversation in the order the model sees it (the context policy keeps it);
+        #: ``None`` until a recovered Worker's first turn starts.
         self.history: list[ContextMessage] | None = NO_HISTORY
         #: Set while a stop is under way: a concurrent stop waits for it.
         self.stop_done: anyio.Event | None = None

@@ -411,7 +411,7 @@ class Runtime:
         self._journal.check()
         limit = check_limit(limit, 100, self._limits.max_events_read)
         worker_id = self._catalog.get(worker).worker_id if worker is not None else None
-        return self._journal.read_page(cursor, limit, worker_id)
+        return await self._journal.read_page(cursor, limit, worker_id)
 
     def subscribe(
         self, *, cursor: str | None = None, worker: str | WorkerRef | None = None
