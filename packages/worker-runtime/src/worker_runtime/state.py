@@ -14,7 +14,7 @@ models, for the Runtime, the read-only reader and the Backend alike.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from .models import (
     ProfileInfo,
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Every Worker status, in the order counts and errors name them.
-STATUSES: Final[tuple[WorkerStatus, ...]] = ("idle", "running", "stopped")
+STATUSES: Final[tuple[WorkerStatus, ...]] = get_args(WorkerStatus)
 
 _TERMINAL: Final = {
     "turn_completed": "completed",

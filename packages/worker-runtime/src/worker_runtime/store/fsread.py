@@ -40,7 +40,7 @@ from ..models import (
     WorkerSummary,
 )
 from ..profiles import Profile
-from ..state import worker_detail, worker_summary
+from ..state import STATUSES, worker_detail, worker_summary
 from . import TranscriptEntry, transcript_page
 from ._fsbase import SCHEMA_VERSION, entry_of
 from ._fsfiles import decode_id, encode_id, io_errors, read_json
@@ -48,7 +48,7 @@ from ._projection import WorkerState, transcript_entry
 
 __all__ = ["FsStoreReader"]
 
-_STATUSES = ("idle", "running", "stopped")
+_STATUSES = STATUSES
 
 
 @dataclass
