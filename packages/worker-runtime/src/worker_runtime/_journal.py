@@ -10,10 +10,24 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, overload
 
 from ._catalog import Catalog
-from ._eventdata import EventData, EventKind
+from ._eventdata import (
+    DiagnosticData,
+    EventData,
+    EventKind,
+    InputAcceptedData,
+    InputDiscardedData,
+    MessageCompletedData,
+    OutputDeltaData,
+    ReasonData,
+    RuntimeStartedData,
+    TurnCompletedData,
+    TurnFailedData,
+    TurnStartedData,
+    WorkerCreatedData,
+)
 from ._worker import Worker
 from .errors import RuntimeUnavailable, WorkerRuntimeError
 from .events import EventLog, Subscription, now_rfc3339
@@ -115,6 +129,105 @@ class Journal:
         return log_.subscribe(position, worker_id)
 
     # -- writing ---------------------------------------------------------------------------
+
+    @overload
+    def emit(
+        self,
+        kind: Literal["runtime_started"],
+        w: Worker | None,
+        turn_id: str | None,
+        data: RuntimeStartedData,
+    ) -> str: ...
+
+    @overload
+    def emit(
+        self,
+        kind: Literal["worker_created"],
+        w: Worker | None,
+        turn_id: str | None,
+        data: WorkerCreatedData,
+    ) -> str: ...
+
+    @overload
+    def emit(
+        self,
+        kind: Literal["input_accepted"],
+        w: Worker | None,
+        turn_id: str | None,
+        data: InputAcceptedData,
+    ) -> str: ...
+
+    @overload
+    def emit(
+        self,
+        kind: Literal["input_discarded"],
+        w: Worker | None,
+        turn_id: str | None,
+        data: InputDiscardedData,
+    ) -> str: ...
+
+    @overload
+    def emit(
+        self,
+        kind: Literal["turn_started"],
+        w: Worker | None,
+        turn_id: str | None,
+        data: TurnStartedData,
+    ) -> str: ...
+
+    @overload
+    def emit(
+        self,
+        kind: Literal["output_delta"],
+        w: Worker | None,
+        turn_id: str | None,
+        data: OutputDeltaData,
+    ) -> str: ...
+
+    @overload
+    def emit(
+        self,
+        kind: Literal["message_completed"],
+        w: Worker | None,
+        turn_id: str | None,
+        data: MessageCompletedData,
+    ) -> str: ...
+
+    @overload
+    def emit(
+        self,
+        kind: Literal["turn_completed"],
+        w: Worker | None,
+        turn_id: str | None,
+        data: TurnCompletedData,
+    ) -> str: ...
+
+    @overload
+    def emit(
+        self,
+        kind: Literal["turn_failed"],
+        w: Worker | None,
+        turn_id: str | None,
+        data: TurnFailedData,
+    ) -> str: ...
+
+    @overload
+    def emit(
+        self,
+        kind: Literal["turn_cancelled", "turn_interrupted", "worker_stopped"],
+        w: Worker | None,
+        turn_id: str | None,
+        data: ReasonData,
+    ) -> str: ...
+
+    @overload
+    def emit(
+        self,
+        kind: Literal["diagnostic"],
+        w: Worker | None,
+        turn_id: str | None,
+        data: DiagnosticData,
+    ) -> str: ...
 
     def emit(self, kind: EventKind, w: Worker | None, turn_id: str | None, data: EventData) -> str:
         """Append an event to the store, then to the log, then apply it to its Worker's
