@@ -167,7 +167,7 @@ async def test_a_recovered_history_is_read_from_the_end_bounded_by_the_budget(
 ) -> None:
     """A recovered Worker's history with a context budget is read from the end of its
     transcript: a short suffix of the whole, holding everything a context of that budget keeps."""
-    from worker_runtime._turns import fit_context
+    from worker_runtime._context import fit_context
     from worker_runtime.execution import ContextMessage
 
     async with Runtime(runtime_id="uni", store=FsRuntimeStore(tmp_path)) as rt:

@@ -1,13 +1,16 @@
 """The fs store's root is private and guarded: a lock that survives deletion of runtime.lock,
-0700/0600 modes, no followed symlinks, no unsafe root, lost segments never reuse cursors,
-and a root from another version is a typed refusal."""
+0700/0600 modes (or configured ones), no followed symlinks, no unsafe root, lost segments
+never reuse cursors, and a root from another version is a typed refusal."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +18,12 @@ import pytest
 
 pytest.importorskip("orjson", reason="the fs-store extra is not installed")
 
-from worker_runtime import CursorUnknown, Runtime, RuntimeUnavailable, StoreCorrupt
+from worker_runtime import CursorUnknown, InvalidInput, Runtime, RuntimeUnavailable, StoreCorrupt
 from worker_runtime.store.fs import FsRuntimeStore
 
 pytestmark = pytest.mark.anyio
+
+CLI = [sys.executable, "-m", "worker_runtime.cli"]
 
 
 def rt_on(root: Path) -> Runtime:
@@ -62,6 +67,83 @@ async def test_files_are_0600_and_directories_0700_under_umask_022(
         assert mode == (0o700 if path.is_dir() else 0o600), (path.relative_to(tmp_path), oct(mode))
         seen += 1
     assert seen > 6
+
+
+async def test_group_modes_apply_to_every_file_and_directory(
+    tmp_path: Path, umask_022: None
+) -> None:
+    """With file_mode 0640 and dir_mode 0750 (``--store-mode group``) every file the store
+    writes, a checkpoint and a restart included, is 0640 and every directory 0750."""
+    root = tmp_path / "store"
+    for _ in range(2):
+        store = FsRuntimeStore(root, file_mode=0o640, dir_mode=0o750)
+        async with Runtime(runtime_id="safe", store=store) as rt:
+            w = await rt.create_worker()
+            await rt.send_input(w.worker_ref, {"content": "shared", "kind": "system"})
+    seen = 0
+    for path in [root, *root.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        assert mode == (0o750 if path.is_dir() else 0o640), (path.relative_to(tmp_path), oct(mode))
+        seen += 1
+    assert seen > 8
+
+
+@pytest.mark.parametrize(
+    ("file_mode", "dir_mode"),
+    [
+        (0o666, 0o700),  # world-writable files
+        (0o600, 0o777),  # a world-writable root
+        (0o620, 0o700),  # group-writable files
+        (0o600, 0o770),  # a group-writable root
+        (0o700, 0o700),  # executable files
+        (0o400, 0o700),  # files the owner cannot write
+        (0o600, 0o500),  # a root the owner cannot write
+        (0o1600, 0o700),  # bits beyond the permissions
+    ],
+)
+def test_modes_that_let_others_write_are_refused(file_mode: int, dir_mode: int) -> None:
+    """A file or directory mode that lets anyone but the owner write, or locks the owner out,
+    is refused with invalid_input before anything is created."""
+    with pytest.raises(InvalidInput):
+        FsRuntimeStore("/nonexistent/never-created", file_mode=file_mode, dir_mode=dir_mode)
+    assert not Path("/nonexistent/never-created").exists()
+
+
+def test_the_cli_store_mode_flag(tmp_path: Path, umask_022: None) -> None:
+    """``yoi-runtime --store fs --store-mode group`` creates a 0750 root with 0640 files;
+    ``--store-mode`` without the fs store, or with an unknown name, exits 2 in one line."""
+    root = tmp_path / "store"
+    token = tmp_path / "token"
+    token.write_text("t" * 32)
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            *("--bind", "127.0.0.1:0", "--store", "fs", "--data-dir", str(root)),
+            *("--store-mode", "group", "--token-file", str(token)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "listening on" in proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert stat.S_IMODE(root.stat().st_mode) == 0o750
+    assert stat.S_IMODE((root / "runtime.json").stat().st_mode) == 0o640
+    for bad in (
+        ["--store-mode", "group"],
+        ["--store", "fs", "--data-dir", str(root), "--store-mode", "world"],
+    ):
+        result = subprocess.run(
+            [*CLI, *bad], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 @pytest.mark.parametrize("name", ["events", "workers", "runtime.lock", "runtime.json"])

@@ -281,7 +281,7 @@ async def test_content_over_max_input_bytes_is_invalid_input() -> None:
 def test_the_context_budget_keeps_the_prompt_and_the_input_and_drops_the_oldest() -> None:
     """fit_context leaves the oldest conversation entries out first, keeps the order of the
     rest, and always keeps the system prompt and the last message, even over budget."""
-    from worker_runtime._turns import estimate_tokens, fit_context
+    from worker_runtime._context import estimate_tokens, fit_context
     from worker_runtime.execution import ContextMessage
 
     prompt = ContextMessage("system", "p" * 40)

@@ -1,29 +1,38 @@
-"""The in-memory state of one Worker and of its turns (private to the Runtime)."""
+"""A live Worker (private to the Runtime): its identity, its :class:`WorkerState` applied from
+its events, and beside it only what is in flight (the running :class:`Turn`, a stop under way)
+or cached (the model history, the answers to idempotency keys)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict, deque
-from typing import Any, Generic, Literal, TypeVar
+from collections import OrderedDict
+from typing import Any, Final, Generic, TypeVar
 
 import anyio
+from pydantic import BaseModel
 
+from ._eventdata import IdempotencyData
+from .errors import IdempotencyConflict
 from .execution import ContextMessage
 from .models import (
     InputAck,
     InputRequest,
     StopAck,
-    TurnCounts,
-    Usage,
     WorkerDetail,
-    WorkerOverview,
     WorkerRef,
+    WorkerStatus,
     WorkerSummary,
 )
 from .profiles import Profile
+from .state import WorkerState, worker_detail, worker_summary
 
-Status = Literal["idle", "running", "stopped"]
+__all__ = ["IdempotencyCache", "Turn", "Worker", "fingerprint", "idempotency_of"]
+
 T = TypeVar("T")
+
+#: The empty history every new Worker shares until its first message (memory per idle
+#: Worker): the context policy gives a Worker a list of its own before it appends.
+NO_HISTORY: Final[list[ContextMessage]] = []
 
 
 class Turn:
@@ -54,17 +63,6 @@ class Turn:
         self.settled_cursor: str | None = None
 
 
-class QueuedInput:
-    """An acknowledged user input waiting for its turn."""
-
-    __slots__ = ("content", "transcript_sequence", "turn_id")
-
-    def __init__(self, turn_id: str, transcript_sequence: int, content: str) -> None:
-        self.turn_id = turn_id
-        self.transcript_sequence = transcript_sequence
-        self.content = content
-
-
 class IdempotencyCache(Generic[T]):
     """Remembers the first answer to each idempotency key, with the body it answered.
 
@@ -80,6 +78,19 @@ class IdempotencyCache(Generic[T]):
     def get(self, key: str) -> tuple[str, T] | None:
         return self._items.get(key)
 
+    def answer(self, key: str, request: BaseModel) -> T | None:
+        """The first answer to ``key``, if it is known; ``idempotency_conflict`` if it
+        answered another body."""
+        prior = self._items.get(key)
+        if prior is None:
+            return None
+        if prior[0] != fingerprint(request):
+            raise IdempotencyConflict(
+                "this idempotency key was used with another body",
+                details={"idempotency_key": key},
+            )
+        return prior[1]
+
     def put(self, key: str, fingerprint: str, value: T) -> None:
         self._items[key] = (fingerprint, value)
         if len(self._items) > self._capacity:
@@ -92,41 +103,30 @@ def fingerprint(model: InputRequest | Any) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def key_data(model: InputRequest | Any) -> dict[str, Any]:
-    """What an event records of its command's idempotency key (nothing without one): the key
-    and the digest of the body it answered, so the key is as durable as the command."""
+def idempotency_of(model: InputRequest | Any) -> IdempotencyData | None:
+    """What an event records of its command's idempotency key (``None`` without one): the
+    key and the digest of the body it answered, so the key is as durable as the command."""
     key = getattr(model, "idempotency_key", None)
     if key is None:
-        return {}
-    return {"idempotency": {"key": key, "body": fingerprint(model)}}
+        return None
+    return {"key": key, "body": fingerprint(model)}
 
 
 class Worker:
-    """One Worker's state. Mutated only by the Runtime, without awaiting in between."""
+    """One live Worker. ``state`` changes only by applying the Worker's events (the journal
+    does it as it emits them); the rest is what is in flight or cached beside it."""
 
     __slots__ = (
         "_ref",
-        "active",
-        "cancelled",
-        "completed",
+        "acks",
         "created_at",
-        "failed",
         "history",
-        "idempotency",
-        "input_tokens",
-        "interrupted",
-        "last_activity_at",
-        "last_cursor",
         "name",
         "ordinal",
-        "output_tokens",
         "profile",
-        "queue",
-        "status",
-        "stop_ack",
+        "state",
         "stop_done",
-        "transcript_len",
-        "turns_total",
+        "turn",
         "worker_id",
     )
 
@@ -137,38 +137,32 @@ class Worker:
         profile: Profile,
         ordinal: int,
         created_at: str,
-        cursor: str,
+        state: WorkerState,
     ) -> None:
         self.worker_id = worker_id
         self.name = name
         self.profile = profile
         self.ordinal = ordinal
         self.created_at = created_at
-        self.status: Status = "idle"
-        self.active: Turn | None = None
-        self.queue: deque[QueuedInput] | None = None
-        self.transcript_len = 0
-        self.turns_total = 0
-        self.completed = 0
-        self.failed = 0
-        self.cancelled = 0
-        self.interrupted = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.last_activity_at = created_at
-        self.last_cursor = cursor
-        self.idempotency: IdempotencyCache[InputAck] | None = None
-        # The conversation in the order the model sees it: system inputs when accepted, a user
-        # input when its turn starts, assistant messages when committed. A turn's context is
-        # the prefix that existed when it started.
-        self.history: list[ContextMessage] | None = []
-        self.stop_ack: StopAck | None = None
+        self.state = state
+        #: The turn in flight: its cancel scope, done event and outcome reasons.
+        self.turn: Turn | None = None
+        #: The first answer to each idempotency key (the keys themselves are in ``state``).
+        self.acks: IdempotencyCache[InputAck] | None = None
+        #: The conversation in the order the model sees it (the context policy keeps it);
+        #: ``None`` until a recovered Worker's first turn starts.
+        self.history: list[ContextMessage] | None = NO_HISTORY
+        #: Set while a stop is under way: a concurrent stop waits for it.
         self.stop_done: anyio.Event | None = None
         self._ref: WorkerRef | None = None  # made on first use, then shared
 
     @property
+    def status(self) -> WorkerStatus:
+        return self.state.status
+
+    @property
     def queued(self) -> int:
-        return len(self.queue) if self.queue else 0
+        return len(self.state.queue)
 
     def ref(self, runtime_id: str) -> WorkerRef:
         ref = self._ref
@@ -176,38 +170,31 @@ class Worker:
             ref = self._ref = WorkerRef(runtime_id=runtime_id, worker_id=self.worker_id)
         return ref
 
-    def summary_fields(self, runtime_id: str) -> dict[str, Any]:
-        return {
-            "worker_ref": self.ref(runtime_id),
-            "runtime_id": runtime_id,
-            "worker_id": self.worker_id,
-            "name": self.name,
-            "status": self.status,
-            "profile": self.profile.name,
-            "active_turn_id": self.active.turn_id if self.active else None,
-            "queued_inputs": self.queued,
-            "transcript_len": self.transcript_len,
-            "last_cursor": self.last_cursor,
-            "created_at": self.created_at,
-        }
+    def stop_ack(self, runtime_id: str) -> StopAck | None:
+        """The acknowledgement of the stop that made this Worker ``stopped``, if it is."""
+        state = self.state
+        if state.status != "stopped":
+            return None
+        return StopAck(
+            worker_ref=self.ref(runtime_id),
+            status="stopped",
+            cursor=state.stop_cursor or state.last_cursor,
+        )
 
     def summary(self, runtime_id: str) -> WorkerSummary:
-        return WorkerSummary(**self.summary_fields(runtime_id))
+        return worker_summary(
+            self.ref(runtime_id),
+            name=self.name,
+            profile=self.profile.name,
+            created_at=self.created_at,
+            state=self.state,
+        )
 
     def detail(self, runtime_id: str) -> WorkerDetail:
-        overview = WorkerOverview(
-            turns=TurnCounts(
-                total=self.turns_total,
-                completed=self.completed,
-                failed=self.failed,
-                cancelled=self.cancelled,
-                interrupted=self.interrupted,
-            ),
-            usage=Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens),
-            transcript_len=self.transcript_len,
-            last_activity_at=self.last_activity_at,
-            last_cursor=self.last_cursor,
-        )
-        return WorkerDetail(
-            **self.summary_fields(runtime_id), overview=overview, profile_info=self.profile.info
+        return worker_detail(
+            self.ref(runtime_id),
+            name=self.name,
+            profile_info=self.profile.info,
+            created_at=self.created_at,
+            state=self.state,
         )

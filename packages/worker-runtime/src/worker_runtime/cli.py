@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profiles", type=Path, default=None, help="profiles TOML file")
     parser.add_argument("--fsync", choices=("always", "batch", "never"), default="batch")
     parser.add_argument(
+        "--store-mode",
+        choices=("private", "group"),
+        default=None,
+        help="fs store permissions: private (default; files 0600, directories 0700) or group "
+        "(0640/0750: its group may read the store)",
+    )
+    parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
     )
     parser.add_argument(
@@ -388,9 +395,12 @@ async def _serve(args: argparse.Namespace, token: str, where: str, sock: socket.
 
     store: Any = None
     if args.store == "fs":
-        from .store.fs import FsRuntimeStore
+        from .store.fs import STORE_MODES, FsRuntimeStore
 
-        store = FsRuntimeStore(args.data_dir, fsync=args.fsync)
+        file_mode, dir_mode = STORE_MODES[args.store_mode or "private"]
+        store = FsRuntimeStore(
+            args.data_dir, fsync=args.fsync, file_mode=file_mode, dir_mode=dir_mode
+        )
     profiles = Profiles.from_toml(args.profiles) if args.profiles else Profiles()
     runtime = Runtime(
         runtime_id=args.runtime_id,
@@ -497,6 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--store fs needs --data-dir")
     if args.store == "memory" and args.data_dir is not None:
         parser.error("--data-dir is only for --store fs")
+    if args.store == "memory" and args.store_mode is not None:
+        parser.error("--store-mode is only for --store fs")
     try:
         import worker_runtime.http
 
@@ -509,8 +521,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.profiles is not None:
             Profiles.from_toml(args.profiles)  # fail before binding
-        if args.data_dir is not None:
-            args.data_dir.mkdir(parents=True, exist_ok=True)
+        if args.data_dir is not None:  # the store's own root: private unless --store-mode
+            mode = 0o750 if args.store_mode == "group" else 0o700
+            args.data_dir.mkdir(mode=mode, parents=True, exist_ok=True)
         token, where = _resolve_token(args)
         sock = bind_socket(args.bind)
     except UsageError as exc:

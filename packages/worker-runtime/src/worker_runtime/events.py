@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import anyio
 
@@ -35,7 +35,7 @@ from .errors import CursorExpired, CursorMalformed, CursorUnknown
 
 __all__ = ["Event", "EventKind", "Subscription"]
 
-EventKind = str
+from ._eventdata import EventKind  # the one definition of the kinds
 
 _INCARNATION_ALPHABET: Final = string.ascii_lowercase + string.digits
 _INCARNATION_LEN: Final = 16
@@ -92,7 +92,7 @@ class Event:
 
     position: int
     cursor: str | None
-    kind: EventKind
+    kind: str  # an EventKind; str, as a client may read kinds a newer Runtime adds
     runtime_id: str
     worker_id: str | None
     turn_id: str | None
@@ -172,6 +172,10 @@ class Archive(Protocol):
     """Where events older than the in-memory backlog can still be read (a durable store)."""
 
     def read_events(self, after: int, limit: int, worker_id: str | None) -> list[Event] | None: ...
+
+    async def read_events_async(
+        self, after: int, limit: int, worker_id: str | None
+    ) -> list[Event] | None: ...
 
     @property
     def oldest_position(self) -> int: ...
@@ -346,16 +350,31 @@ class EventLog:
         return position
 
     def check_resumable(self, position: int, worker_id: str | None) -> None:
-        """Raise :class:`CursorExpired` if the events after ``position`` are no longer held."""
+        """Raise :class:`CursorExpired` if the events after ``position`` are no longer held.
+        An archive holds every event from its oldest position on, so that needs no read; only
+        a cursor older than that reads one event from it on the loop (bounded and tiny: a
+        binary search of a Worker's position index)."""
+        if self._archive is not None and position + 1 >= self._archive.oldest_position:
+            return
         try:
             self.read_after(position, 1, worker_id)
         except _Gap:
-            oldest = self.oldest_retained(worker_id)
-            raise CursorExpired(
-                "the cursor is older than the retained backlog; re-read the transcript "
-                "and subscribe from its cursor",
-                details={"oldest_cursor": self.cursor_at(oldest)},
-            ) from None
+            raise self._expired(worker_id) from None
+
+    async def read_page(self, position: int, limit: int, worker_id: str | None) -> list[Event]:
+        """:meth:`read_after_async` for a reader that gave a cursor: a gap (the events were
+        pruned meanwhile) is :class:`CursorExpired`."""
+        try:
+            return await self.read_after_async(position, limit, worker_id)
+        except _Gap:
+            raise self._expired(worker_id) from None
+
+    def _expired(self, worker_id: str | None) -> CursorExpired:
+        return CursorExpired(
+            "the cursor is older than the retained backlog; re-read the transcript "
+            "and subscribe from its cursor",
+            details={"oldest_cursor": self.cursor_at(self.oldest_retained(worker_id))},
+        )
 
     def oldest_retained(self, worker_id: str | None) -> int:
         """Position of the oldest event a read (of one Worker, if given) can still return."""
@@ -396,10 +415,35 @@ class EventLog:
             return self._scan_window(position, limit, worker_id)
         return self._from_archive(position, limit, worker_id)
 
-    def _from_archive(self, position: int, limit: int, worker_id: str | None) -> list[Event]:
+    async def read_after_async(
+        self, position: int, limit: int, worker_id: str | None = None
+    ) -> list[Event]:
+        """:meth:`read_after`, with a read from the archive (the disk) off the event loop."""
+        if self._archive is None or not self._needs_archive(position, worker_id):
+            return self.read_after(position, limit, worker_id)
+        events = await self._archive.read_events_async(position, limit, worker_id)
+        return self._from_archive(position, limit, worker_id, events)
+
+    def _needs_archive(self, position: int, worker_id: str | None) -> bool:
+        """Whether :meth:`read_after` would read the archive (mirrors its branches)."""
+        if position >= self._first - 1:
+            return False
+        if worker_id is None:
+            return True
+        wlog = self._workers.get(worker_id)
+        return position < (wlog.evicted if wlog is not None else self._base)
+
+    def _from_archive(
+        self,
+        position: int,
+        limit: int,
+        worker_id: str | None,
+        events: list[Event] | Literal[False] | None = False,
+    ) -> list[Event]:
         if self._archive is None:
             raise _Gap
-        events = self._archive.read_events(position, limit, worker_id)
+        if events is False:
+            events = self._archive.read_events(position, limit, worker_id)
         if events is None:
             raise _Gap
         if not events:  # nothing on disk after it: the rest is in memory
@@ -502,7 +546,7 @@ class Subscription:
                 raise StopAsyncIteration
             log = self._log
             try:
-                batch = log.read_after(self._position, self._BATCH, self._worker_id)
+                batch = await log.read_after_async(self._position, self._BATCH, self._worker_id)
             except _Gap:
                 self.closed = True
                 return log.notice(

@@ -20,31 +20,23 @@ one Worker are serialized by construction; it then awaits the store's sync befor
 
 from __future__ import annotations
 
-import json
-import logging
-from collections import deque
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskGroup
-from pydantic import BaseModel, ValidationError
 
-from ._engine import check_limit, parse_request
-from ._turns import Turns
-from ._worker import IdempotencyCache, QueuedInput, Turn, Worker, fingerprint, key_data
-from .errors import (
-    IdempotencyConflict,
-    InvalidInput,
-    LimitExceeded,
-    RuntimeUnavailable,
-    UnsupportedOperation,
-)
-from .events import EventLog, Subscription, now_rfc3339
+from ._backends import Backends
+from ._catalog import Catalog
+from ._checks import Checks, check_limit, check_start, parse_request
+from ._context import ContextPolicy
+from ._journal import Journal
+from ._turnrunner import TurnRunner
+from ._worker import Worker, fingerprint, idempotency_of
+from .errors import RuntimeUnavailable
+from .events import Subscription, now_rfc3339
 from .execution import ExecutionBackend
-from .execution.echo import EchoBackend
 from .models import (
     CancelAck,
     CreateWorkerRequest,
@@ -61,52 +53,35 @@ from .models import (
     WorkerDetail,
     WorkerPage,
     WorkerRef,
-    WorkerSummary,
     require_id,
 )
-from .profiles import BUILTIN_PROFILES, Profile, Profiles
-from .store import RecoveredWorker, RuntimeStore, WorkerRecord, transcript_page
+from .profiles import BUILTIN_PROFILES, Profiles
+from .store import RuntimeStore, WorkerRecord, transcript_page
 from .store.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from .api import EventStream, RuntimeAPI
 
 __all__ = ["Runtime"]
 
-log = logging.getLogger("worker_runtime")
-
-M = TypeVar("M", bound=BaseModel)
-
-_STATUSES = ("idle", "running", "stopped")
-
-
-def _openai_backend() -> ExecutionBackend:
-    from .execution.openai import OpenAIBackend
-
-    return OpenAIBackend()
+_CAPABILITIES = (
+    "workers.create",
+    "workers.input",
+    "workers.stop",
+    "workers.cancel",
+    "transcript.read",
+    "events.stream",
+)
 
 
-def _anthropic_backend() -> ExecutionBackend:
-    from .execution.anthropic import AnthropicBackend
+class Runtime:
+    """The authority over a set of Workers: lifecycle, turns, event log and transcripts.
 
-    return AnthropicBackend()
-
-
-def _llama_cpp_backend() -> ExecutionBackend:
-    from .execution.llama_cpp import LlamaCppBackend
-
-    return LlamaCppBackend()
-
-
-#: The provider backends a Runtime makes on first use, each from its extra.
-_PROVIDER_BACKENDS = {
-    "openai": _openai_backend,
-    "anthropic": _anthropic_backend,
-    "llama_cpp": _llama_cpp_backend,
-}
-#: Events kept in memory per Worker when the store is durable (older ones are read from disk).
-DURABLE_WORKER_CACHE = 256
-
-
-class Runtime(Turns):
-    """The authority over a set of Workers: lifecycle, turns, event log and transcripts."""
+    It holds its parts and hands each what it needs: the :class:`Catalog` of Workers
+    (lookup, counts, paging), the :class:`Journal` (event log, store, fail-stop, diagnostics),
+    the :class:`ContextPolicy` (each turn's model context) and the :class:`TurnRunner`
+    (accept, start, run, settle). It implements :class:`worker_runtime.api.RuntimeAPI`.
+    """
 
     def __init__(
         self,
@@ -120,39 +95,33 @@ class Runtime(Turns):
     ) -> None:
         self._runtime_id = require_id(runtime_id, "runtime_id")
         self._display_name = display_name or runtime_id
-        self._limits = limits or Limits()
+        self._limits = limits = limits or Limits()
         self._profiles = profiles or Profiles()
         self._store: RuntimeStore = store if store is not None else MemoryStore()
-        self._backends: dict[str, ExecutionBackend] = {"echo": EchoBackend()}
-        self._backends.update(backends or {})
-        self._workers: dict[str, Worker] = {}
-        self._order: list[Worker] = []
-        self._counts = dict.fromkeys(_STATUSES, 0)
-        self._creates: IdempotencyCache[str] = IdempotencyCache(self._limits.max_idempotency_keys)
-        self._diagnostics: deque[Diagnostic] = deque(maxlen=self._limits.max_diagnostics)
-        self._diagnostics_total = 0
-        self._log: EventLog | None = None
-        self._tg: TaskGroup | None = None
+        self._backends = Backends(backends)
+        self._checks = Checks(limits)
+        self._catalog = Catalog(self._runtime_id, limits)
+        self._journal = Journal(self._runtime_id, limits, self._store, self._catalog)
+        self._runner = TurnRunner(
+            self._runtime_id,
+            limits,
+            self._journal,
+            ContextPolicy(self._store),
+            self._backends,
+            lambda: self._state == "running",
+        )
         self._stack: AsyncExitStack | None = None
         self._state = "new"  # new → running → stopping → closed
         self._closed = anyio.Event()
         self._started_at = ""
-        self._store_error: RuntimeUnavailable | None = None
-        self._pending_diagnostics: list[tuple[Any, str, str, str | None]] = []
 
-    def _backend_for(self, profile: Profile) -> ExecutionBackend:
-        """The execution backend of a profile's provider, made on first use from its extra
-        (``MissingExtraError`` names the ``pip install`` when it is not installed)."""
-        backend = self._backends.get(profile.provider)
-        if backend is None:
-            factory = _PROVIDER_BACKENDS.get(profile.provider)
-            if factory is None:
-                raise UnsupportedOperation(
-                    f"provider '{profile.provider}' is not available in this Runtime",
-                    details={"provider": profile.provider, "profile": profile.name},
-                )
-            backend = self._backends[profile.provider] = factory()
-        return backend
+    def _check_accepting(self) -> None:
+        self._journal.check()
+        if self._state != "running":
+            raise RuntimeUnavailable(
+                "the Runtime is not accepting commands",
+                details={"reason": "shutting_down" if self._state != "new" else "not_started"},
+            )
 
     # -- lifecycle of the Runtime ----------------------------------------------------------
 
@@ -160,56 +129,32 @@ class Runtime(Turns):
         if self._state != "new":
             raise RuntimeUnavailable("this Runtime was already started")
         opened = await self._store.open(runtime_id=self._runtime_id, limits=self._limits)
-        self._restored_profiles: dict[str, Profile] = {}
-        self._log = EventLog(
-            runtime_id=self._runtime_id,
-            incarnation=opened.incarnation,
-            window=self._limits.runtime_event_window,
-            window_bytes=self._limits.runtime_event_window_bytes,
-            # With a durable store the rings are only a cache in front of the disk.
-            worker_backlog=(
-                min(self._limits.event_backlog, DURABLE_WORKER_CACHE)
-                if self._store.durable
-                else self._limits.event_backlog
-            ),
-            head=opened.head,
-            archive=self._store if self._store.durable else None,
-        )
+        journal, runner = self._journal, self._runner
+        journal.open(opened)
         async with AsyncExitStack() as stack:
-            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            runner.tg = await stack.enter_async_context(anyio.create_task_group())
             self._stack = stack.pop_all()
         self._state = "running"
         self._started_at = now_rfc3339()
-        open_turns = [self._restore(r) for r in opened.workers]
-        interrupted = [w for w in open_turns if w is not None]
-        self._emit(
+        restored = [self._catalog.restore(r) for r in opened.workers]
+        interrupted = [w for w in restored if isinstance(w, Worker) and w.turn is not None]
+        journal.emit(
             "runtime_started",
             None,
             None,
-            {
-                "incarnation": opened.incarnation,
-                "recovered_turns": len(interrupted),
-            },
+            {"incarnation": opened.incarnation, "recovered_turns": len(interrupted)},
         )
-        for d in opened.diagnostics:
-            self._diagnose(d.severity, d.code, d.message, d.worker_id)
-        for severity, code, message, worker_id in self._pending_diagnostics:
-            self._diagnose(severity, code, message, worker_id)
-        self._pending_diagnostics.clear()
-        for w in interrupted:
-            self._interrupt_recovered(w)
-        for w in self._order:
-            if w.status == "idle" and w.queue:
-                queued = w.queue.popleft()
-                self._start_turn(w, queued.turn_id, queued.transcript_sequence, queued.content)
+        for d in [*opened.diagnostics, *(r for r in restored if not isinstance(r, Worker))]:
+            journal.diagnose(d.severity, d.code, d.message, d.worker_id)
+        runner.recover(interrupted, self._catalog)
         if self._profiles.default_name is None:
-            self._diagnose(
+            journal.diagnose(
                 "info",
                 "profile.default_echo",
                 "no default profile is configured: the runtime default is the builtin 'echo' "
                 "profile, which echoes input back and is not a model",
             )
-        await self._commit()
+        await journal.commit()
         return self
 
     async def __aexit__(
@@ -229,86 +174,6 @@ class Runtime(Turns):
                 # wait for; the caller's own exception propagates unwrapped.
                 await stack.__aexit__(None, None, None)
 
-    def _restore(self, recovered: RecoveredWorker) -> Worker | None:
-        """Rebuild a Worker from the store; returns it when it had a turn open at the crash."""
-        record, state = recovered.record, recovered.state
-        try:
-            # Most Workers share a few profiles: validate each distinct one once.
-            key = json.dumps(record.profile, sort_keys=True, default=str)
-            profile = self._restored_profiles.get(key)
-            if profile is None:
-                profile = self._restored_profiles[key] = Profile.model_validate(record.profile)
-        except (ValidationError, TypeError):
-            self._pending_diagnostics.append(
-                (
-                    "warning",
-                    "worker_snapshot_ignored",
-                    "a Worker's profile record is invalid; the Worker was skipped",
-                    record.worker_id,
-                )
-            )
-            return None
-        w = Worker(
-            record.worker_id,
-            record.name,
-            profile,
-            len(self._order),
-            record.created_at,
-            state.last_cursor,
-        )
-        w.history = None
-        w.transcript_len = state.transcript_len
-        w.turns_total = state.turns_total
-        w.completed, w.failed = state.completed, state.failed
-        w.cancelled, w.interrupted = state.cancelled, state.interrupted
-        w.input_tokens, w.output_tokens = state.input_tokens, state.output_tokens
-        w.last_activity_at = state.last_activity_at or record.created_at
-        if state.create_key is not None:
-            self._creates.put(state.create_key[0], state.create_key[1], w.worker_id)
-        if state.input_keys:
-            w.idempotency = IdempotencyCache(self._limits.max_idempotency_keys)
-            for key, body, turn_id, queued, sequence, cursor in state.input_keys:
-                ack = InputAck(
-                    worker_ref=w.ref(self._runtime_id),
-                    turn_id=turn_id,
-                    queued=queued,
-                    transcript_sequence=sequence,
-                    cursor=cursor,
-                    status=state.status,
-                )
-                w.idempotency.put(key, body, ack)
-        if state.queue:
-            w.queue = deque(
-                QueuedInput(q.turn_id, q.transcript_sequence, q.content) for q in state.queue
-            )
-        self._workers[w.worker_id] = w
-        self._order.append(w)
-        self._counts["idle"] += 1
-        if state.status == "stopped":
-            self._set_status(w, "stopped")
-            w.stop_ack = StopAck(
-                worker_ref=w.ref(self._runtime_id),
-                status="stopped",
-                cursor=state.stop_cursor or state.last_cursor,
-            )
-            return None
-        if state.active_turn_id is not None:
-            w.active = Turn(state.active_turn_id, state.active_input_sequence, 0.0, 0)
-            return w
-        return None
-
-    def _interrupt_recovered(self, w: Worker) -> None:
-        """Settle a turn that was open when the previous process died."""
-        turn = w.active
-        if turn is None:
-            return
-        w.interrupted += 1
-        turn.settled_cursor = self._emit(
-            "turn_interrupted", w, turn.turn_id, {"reason": "runtime_restart"}
-        )
-        w.active = None
-        turn.done.set()
-
     async def close(self, *, grace_s: float | None = None) -> None:
         """Stop accepting commands, let running turns finish within the grace period
         (default ``limits.shutdown_grace_s``), interrupt the rest, flush the store and end
@@ -323,26 +188,14 @@ class Runtime(Turns):
         self._state = "stopping"
         grace = self._limits.shutdown_grace_s if grace_s is None else grace_s
         try:
-            running = [w.active for w in self._order if w.active is not None]
-            with anyio.move_on_after(grace):
-                for turn in running:
-                    await turn.done.wait()
-            for turn in running:
-                if not turn.done.is_set():
-                    turn.interrupt_reason = "runtime_shutdown"
-                    turn.scope.cancel()
-            for turn in running:
-                await turn.done.wait()
-            await self._commit()
+            await self._runner.shutdown(self._catalog.running(), grace)
+            await self._journal.commit()
             await self._store.close()
-            for backend in self._backends.values():  # provider clients and their pools
-                aclose = getattr(backend, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+            await self._backends.aclose()
         finally:
             self._state = "closed"
-            if self._log is not None:
-                self._log.close()
+            if self._journal.started:
+                self._journal.log.close()
             self._closed.set()
 
     # -- management --------------------------------------------------------------------------
@@ -361,16 +214,9 @@ class Runtime(Turns):
 
     async def summary(self) -> RuntimeSummary:
         """The Runtime's identity, status, limits and counts."""
-        self._check_store()
-        log_ = self._require_log()
-        capabilities = [
-            "workers.create",
-            "workers.input",
-            "workers.stop",
-            "workers.cancel",
-            "transcript.read",
-            "events.stream",
-        ]
+        self._journal.check()
+        log_ = self._journal.log
+        capabilities = [*_CAPABILITIES]
         if self._store.durable:
             capabilities.append("store.durable")
         return RuntimeSummary(
@@ -381,19 +227,19 @@ class Runtime(Turns):
             incarnation=log_.incarnation,
             capabilities=capabilities,
             limits=self._limits,
-            counts=RuntimeCounts(workers=len(self._order), **self._counts),
-            diagnostics_count=self._diagnostics_total,
+            counts=RuntimeCounts(workers=len(self._catalog), **self._catalog.counts),
+            diagnostics_count=self._journal.diagnostics_total,
             started_at=self._started_at,
             subscribers=log_.subscriber_count,
         )
 
     async def diagnostics(self, limit: int | None = None) -> list[Diagnostic]:
         """The newest diagnostics, oldest first (at most ``limits.max_diagnostics``)."""
-        self._check_store()
-        self._drain_store_diagnostics()
-        limit = check_limit(limit, self._limits.max_diagnostics, self._limits.max_diagnostics)
-        items = list(self._diagnostics)
-        return items[-limit:]
+        self._journal.check()
+        maximum = self._limits.max_diagnostics
+        # Checked after the store's new diagnostics are taken in, as before.
+        items = self._journal.diagnostics(maximum)
+        return items[-check_limit(limit, maximum, maximum) :]
 
     async def list_profiles(self) -> list[ProfileEntry]:
         """The profiles a Worker may be created on: the builtin ones, then the named ones,
@@ -419,54 +265,40 @@ class Runtime(Turns):
         """Create a Worker (and accept its ``initial_input`` in the same step)."""
         self._check_accepting()
         req = parse_request(CreateWorkerRequest, request)
-        key_print = fingerprint(req) if req.idempotency_key is not None else ""
+        catalog = self._catalog
         if req.idempotency_key is not None:
-            prior = self._creates.get(req.idempotency_key)
+            prior = catalog.creates.answer(req.idempotency_key, req)
             if prior is not None:
-                if prior[0] != key_print:
-                    raise IdempotencyConflict(
-                        "this idempotency key was used with another body",
-                        details={"idempotency_key": req.idempotency_key},
-                    )
-                return self._workers[prior[1]].detail(self._runtime_id)
+                return catalog.get(prior).detail(self._runtime_id)
         profile = self._profiles.resolve(req.profile)
-        self._backend_for(profile)
-        if req.name is not None and len(req.name) > self._limits.max_name_chars:
-            raise InvalidInput(
-                f"name: at most {self._limits.max_name_chars} characters",
-                details={"field": "name"},
-            )
-        if req.initial_input is not None:
-            self._check_content(req.initial_input, field="initial_input.content")
-        if len(self._workers) >= self._limits.max_workers:
-            raise LimitExceeded(
-                f"this Runtime holds its maximum of {self._limits.max_workers} Workers",
-                details={"limit": "max_workers", "value": self._limits.max_workers},
-            )
+        self._backends.for_profile(profile)
+        self._checks.create(req, workers=len(catalog))
 
-        log_ = self._require_log()
-        worker_id = self._new_worker_id()
+        log_ = self._journal.log
         created_at = now_rfc3339()
+        worker_id = catalog.new_id()
         self._store.add_worker(
             WorkerRecord(
                 worker_id=worker_id,
                 name=req.name,
                 profile=profile.model_dump(mode="json"),
                 created_at=created_at,
-                ordinal=len(self._order),
+                ordinal=len(catalog),
                 position=log_.next_position,
             )
         )
-        w = Worker(worker_id, req.name, profile, len(self._order), created_at, log_.head_cursor)
-        self._workers[worker_id] = w
-        self._order.append(w)
-        self._counts["idle"] += 1
-        self._emit("worker_created", w, None, {"worker": self._summary_json(w), **key_data(req)})
+        w = catalog.add_new(worker_id, req.name, profile, created_at, log_.head_cursor)
+        summary = w.summary(self._runtime_id).model_dump(mode="json")
+        key = idempotency_of(req)
+        if key is None:
+            self._journal.emit("worker_created", w, None, {"worker": summary})
+        else:
+            self._journal.emit("worker_created", w, None, {"worker": summary, "idempotency": key})
         if req.initial_input is not None:
-            self._accept_input(w, req.initial_input)
+            self._runner.accept(w, req.initial_input)
         if req.idempotency_key is not None:
-            self._creates.put(req.idempotency_key, key_print, worker_id)
-        await self._commit()
+            catalog.creates.put(req.idempotency_key, fingerprint(req), w.worker_id)
+        await self._journal.commit()
         return w.detail(self._runtime_id)
 
     async def list_workers(
@@ -474,145 +306,92 @@ class Runtime(Turns):
     ) -> WorkerPage:
         """A page of Workers in creation order; ``after`` is the last worker_id of the previous
         page, and ``next_after`` is ``None`` on the last page."""
-        self._check_store()
-        limit = check_limit(limit, 100, self._limits.max_list_workers)
-        if status is not None and status not in _STATUSES:
-            raise InvalidInput(
-                "status must be one of idle, running, stopped", details={"field": "status"}
-            )
-        start = 0
-        if after is not None:
-            prior = self._workers.get(after) if isinstance(after, str) else None
-            if prior is None:
-                raise InvalidInput(
-                    "after must be the worker_id of a Worker of this Runtime",
-                    details={"field": "after"},
-                )
-            start = prior.ordinal + 1
-        page: list[WorkerSummary] = []
-        next_after: str | None = None
-        for w in self._order[start:] if start else self._order:
-            if status is not None and w.status != status:
-                continue
-            if len(page) == limit:
-                next_after = page[-1].worker_id
-                break
-            page.append(w.summary(self._runtime_id))
-        return WorkerPage(workers=page, next_after=next_after)
+        self._journal.check()
+        return self._catalog.page(status=status, limit=limit, after=after)
 
-    async def get_worker(self, ref: WorkerRef) -> WorkerDetail:
+    async def get_worker(self, worker: str | WorkerRef, /) -> WorkerDetail:
         """A Worker's detail: summary, overview/usage and profile info."""
-        self._check_store()
-        return self._worker(ref).detail(self._runtime_id)
+        self._journal.check()
+        return self._catalog.get(worker).detail(self._runtime_id)
 
-    async def stop_worker(self, ref: WorkerRef, *, reason: str | None = None) -> StopAck:
+    async def stop_worker(
+        self, worker: str | WorkerRef, /, *, reason: str | None = None
+    ) -> StopAck:
         """Cancel the running turn, discard queued inputs and make the Worker ``stopped``
         forever. A repeated stop returns the first acknowledgement and emits nothing."""
-        w = self._worker(ref)
-        while w.stop_ack is None and w.stop_done is not None:
+        w = self._catalog.get(worker)
+        while w.status != "stopped" and w.stop_done is not None:
             await w.stop_done.wait()  # another stop is under way; share its outcome
-        if w.stop_ack is not None:
-            return w.stop_ack
+        prior = w.stop_ack(self._runtime_id)
+        if prior is not None:
+            return prior
         self._check_accepting()
-        reason = self._check_reason(reason) or "stopped"
+        reason = self._checks.reason(reason) or "stopped"
         done = w.stop_done = anyio.Event()
         try:
-            turn = w.active
-            if turn is not None:
-                if turn.cancel_reason is None:
-                    turn.cancel_reason = reason
-                turn.scope.cancel()
-                await turn.done.wait()
-            while w.queue:
-                queued = w.queue.popleft()
-                self._emit(
-                    "input_discarded",
-                    w,
-                    queued.turn_id,
-                    {
-                        "transcript_sequence": queued.transcript_sequence,
-                        "reason": "worker_stopped",
-                    },
-                )
-            self._set_status(w, "stopped")
-            cursor = self._emit("worker_stopped", w, None, {"reason": reason})
-            ack = w.stop_ack = StopAck(
-                worker_ref=w.ref(self._runtime_id), status="stopped", cursor=cursor
-            )
-            await self._commit()
+            await self._runner.stop(w, reason)
+            ack = w.stop_ack(self._runtime_id)
+            assert ack is not None
+            await self._journal.commit()
         finally:
-            if w.stop_ack is None:
+            if w.status != "stopped":
                 w.stop_done = None  # the stop did not happen: a later stop tries again
             done.set()
         return ack
 
     async def cancel(
-        self, ref: WorkerRef, *, turn_id: str | None = None, reason: str | None = None
+        self, worker: str | WorkerRef, /, *, turn_id: str | None = None, reason: str | None = None
     ) -> CancelAck:
         """Abort the turn in flight (its backend call is cancelled, partial text is committed)
         and return the Worker to ``idle``; queued inputs then proceed. With no turn in flight,
         or a ``turn_id`` that is not the one in flight, nothing changes."""
-        w = self._worker(ref)
+        w = self._catalog.get(worker)
         self._check_accepting()
-        reason = self._check_reason(reason) or "cancelled"
-        turn = w.active
-        if turn is None or (turn_id is not None and turn_id != turn.turn_id):
-            return CancelAck(
-                worker_ref=w.ref(self._runtime_id),
-                status=w.status,
-                cancelled_turn_id=None,
-                cursor=self._require_log().head_cursor,
-            )
-        if turn.cancel_reason is None:
-            turn.cancel_reason = reason
-        turn.scope.cancel()
-        await turn.done.wait()
+        reason = self._checks.reason(reason) or "cancelled"
+        turn = w.turn
+        if turn is not None and turn_id is not None and turn_id != turn.turn_id:
+            turn = None
+        if turn is not None:
+            await self._runner.cancel(turn, reason)
         return CancelAck(
             worker_ref=w.ref(self._runtime_id),
             status=w.status,
-            cancelled_turn_id=turn.turn_id,
-            cursor=turn.settled_cursor or self._require_log().head_cursor,
+            cancelled_turn_id=turn.turn_id if turn is not None else None,
+            cursor=(turn and turn.settled_cursor) or self._journal.log.head_cursor,
         )
 
     # -- interaction -------------------------------------------------------------------------
 
     async def send_input(
-        self, ref: WorkerRef, request: InputRequest | Mapping[str, Any]
+        self, worker: str | WorkerRef, request: InputRequest | Mapping[str, Any], /
     ) -> InputAck:
         """Give a Worker input. ``user`` input starts a turn (or waits in the queue with
         ``on_busy="enqueue"``); ``system`` input becomes context for the next turn."""
-        w = self._worker(ref)
+        w = self._catalog.get(worker)
         self._check_accepting()
         req = parse_request(InputRequest, request)
-        self._check_content(req, field="content")
-        key = req.idempotency_key
-        if key is not None and w.idempotency is not None:
-            prior = w.idempotency.get(key)
+        self._checks.content(req, field="content")
+        if req.idempotency_key is not None and w.acks is not None:
+            prior = w.acks.answer(req.idempotency_key, req)
             if prior is not None:
-                if prior[0] != fingerprint(req):
-                    raise IdempotencyConflict(
-                        "this idempotency key was used with another body",
-                        details={"idempotency_key": key},
-                    )
-                return prior[1]
-        ack = self._accept_input(w, req)
-        await self._commit()
+                return prior
+        ack = self._runner.accept(w, req)
+        await self._journal.commit()
         return ack
 
     # -- observation -------------------------------------------------------------------------
 
     async def read_transcript(
-        self, ref: WorkerRef, *, start: int = 0, limit: int | None = None
+        self, worker: str | WorkerRef, /, *, start: int = 0, limit: int | None = None
     ) -> TranscriptPage:
         """A bounded page of the transcript. Its ``cursor`` is the head of the event log when
         the page was read: subscribe from it to continue with no gap."""
-        self._check_store()
-        w = self._worker(ref)
+        self._journal.check()
+        w = self._catalog.get(worker)
         limit = check_limit(limit, 100, self._limits.max_transcript_items)
-        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
-            raise InvalidInput("start must be an integer >= 0", details={"field": "start"})
-        cursor = self._require_log().head_cursor
-        total = w.transcript_len
+        start = check_start(start)
+        cursor = self._journal.log.head_cursor
+        total = w.state.transcript_len
         entries = (
             await self._store.read_transcript(w.worker_id, start, limit) if start < total else ()
         )
@@ -625,39 +404,36 @@ class Runtime(Turns):
         *,
         cursor: str | None = None,
         limit: int | None = None,
-        worker: WorkerRef | None = None,
+        worker: str | WorkerRef | None = None,
     ) -> EventPage:
         """Up to ``limit`` events after ``cursor`` (from the oldest retained without one),
         runtime-wide or for one Worker. ``next_cursor`` continues the read."""
-        self._check_store()
-        log_ = self._require_log()
+        self._journal.check()
         limit = check_limit(limit, 100, self._limits.max_events_read)
-        worker_id = self._worker(worker).worker_id if worker is not None else None
-        if cursor is None:
-            position = max(0, log_.oldest_retained(worker_id) - 1)
-        else:
-            position = log_.position_of(cursor)
-        log_.check_resumable(position, worker_id)
-        events = log_.read_after(position, limit, worker_id)
-        next_cursor = events[-1].cursor if events else log_.cursor_at(position)
-        return EventPage(events=[e.to_dict() for e in events], next_cursor=next_cursor or "")
+        worker_id = self._catalog.get(worker).worker_id if worker is not None else None
+        return await self._journal.read_page(cursor, limit, worker_id)
 
     def subscribe(
-        self, *, cursor: str | None = None, worker: WorkerRef | None = None
+        self, *, cursor: str | None = None, worker: str | WorkerRef | None = None
     ) -> Subscription:
         """An async iterator of events after ``cursor`` (new events only without one),
         runtime-wide or for one Worker. Cursor errors are raised here, before any event; once
         the Runtime has closed its log, ``runtime_unavailable``."""
-        self._check_store()
-        log_ = self._require_log()
-        if log_.closed:
-            raise RuntimeUnavailable(
-                "the Runtime has shut down", details={"reason": "shutting_down"}
-            )
-        worker_id = self._worker(worker).worker_id if worker is not None else None
-        if cursor is None:
-            position = log_.head
-        else:
-            position = log_.position_of(cursor)
-            log_.check_resumable(position, worker_id)
-        return log_.subscribe(position, worker_id)
+        self._journal.check()
+        self._journal.check_open()
+        worker_id = self._catalog.get(worker).worker_id if worker is not None else None
+        return self._journal.subscribe(cursor, worker_id)
+
+    def events(self, *, cursor: str | None = None, worker_id: str | None = None) -> Subscription:
+        """:meth:`subscribe` in the words of :class:`~worker_runtime.api.RuntimeAPI`: the
+        events after ``cursor``, runtime-wide or for the Worker ``worker_id``."""
+        return self.subscribe(cursor=cursor, worker=worker_id)
+
+
+if TYPE_CHECKING:  # checked by mypy: the Runtime speaks the one Runtime API
+
+    def _implements_runtime_api(runtime: Runtime) -> RuntimeAPI:
+        return runtime
+
+    def _is_an_event_stream(subscription: Subscription) -> EventStream:
+        return subscription

@@ -109,13 +109,17 @@ class ScriptedBackend:
 class EventCapture:
     """Collects a Runtime's events in the background::
 
-    async with EventCapture(runtime, worker=ref) as capture:
+    async with EventCapture(runtime, worker=worker_id) as capture:
         ...
         await capture.wait_for("turn_completed")
     """
 
     def __init__(
-        self, runtime: Runtime, *, worker: WorkerRef | None = None, cursor: str | None = None
+        self,
+        runtime: Runtime,
+        *,
+        worker: str | WorkerRef | None = None,
+        cursor: str | None = None,
     ) -> None:
         self._runtime = runtime
         self._worker = worker

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._projection import WorkerState
 
 __all__ = [
+    "HistoryMark",
     "RecoveredWorker",
     "RuntimeStore",
     "StoreDiagnostic",
@@ -89,6 +90,16 @@ class WorkerRecord:
     created_at: str
     ordinal: int
     position: int  # of its worker_created event
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryMark:
+    """Where a recovered Worker's conversation on disk ended when the Runtime started keeping
+    the rest in memory (``size`` bytes and ``count`` entries of its transcript)."""
+
+    worker_id: str
+    size: int
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +180,23 @@ class RuntimeStore(Protocol):
         """Entries ``start`` (0-based offset) to ``start + limit`` of a Worker's transcript."""
         ...
 
-    def load_history(self, worker_id: str, max_tokens: int | None = None) -> list[ContextMessage]:
-        """A recovered Worker's conversation in model order (with ``max_tokens``, at least
-        the newest entries a context of that budget can hold; a store may return more)."""
+    async def read_events_async(
+        self, after: int, limit: int, worker_id: str | None
+    ) -> list[Event] | None:
+        """:meth:`read_events` for async code: disk reads run off the event loop."""
+        ...
+
+    def mark_history(self, worker_id: str) -> HistoryMark:
+        """Where a recovered Worker's conversation in the store ends now (the Runtime keeps
+        what follows in memory). Bounded: never reads the conversation itself."""
+        ...
+
+    async def read_history(
+        self, mark: HistoryMark, max_tokens: int | None = None
+    ) -> list[ContextMessage]:
+        """A recovered Worker's conversation up to ``mark`` in model order, read off the event
+        loop (with ``max_tokens``, at least the newest entries a context of that budget can
+        hold; a store may return more)."""
         ...
 
     def take_diagnostics(self) -> list[StoreDiagnostic]:

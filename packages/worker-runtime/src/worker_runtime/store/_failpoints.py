@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
 from ..errors import InvalidInput
 
-__all__ = ["ENV", "POINTS", "Failpoints"]
+__all__ = ["ENV", "HOOK_POINTS", "POINTS", "Failpoints"]
 
 ENV = "YOI_STORE_FAILPOINTS"
 
@@ -33,14 +34,22 @@ POINTS = (
     "prune",  # a pruned segment's data file is gone, its index is not
 )
 
+#: Points where a test may run a hook of its own in the process (:meth:`Failpoints.on`),
+#: e.g. to hold a disk read and see that the event loop keeps serving meanwhile.
+HOOK_POINTS = (
+    "read.events",  # reading events from disk (a cursor resumed, a subscription catching up)
+    "read.history",  # reading a recovered Worker's conversation for its first turn
+)
+
 
 class Failpoints:
     """The armed points of one store (none unless ``YOI_STORE_FAILPOINTS`` names some)."""
 
-    __slots__ = ("_armed", "_hits")
+    __slots__ = ("_armed", "_hits", "_hooks")
 
     def __init__(self, spec: str | None = None) -> None:
         self._armed: dict[str, int] = {}
+        self._hooks: dict[str, Callable[[], None]] = {}
         self._hits: dict[str, int] = {}
         for item in (spec or "").split(","):
             item = item.strip()
@@ -59,8 +68,23 @@ class Failpoints:
     def from_env(cls) -> Failpoints:
         return cls(os.environ.get(ENV))
 
+    def on(self, name: str, hook: Callable[[], None] | None) -> None:
+        """Run ``hook`` (in whatever thread reaches the point) each time point ``name`` of
+        :data:`HOOK_POINTS` is reached; ``None`` removes it. For tests."""
+        if name not in HOOK_POINTS:
+            raise InvalidInput(f"'{name[:80]}' is not a hook point", details={"field": "name"})
+        if hook is None:
+            self._hooks.pop(name, None)
+        else:
+            self._hooks[name] = hook
+
     def hit(self, name: str) -> None:
-        """Reached point ``name``: SIGKILL the process if it is armed for this time."""
+        """Reached point ``name``: SIGKILL the process if it is armed for this time (or run
+        the test's hook there)."""
+        if self._hooks:
+            hook = self._hooks.get(name)
+            if hook is not None:
+                hook()
         if not self._armed:
             return
         nth = self._armed.get(name)

@@ -20,7 +20,6 @@ from . import StoreDiagnostic, TranscriptEntry, WorkerRecord
 from ._failpoints import Failpoints
 from ._fscatalog import Catalog, read_catalog
 from ._fsfiles import (
-    DIR_MODE,
     NOFOLLOW,
     IndexedLog,
     StoreIOError,
@@ -100,6 +99,7 @@ class WorkerFiles:
         "checkpointed",
         "created",
         "cut_sizes",
+        "mode",
         "pending_positions",
         "pending_transcript",
         "record_json",
@@ -107,8 +107,9 @@ class WorkerFiles:
     )
 
     def __init__(
-        self, directory: Path | tuple[Path, str], state: WorkerState, created: int
+        self, directory: Path | tuple[Path, str], state: WorkerState, created: int, mode: int
     ) -> None:
+        self.mode = mode  # of its files when they are created
         # The Path of 10,000 Worker directories costs more than the rest of an open: it is
         # made on first use.
         self._dir: Path | None = None
@@ -140,24 +141,24 @@ class WorkerFiles:
     def transcript(self) -> IndexedLog:
         if self._transcript is None:
             self._transcript = IndexedLog(
-                self.dir / "transcript.jsonl", self.dir / "transcript.idx"
+                self.dir / "transcript.jsonl", self.dir / "transcript.idx", self.mode
             )
         return self._transcript
 
     @property
     def events(self) -> IndexedLog:
         if self._events is None:
-            self._events = IndexedLog(self.dir / "events.jsonl", self.dir / "events.idx")
+            self._events = IndexedLog(self.dir / "events.jsonl", self.dir / "events.idx", self.mode)
         return self._events
 
 
 class Segment:
     __slots__ = ("first", "log")
 
-    def __init__(self, events_dir: Path, first: int) -> None:
+    def __init__(self, events_dir: Path, first: int, mode: int) -> None:
         self.first = first
         name = f"{first:020d}"
-        self.log = IndexedLog(events_dir / f"{name}.jsonl", events_dir / f"{name}.idx")
+        self.log = IndexedLog(events_dir / f"{name}.jsonl", events_dir / f"{name}.idx", mode)
 
 
 class FsStoreBase:
@@ -172,6 +173,8 @@ class FsStoreBase:
     _workers_dir: Path
     _quarantine_dir: Path
     _lock_fd: int | None
+    _file_mode: int
+    _dir_mode: int
     _runtime_id: str
     _incarnation: str
     _segments: list[Segment]
@@ -230,7 +233,7 @@ class FsStoreBase:
                 details={"reason": "store_locked", "lock": "runtime.lock"},
             ) from None
         try:
-            fd = open_file(self.root / "runtime.lock", os.O_RDWR | os.O_CREAT)
+            fd = open_file(self.root / "runtime.lock", os.O_RDWR | os.O_CREAT, self._file_mode)
         except BaseException:
             os.close(dir_fd)
             raise
@@ -294,13 +297,15 @@ class FsStoreBase:
         self._record["clean_shutdown"] = clean
         self._record["head"] = head  # no later open may hand out a position at or below it
         self._record["fsync"] = self.fsync_mode
-        atomic_write_json(self.root / "runtime.json", self._record, durable=True)
+        atomic_write_json(
+            self.root / "runtime.json", self._record, durable=True, mode=self._file_mode
+        )
 
     def _open_segments(self) -> int:
         firsts = sorted(int(p.stem) for p in self._events_dir.glob("*.jsonl") if p.stem.isdigit())
-        self._segments = [Segment(self._events_dir, first) for first in firsts]
+        self._segments = [Segment(self._events_dir, first, self._file_mode) for first in firsts]
         if not self._segments:
-            self._segments.append(Segment(self._events_dir, 1))
+            self._segments.append(Segment(self._events_dir, 1, self._file_mode))
             self._write_active_pointer()
             self._oldest = 1
             return 0
@@ -315,6 +320,7 @@ class FsStoreBase:
             self._events_dir / "active.json",
             {"segment": f"{self._segments[-1].first:020d}.jsonl"},
             durable=self.fsync_mode != "never",
+            mode=self._file_mode,
         )
 
     def _recover_segment(self, segment: Segment) -> int:
@@ -382,7 +388,7 @@ class FsStoreBase:
         return expected - 1
 
     def _quarantine(self, path: Path, offset: int, line: bytes, reason: str) -> None:
-        self._quarantine_dir.mkdir(mode=DIR_MODE, exist_ok=True)
+        self._quarantine_dir.mkdir(mode=self._dir_mode, exist_ok=True)
         self._quarantined += 1
         relative = path.relative_to(self.root).as_posix()
         record = {
@@ -393,7 +399,7 @@ class FsStoreBase:
             "at": now_rfc3339(),
         }
         name = f"{int(time.time() * 1000)}-{self._quarantined}.json"
-        atomic_write_json(self._quarantine_dir / name, record, durable=True)
+        atomic_write_json(self._quarantine_dir / name, record, durable=True, mode=self._file_mode)
         self._diagnose(
             "warning",
             "store.record_quarantined",
@@ -451,20 +457,22 @@ class FsStoreBase:
         out: list[Event] = []
         if limit is not None:
             end = min(end, self._written)
-        firsts = [s.first for s in self._segments]
+        # A copy: a read in a worker thread must not see a roll or prune half-way.
+        segments = self._segments.copy()
+        firsts = [s.first for s in segments]
         position = start
         while position <= end:
             index = bisect.bisect_right(firsts, position) - 1
             if index < 0:
                 position = firsts[0] if firsts else end + 1
                 continue
-            segment = self._segments[index]
+            segment = segments[index]
             local = position - segment.first
             available = segment.log.count - local
             if available <= 0:
-                if index + 1 >= len(self._segments):
+                if index + 1 >= len(segments):
                     break
-                position = self._segments[index + 1].first
+                position = segments[index + 1].first
                 continue
             count = min(end - position + 1, available)
             if limit is not None:
@@ -515,7 +523,7 @@ class FsStoreBase:
                 if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
             )
         read = read_catalog(self._catalog_path, checkpoint)
-        self._catalog = Catalog(self._catalog_path, read.lines)
+        self._catalog = Catalog(self._catalog_path, read.lines, self._file_mode)
         catalog = read.entries
         if read.problem is not None:
             catalog = {}
@@ -540,6 +548,7 @@ class FsStoreBase:
                         (self._workers_dir, name),
                         WorkerState.from_json(known.state),
                         record.position,
+                        self._file_mode,
                     )
                 except (ValueError, KeyError, TypeError):
                     pass  # this entry is unusable: the Worker's own files decide
@@ -556,7 +565,9 @@ class FsStoreBase:
             try:
                 raw = read_json(entry / "worker.json")
                 record = record_of(raw, worker_id)
-                files = WorkerFiles(entry, WorkerState(worker_id=worker_id), record.position)
+                files = WorkerFiles(
+                    entry, WorkerState(worker_id=worker_id), record.position, self._file_mode
+                )
                 files.record_json = raw
                 self._dirty.add(worker_id)  # its catalog line is written by the next checkpoint
                 sizes = {"transcript": [0, 0], "events": [0, 0]}
@@ -736,7 +747,7 @@ class FsStoreBase:
         old = self._segments[-1]
         old.log.fsync()
         old.log.close()
-        segment = Segment(self._events_dir, first)
+        segment = Segment(self._events_dir, first, self._file_mode)
         segment.log.append([])  # on disk at once: its first position is part of the log
         self._segments.append(segment)
         self._write_active_pointer()

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ._fsfiles import AppendFile, atomic_write_bytes, read_bytes
+from ._fsfiles import FILE_MODE, AppendFile, atomic_write_bytes, read_bytes
 
 __all__ = ["Catalog", "CatalogEntry", "read_catalog"]
 
@@ -79,14 +79,15 @@ def read_catalog(path: Path, checkpoint: int) -> CatalogRead:
 class Catalog:
     """The writer's side: appends entries and markers, compacts."""
 
-    def __init__(self, path: Path, lines: int) -> None:
+    def __init__(self, path: Path, lines: int, mode: int = FILE_MODE) -> None:
         self.path = path
+        self.mode = mode
         self.lines = lines
         self._file: AppendFile | None = None
 
     def append(self, line: bytes) -> None:
         if self._file is None:
-            self._file = AppendFile(self.path)
+            self._file = AppendFile(self.path, self.mode)
         self._file.write(line)
         self.lines += 1
 
@@ -102,7 +103,7 @@ class Catalog:
         """Replace the catalog with one line per Worker and a marker, atomically."""
         self.close()
         body = b"".join(lines) + orjson.dumps({"checkpoint": position}) + b"\n"
-        atomic_write_bytes(self.path, body, durable=durable)
+        atomic_write_bytes(self.path, body, durable=durable, mode=self.mode)
         self.lines = len(lines) + 1
 
     def close(self) -> None:

@@ -92,21 +92,22 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _OPEN_RETRY_DELAYS_S = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.25)
 
 
-def open_file(path: Path, flags: int) -> int:
-    """``os.open`` of a store file: mode 0600, never through a symlink in the last component
-    (ELOOP), retried a bounded number of times while the process (EMFILE) or the system
-    (ENFILE) has no free descriptor: that is transient pressure (the serving layer sheds
-    connections to leave descriptors for the store), not a failed write. Nothing has been
+def open_file(path: Path, flags: int, mode: int = FILE_MODE) -> int:
+    """``os.open`` of a store file: ``mode`` (0600 unless configured) when it creates it,
+    never through a symlink in the last component (ELOOP), retried a bounded number of times
+    while the process (EMFILE) or the system (ENFILE) has no free descriptor: that is
+    transient pressure (the serving layer sheds connections to leave descriptors for the
+    store), not a failed write. Nothing has been
     written when it fails, so the last error is raised as it is."""
     flags |= NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     for delay in _OPEN_RETRY_DELAYS_S:
         try:
-            return os.open(path, flags, FILE_MODE)
+            return os.open(path, flags, mode)
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
         time.sleep(delay)
-    return os.open(path, flags, FILE_MODE)
+    return os.open(path, flags, mode)
 
 
 def read_bytes(path: Path) -> bytes:
@@ -123,18 +124,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_json(path: Path, value: Any, *, durable: bool) -> None:
+def atomic_write_json(path: Path, value: Any, *, durable: bool, mode: int = FILE_MODE) -> None:
     """Write a snapshot atomically: temp file in the same directory, fsync, rename, fsync the
     directory (the fsyncs only when ``durable``)."""
     atomic_write_bytes(
-        path, orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n", durable=durable
+        path, orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n", durable=durable, mode=mode
     )
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, durable: bool) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool, mode: int = FILE_MODE) -> None:
     """Replace ``path`` with ``data`` atomically (see :func:`atomic_write_json`)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         view = memoryview(data)
         while view:
@@ -169,8 +170,8 @@ class AppendFile:
 
     __slots__ = ("fd", "size")
 
-    def __init__(self, path: Path) -> None:
-        self.fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    def __init__(self, path: Path, mode: int = FILE_MODE) -> None:
+        self.fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
         self.size = os.fstat(self.fd).st_size
 
     def write(self, data: bytes) -> None:
@@ -194,9 +195,10 @@ class IndexedLog:
     not records (such as turn markers in a transcript) sit between records and are not indexed.
     """
 
-    def __init__(self, data: Path, index: Path) -> None:
+    def __init__(self, data: Path, index: Path, mode: int = FILE_MODE) -> None:
         self.data_path = data
         self.index_path = index
+        self.mode = mode  # of the files when it creates them
         self._data: AppendFile | None = None
         self._index: AppendFile | None = None
 
@@ -211,8 +213,8 @@ class IndexedLog:
 
     def _open(self) -> tuple[AppendFile, AppendFile]:
         if self._data is None or self._index is None:
-            self._data = AppendFile(self.data_path)
-            self._index = AppendFile(self.index_path)
+            self._data = AppendFile(self.data_path, self.mode)
+            self._index = AppendFile(self.index_path, self.mode)
         return self._data, self._index
 
     def append(self, lines: list[tuple[bytes, bool]]) -> None:
@@ -289,6 +291,16 @@ class IndexedLog:
                 raw = f.read()
         return [line for line in raw.split(b"\n") if line]
 
+    def read_span(self, begin: int, end: int) -> list[bytes]:
+        """The lines between byte offsets ``begin`` and ``end`` of the data file (both on
+        line boundaries, such as record offsets and sizes taken earlier)."""
+        if end <= begin:
+            return []
+        with os.fdopen(open_file(self.data_path, os.O_RDONLY), "rb") as f:
+            f.seek(begin)
+            raw = f.read(end - begin)
+        return [line for line in raw.split(b"\n") if line]
+
     def scan(self) -> Iterator[tuple[int, bytes]]:
         """Every line of the data file with its offset (a torn last line included)."""
         try:
@@ -308,7 +320,7 @@ class IndexedLog:
         tmp_index = self.index_path.with_name(f".{self.index_path.name}.tmp")
         for tmp in (tmp_data, tmp_index):
             tmp.unlink(missing_ok=True)
-        rebuilt = IndexedLog(tmp_data, tmp_index)
+        rebuilt = IndexedLog(tmp_data, tmp_index, self.mode)
         if lines:
             rebuilt.append(lines)
         else:

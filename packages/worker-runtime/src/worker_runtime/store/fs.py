@@ -33,7 +33,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 try:
     import orjson
@@ -49,7 +49,14 @@ from ..errors import InvalidInput
 from ..events import Event
 from ..execution import ContextMessage
 from ..models import Limits
-from . import RecoveredWorker, StoreDiagnostic, StoreOpened, TranscriptEntry, WorkerRecord
+from . import (
+    HistoryMark,
+    RecoveredWorker,
+    StoreDiagnostic,
+    StoreOpened,
+    TranscriptEntry,
+    WorkerRecord,
+)
 from ._failpoints import Failpoints
 from ._fsbase import (
     SCHEMA_VERSION,
@@ -64,7 +71,6 @@ from ._fsbase import (
 )
 from ._fscatalog import Catalog, entry_line
 from ._fsfiles import (
-    DIR_MODE,
     StoreIOError,
     atomic_write_json,
     encode_id,
@@ -72,7 +78,34 @@ from ._fsfiles import (
 )
 from ._projection import TurnMarker, WorkerState, rebuild_history
 
-__all__ = ["FsRuntimeStore", "FsyncMode"]
+__all__ = ["STORE_MODES", "FsRuntimeStore", "FsyncMode", "StoreMode"]
+
+StoreMode = Literal["private", "group"]
+#: The named permission sets of a store root (``yoi-runtime --store-mode``): ``(file mode,
+#: directory mode)``. ``private`` (the default) is for the Runtime's user alone; ``group``
+#: lets the directory's group read the store (a backup job, a read-only ``FsStoreReader``).
+#: The process umask can only narrow them.
+STORE_MODES: dict[str, tuple[int, int]] = {"private": (0o600, 0o700), "group": (0o640, 0o750)}
+
+
+def check_modes(file_mode: int, dir_mode: int) -> None:
+    """Refuse modes that let anyone but the owner write, or that lock the owner out."""
+    for what, mode, needs in (("file_mode", file_mode, 0o600), ("dir_mode", dir_mode, 0o700)):
+        if not isinstance(mode, int) or isinstance(mode, bool) or mode & ~0o777:
+            raise InvalidInput(f"{what} must be a permission mode such as {oct(needs)}")
+        if mode & 0o022:
+            raise InvalidInput(
+                f"{what} {oct(mode)} lets its group or everyone write to the store; "
+                "only its owner may",
+                details={"field": what},
+            )
+        if mode & needs != needs:
+            raise InvalidInput(
+                f"{what} {oct(mode)} must give its owner at least {oct(needs)}",
+                details={"field": what},
+            )
+    if file_mode & 0o111:
+        raise InvalidInput("file_mode must not make store files executable")
 
 
 class FsRuntimeStore(FsStoreBase):
@@ -89,6 +122,8 @@ class FsRuntimeStore(FsStoreBase):
         segment_max_events: int = 100_000,
         max_segments: int | None = None,
         checkpoint_interval_s: float = 1.0,
+        file_mode: int = STORE_MODES["private"][0],
+        dir_mode: int = STORE_MODES["private"][1],
     ) -> None:
         if fsync not in ("always", "batch", "never"):
             raise InvalidInput("fsync must be one of always, batch, never")
@@ -96,7 +131,10 @@ class FsRuntimeStore(FsStoreBase):
             raise InvalidInput("segment_max_events must be >= 1")
         if max_segments is not None and max_segments < 1:
             raise InvalidInput("max_segments must be >= 1")
+        check_modes(file_mode, dir_mode)
         self.root = Path(root)
+        self._file_mode = file_mode
+        self._dir_mode = dir_mode
         self.fsync_mode: FsyncMode = fsync
         self._segment_max = segment_max_events
         self._max_segments = max_segments
@@ -129,7 +167,7 @@ class FsRuntimeStore(FsStoreBase):
         self._key_capacity = 1024  # idempotency keys kept per Worker (limits, at open)
         self._fp = Failpoints()  # armed at open from YOI_STORE_FAILPOINTS (tests only)
         self._catalog_path = self.root / "catalog.jsonl"
-        self._catalog = Catalog(self._catalog_path, 0)
+        self._catalog = Catalog(self._catalog_path, 0, file_mode)
         self._catalog_rebuild = False
 
     # -- opening -----------------------------------------------------------------------------
@@ -141,13 +179,13 @@ class FsRuntimeStore(FsStoreBase):
         self._key_capacity = limits.max_idempotency_keys
         self._fp = Failpoints.from_env()
         with io_errors("opening the store"):
-            self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            self.root.mkdir(mode=self._dir_mode, parents=True, exist_ok=True)
             self._lock()
         try:
             with io_errors("opening the store"):
                 clean = self._open_record(runtime_id, limits)
                 for d in (self._events_dir, self._workers_dir):
-                    d.mkdir(mode=DIR_MODE, exist_ok=True)
+                    d.mkdir(mode=self._dir_mode, exist_ok=True)
                 head = self._open_segments()
                 checkpoint = self._checkpoint_position = self._read_checkpoint()
                 recovered = self._open_workers(clean=clean, checkpoint=checkpoint)
@@ -196,28 +234,67 @@ class FsRuntimeStore(FsStoreBase):
 
     def read_events(self, after: int, limit: int, worker_id: str | None) -> list[Event] | None:
         """Up to ``limit`` events after ``after`` from disk (one Worker's, if given), or
-        ``None`` when the log no longer holds the next one (pruned by retention)."""
-        if self._failed is not None:
+        ``None`` when the log no longer holds the next one (pruned by retention). Blocks on
+        disk: async code uses :meth:`read_events_async`."""
+        if not self._prepare_read(worker_id):
             return None
+        return self._read_events(after, limit, worker_id, self._written)
+
+    async def read_events_async(
+        self, after: int, limit: int, worker_id: str | None
+    ) -> list[Event] | None:
+        """:meth:`read_events` with the disk reads in a worker thread: the pending lines are
+        written on the loop first (the append path keeps its order), then the log's and the
+        Worker's index files, which only grow on the loop's side below ``written``, are read
+        off it."""
+        if not self._prepare_read(worker_id):
+            return None
+        return await anyio.to_thread.run_sync(
+            self._read_events, after, limit, worker_id, self._written
+        )
+
+    def _prepare_read(self, worker_id: str | None) -> bool:
+        """Write what a read must see (on the loop: the append path's order); ``False`` when
+        the store failed and reads nothing more."""
+        if self._failed is not None:
+            return False
         self._flush_projections((worker_id,) if worker_id is not None else ())
-        with io_errors("reading the event log"):
-            if after + 1 < self._oldest:
+        return True
+
+    def _read_events(
+        self, after: int, limit: int, worker_id: str | None, written: int
+    ) -> list[Event] | None:
+        self._fp.hit("read.events")
+        try:
+            with io_errors("reading the event log"):
+                return self._read_events_upto(after, limit, worker_id, written)
+        except StoreIOError:
+            if after + 1 < self._oldest:  # pruned while it was being read
                 return None
-            if worker_id is None:
-                return self._read_range(after + 1, self._written, limit)
-            files = self._workers.get(worker_id)
-            if files is None:
-                return []
-            positions = self._worker_positions_after(files, after, limit)
-            if positions and positions[0] < self._oldest:
-                return None
-            out: list[Event] = []
-            for position in positions:
-                for event in self._read_range(position, position):
-                    if event.worker_id != worker_id:  # the Worker's index names another's event
-                        self._misaligned(self._segments[-1], position, "another Worker's event")
-                    out.append(event)
-            return out
+            raise
+
+    def _read_events_upto(
+        self, after: int, limit: int, worker_id: str | None, written: int
+    ) -> list[Event] | None:
+        if after + 1 < self._oldest:
+            return None
+        if worker_id is None:
+            return self._read_range(after + 1, written, limit)
+        files = self._workers.get(worker_id)
+        if files is None:
+            return []
+        positions = self._worker_positions_after(files, after, limit)
+        if positions and positions[0] < self._oldest:
+            return None
+        out: list[Event] = []
+        for position in positions:
+            if position > written:
+                break
+            for event in self._read_range(position, position):
+                if event.worker_id != worker_id:  # the Worker's index names another's event
+                    self._misaligned(self._segments[-1], position, "another Worker's event")
+                out.append(event)
+        return out
 
     def _worker_positions_after(self, files: WorkerFiles, after: int, limit: int) -> list[int]:
         # The Worker's worker_created position is in its record, not in its index file.
@@ -250,8 +327,10 @@ class FsRuntimeStore(FsStoreBase):
         self._check_failed()
         directory = self._workers_dir / encode_id(record.worker_id)
         with io_errors("creating a Worker"):
-            directory.mkdir(mode=DIR_MODE, exist_ok=False)
-        files = WorkerFiles(directory, WorkerState(worker_id=record.worker_id), record.position)
+            directory.mkdir(mode=self._dir_mode, exist_ok=False)
+        files = WorkerFiles(
+            directory, WorkerState(worker_id=record.worker_id), record.position, self._file_mode
+        )
         self._workers[record.worker_id] = files
         files.record_json = {
             "schema_version": SCHEMA_VERSION,
@@ -306,7 +385,9 @@ class FsRuntimeStore(FsStoreBase):
 
     def _flush_log(self) -> None:
         for path, record in self._pending_records:
-            atomic_write_json(path, record, durable=self.fsync_mode != "never")
+            atomic_write_json(
+                path, record, durable=self.fsync_mode != "never", mode=self._file_mode
+            )
         self._pending_records.clear()
         pending, self._pending_events = self._pending_events, []
         index = 0
@@ -453,9 +534,14 @@ class FsRuntimeStore(FsStoreBase):
                 # A Worker with no entries needs no files but its record: the catalog holds
                 # its state.
                 wrote = True
-                atomic_write_json(files.dir / "state.json", snapshot, durable=durable)
                 atomic_write_json(
-                    files.dir / "overview.json", overview_of(files.state), durable=durable
+                    files.dir / "state.json", snapshot, durable=durable, mode=self._file_mode
+                )
+                atomic_write_json(
+                    files.dir / "overview.json",
+                    overview_of(files.state),
+                    durable=durable,
+                    mode=self._file_mode,
                 )
             line = entry_line(worker_id, files.record_json, snapshot["state"], snapshot["files"])
             self._catalog.append(line)
@@ -476,6 +562,7 @@ class FsRuntimeStore(FsStoreBase):
                 self._events_dir / "checkpoint.json",
                 {"position": self._pass_position},
                 durable=self.fsync_mode != "never",
+                mode=self._file_mode,
             )
         except OSError as exc:
             self._fail(exc)
@@ -541,23 +628,48 @@ class FsRuntimeStore(FsStoreBase):
             lines = files.transcript.read_records(start, limit)
         return [entry_of(r) for r in map(orjson.loads, lines) if "m" not in r][:limit]
 
-    def load_history(self, worker_id: str, max_tokens: int | None = None) -> list[ContextMessage]:
-        """The conversation of a recovered Worker, in model order. With ``max_tokens`` (the
-        profile's context budget) only the newest entries are read, from the end of the
-        transcript, until they hold at least twice that many estimated tokens: a superset of
-        what any turn's context can keep, read at a cost bounded by the budget."""
+    def mark_history(self, worker_id: str) -> HistoryMark:
+        """Where a recovered Worker's conversation on disk ends now. On the loop, and bounded:
+        the Worker's pending transcript lines are written (the append path's order) and its
+        transcript's size is taken (two ``stat`` calls). Only a transcript found shorter than
+        its projection is rebuilt here, from the log: a repair, never the normal path."""
         files = self._workers.get(worker_id)
         if files is None:
-            return []
+            return HistoryMark(worker_id, 0, 0)
         self._flush_projections((worker_id,))
-        if files.transcript.count < files.state.transcript_len:
-            with io_errors("repairing a transcript"):
+        with io_errors("reading a transcript"):
+            if files.transcript.count < files.state.transcript_len:
                 self._rebuild_transcript(worker_id, files)
+            size, count = files.transcript.sizes()
+        return HistoryMark(worker_id, size, count)
+
+    async def read_history(
+        self, mark: HistoryMark, max_tokens: int | None = None
+    ) -> list[ContextMessage]:
+        """The conversation up to ``mark`` in model order, read in a worker thread (the
+        transcript only grows past the mark, so its prefix is stable). With ``max_tokens``
+        (the profile's context budget) only the newest entries are read, from the mark back,
+        until they hold at least twice that many estimated tokens: a superset of what any
+        turn's context can keep, at a cost bounded by the budget."""
+        if mark.count == 0:
+            return []
+        return await anyio.to_thread.run_sync(self._history_upto, mark, max_tokens)
+
+    def load_history(self, worker_id: str, max_tokens: int | None = None) -> list[ContextMessage]:
+        """:meth:`mark_history` and :meth:`read_history` in one blocking call (for tools and
+        tests; never called on the Runtime's event loop)."""
+        return self._history_upto(self.mark_history(worker_id), max_tokens)
+
+    def _history_upto(self, mark: HistoryMark, max_tokens: int | None) -> list[ContextMessage]:
+        self._fp.hit("read.history")
+        files = self._workers.get(mark.worker_id)
+        if files is None or mark.count == 0:
+            return []
         with io_errors("reading a transcript"):
             if max_tokens is None:
-                lines = [line for _, line in files.transcript.scan()]
+                lines = files.transcript.read_span(0, mark.size)
             else:
-                lines = self._tail_lines(files, 2 * max_tokens + 64)
+                lines = self._tail_lines(files, mark, 2 * max_tokens + 64)
         items: list[TranscriptEntry | TurnMarker] = []
         for line in lines:
             record = orjson.loads(line)
@@ -565,21 +677,22 @@ class FsRuntimeStore(FsStoreBase):
         return rebuild_history(items)
 
     @staticmethod
-    def _tail_lines(files: WorkerFiles, tokens: int) -> list[bytes]:
-        """The transcript's last lines, whole records back from the end, until the model
+    def _tail_lines(files: WorkerFiles, mark: HistoryMark, tokens: int) -> list[bytes]:
+        """The transcript's lines before ``mark``, whole records back from it, until the model
         messages among them hold more than ``tokens`` estimated tokens (or it is all read)."""
-        end = files.transcript.count
+        end, stop = mark.count, mark.size
         chunks: list[list[bytes]] = []
         used = 0
         while end > 0 and used <= tokens:
             start = max(0, end - 256)
-            chunk = files.transcript.read_records(start, end - start)
+            begin = files.transcript.offsets(start, 1)[0] if start else 0
+            chunk = files.transcript.read_span(begin, stop)
             chunks.append(chunk)
             for line in chunk:
                 record = orjson.loads(line)
                 if record.get("r") in ("user", "system", "assistant"):
                     used += (len(record.get("c", "")) + 3) // 4 + 4  # as estimate_tokens
-            end = start
+            end, stop = start, begin
         return [line for chunk in reversed(chunks) for line in chunk]
 
     def take_diagnostics(self) -> list[StoreDiagnostic]:
@@ -590,6 +703,11 @@ class FsRuntimeStore(FsStoreBase):
     @property
     def oldest_position(self) -> int:
         return self._oldest
+
+    @property
+    def failpoints(self) -> Failpoints:
+        """The store's fault-injection points (armed at open; tests add hooks after it)."""
+        return self._fp
 
     async def close(self) -> None:
         if self._lock_fd is None:

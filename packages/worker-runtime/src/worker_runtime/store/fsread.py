@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from .._engine import check_limit
+from .._checks import check_limit
 from ..errors import InvalidInput, StoreCorrupt, WorkerNotFound
 from ..events import encode_cursor
 from ..models import (
@@ -35,20 +35,20 @@ from ..models import (
     RuntimeCounts,
     TranscriptPage,
     WorkerDetail,
-    WorkerOverview,
     WorkerPage,
     WorkerRef,
     WorkerSummary,
 )
 from ..profiles import Profile
+from ..state import STATUSES, worker_detail, worker_summary
 from . import TranscriptEntry, transcript_page
-from ._fsbase import SCHEMA_VERSION, entry_of, overview_of
+from ._fsbase import SCHEMA_VERSION, entry_of
 from ._fsfiles import decode_id, encode_id, io_errors, read_json
 from ._projection import WorkerState, transcript_entry
 
 __all__ = ["FsStoreReader"]
 
-_STATUSES = ("idle", "running", "stopped")
+_STATUSES = STATUSES
 
 
 @dataclass
@@ -279,21 +279,16 @@ class FsStoreReader:
             raise WorkerNotFound("no Worker with that id", details={"worker_id": worker_id[:200]})
         return worker
 
-    def _summary_fields(self, w: _Worker) -> dict[str, Any]:
-        state = w.state
-        return {
-            "worker_ref": WorkerRef(runtime_id=self.runtime_id, worker_id=w.worker_id),
-            "runtime_id": self.runtime_id,
-            "worker_id": w.worker_id,
-            "name": w.name,
-            "status": _status(state),
-            "profile": w.profile.name,
-            "active_turn_id": state.active_turn_id,
-            "queued_inputs": len(state.queue),
-            "transcript_len": state.transcript_len,
-            "last_cursor": state.last_cursor or self.head_cursor,
-            "created_at": w.created_at,
-        }
+    def _summary(self, w: _Worker) -> WorkerSummary:
+        ref = WorkerRef(runtime_id=self.runtime_id, worker_id=w.worker_id)
+        return worker_summary(
+            ref,
+            name=w.name,
+            profile=w.profile.name,
+            created_at=w.created_at,
+            state=w.state,
+            head_cursor=self.head_cursor,
+        )
 
     def counts(self) -> RuntimeCounts:
         """How many Workers the store holds, by status (as ``Runtime.summary().counts``)."""
@@ -331,27 +326,26 @@ class FsStoreReader:
         page: list[WorkerSummary] = []
         next_after: str | None = None
         for w in workers[start:]:
-            fields = self._summary_fields(w)
-            if status is not None and fields["status"] != status:
+            summary = self._summary(w)
+            if status is not None and summary.status != status:
                 continue
             if len(page) == limit:
                 next_after = page[-1].worker_id
                 break
-            page.append(WorkerSummary(**fields))
+            page.append(summary)
         return WorkerPage(workers=page, next_after=next_after)
 
     def get_worker(self, worker_id: str) -> WorkerDetail:
         w = self._worker(worker_id)
-        # The same projection the fs store writes to overview.json, with the summary's
-        # fallbacks for a Worker that has no event of its own yet.
-        overview = WorkerOverview.model_validate(
-            {
-                **overview_of(w.state),
-                "last_activity_at": w.state.last_activity_at or w.created_at,
-                "last_cursor": w.state.last_cursor or self.head_cursor,
-            }
+        ref = WorkerRef(runtime_id=self.runtime_id, worker_id=w.worker_id)
+        return worker_detail(
+            ref,
+            name=w.name,
+            profile_info=w.profile,
+            created_at=w.created_at,
+            state=w.state,
+            head_cursor=self.head_cursor,
         )
-        return WorkerDetail(**self._summary_fields(w), overview=overview, profile_info=w.profile)
 
     def read_transcript(
         self, worker_id: str, *, start: int = 0, limit: int | None = None

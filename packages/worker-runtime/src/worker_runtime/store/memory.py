@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ..events import Event, new_incarnation
 from ..execution import ContextMessage
 from ..models import Limits
-from . import StoreDiagnostic, StoreOpened, TranscriptEntry, WorkerRecord
+from . import HistoryMark, StoreDiagnostic, StoreOpened, TranscriptEntry, WorkerRecord
 from ._projection import transcript_entry
 
 __all__ = ["MemoryStore"]
@@ -63,6 +63,11 @@ class MemoryStore:
         """The in-memory backlog is all there is."""
         return None
 
+    async def read_events_async(
+        self, after: int, limit: int, worker_id: str | None
+    ) -> list[Event] | None:
+        return None
+
     @property
     def oldest_position(self) -> int:
         return 1
@@ -72,8 +77,13 @@ class MemoryStore:
     ) -> Sequence[TranscriptEntry]:
         return self._transcripts.get(worker_id, [])[start : start + limit]
 
-    def load_history(self, worker_id: str, max_tokens: int | None = None) -> list[ContextMessage]:
+    def mark_history(self, worker_id: str) -> HistoryMark:
         """Memory Workers are never recovered; their history lives in the Runtime."""
+        return HistoryMark(worker_id, 0, 0)
+
+    async def read_history(
+        self, mark: HistoryMark, max_tokens: int | None = None
+    ) -> list[ContextMessage]:
         return []
 
     def take_diagnostics(self) -> list[StoreDiagnostic]:
