@@ -72,6 +72,8 @@ def protocol_class(limits: ServingLimits) -> type[asyncio.Protocol]:
         _head_timer: asyncio.TimerHandle | None = None
         _body_timer: asyncio.TimerHandle | None = None
         _in_head = True
+        _begun = False  # a request's first byte came, its head is not complete yet
+        _completed = False  # a request was completed by the bytes being parsed
         _head_bytes = 0
         _over_limit = False
         _refused = False
@@ -136,10 +138,10 @@ def protocol_class(limits: ServingLimits) -> type[asyncio.Protocol]:
             if self._refused or self.parser is None:
                 return
             self._unset_keepalive_if_required()
+            self._completed = False
             view = memoryview(data)
             while view and not self._refused:
                 if self._in_head:
-                    self._arm_head_timer()
                     room = limits.max_head_bytes - self._head_bytes
                     if room <= 0:
                         self._refuse(_HEAD_TOO_LARGE)
@@ -148,10 +150,14 @@ def protocol_class(limits: ServingLimits) -> type[asyncio.Protocol]:
                     self._head_bytes += len(piece)
                 else:
                     piece, view = view, view[len(view) :]
-                    if self._body_timer is not None:
-                        self._arm_body_timer()
                 if not self._feed(bytes(piece)):
                     return
+            # Timers only for what is still incomplete once these bytes are parsed: a request
+            # that arrived whole (the common case) arms none.
+            if not self._in_head:
+                self._arm_body_timer()  # (re)armed on every piece of a body still arriving
+            elif self._head_timer is None and (self._begun or not self._completed):
+                self._arm_head_timer()
 
         def _feed(self, data: bytes) -> bool:
             try:
@@ -169,10 +175,11 @@ def protocol_class(limits: ServingLimits) -> type[asyncio.Protocol]:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_head = True
-            self._arm_head_timer()
+            self._begun = True
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            self._begun = False
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
@@ -181,7 +188,6 @@ def protocol_class(limits: ServingLimits) -> type[asyncio.Protocol]:
                 self._refuse(_TOO_MANY_CONNECTIONS)
                 raise _Refused
             super().on_headers_complete()
-            self._arm_body_timer()
 
         def on_message_complete(self) -> None:
             if self._body_timer is not None:
@@ -189,6 +195,7 @@ def protocol_class(limits: ServingLimits) -> type[asyncio.Protocol]:
                 self._body_timer = None
             self._in_head = True  # the bytes after this message are the next one's head
             self._head_bytes = 0
+            self._completed = True
             super().on_message_complete()
 
     return GuardedHttpToolsProtocol
