@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("starlette", reason="the http-server extra is not installed")
 
-from worker_runtime import Runtime  # noqa: E402
-from worker_runtime.http import HttpSettings, create_app  # noqa: E402
-from worker_runtime.sse import HEARTBEAT, encode_event, notice, retry_hint  # noqa: E402
+from worker_runtime import Runtime
+from worker_runtime.http import HttpSettings, create_app
+from worker_runtime.sse import HEARTBEAT, encode_event, notice, retry_hint
 
 
 def _refs(node: Any) -> set[str]:
