@@ -13,7 +13,7 @@ OUT = Path(__file__).parents[1] / "docs" / "api" / "runtime-openapi.json"
 
 def main() -> None:
     app = create_app(Runtime(runtime_id="openapi"), HttpSettings(token="unused", event_stream=True))
-    document = app.app.openapi()
+    document = app.openapi()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     print(f"wrote {OUT.relative_to(Path.cwd()) if OUT.is_relative_to(Path.cwd()) else OUT}")

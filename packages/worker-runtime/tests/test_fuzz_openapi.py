@@ -18,6 +18,7 @@ from .test_runtime_process import runtime_process
 TOKEN = "fuzz-token-5b1e"
 
 
+@pytest.mark.timeout(600)  # the generated document gives every body a schema: ~2,000 cases
 def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
     """Every command operation, fuzzed with up to 100 examples each (plus the coverage and
     stateful phases), never answers with a 5xx. The SSE routes are left out (a valid request

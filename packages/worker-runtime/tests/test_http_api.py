@@ -280,6 +280,7 @@ def test_http_modules_use_only_the_runtimes_public_api() -> None:
     """The HTTP layer imports only public names of worker_runtime and touches no private
     attribute of the Runtime: Worker semantics never live in the HTTP layer."""
     import worker_runtime
+    import worker_runtime.sse
 
     public = set(worker_runtime.__all__)
     for path in HTTP_SRC.glob("*.py"):
@@ -288,7 +289,9 @@ def test_http_modules_use_only_the_runtimes_public_api() -> None:
             if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module is None:
                 assert {a.name for a in node.names} <= public, path.name
             if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
-                assert node.module in {"errors"}, (path.name, node.module)
+                assert node.module in {"errors", "sse"}, (path.name, node.module)
+                if node.module == "sse":  # the framework-free stream format: public names only
+                    assert {a.name for a in node.names} <= set(worker_runtime.sse.__all__)
             if (
                 isinstance(node, ast.Attribute)
                 and isinstance(node.value, ast.Name)

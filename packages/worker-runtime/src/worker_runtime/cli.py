@@ -12,26 +12,30 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
 import anyio
+from anyio.abc import TaskStatus
 
 from .errors import MissingExtraError, WorkerRuntimeError
 from .models import ID_RULE, Limits, is_valid_id
 from .profiles import ProfileError, Profiles
 from .secretfile import SecretFileError, write_secret
 
-#: Shared with the Workspace Backend's process (yoi_workspace_server.cli).
+#: Shared with the Workspace Backend's process (yoi_workspace_server.cli). ``bind_socket``,
+#: ``configure_logging``, ``serve_until_signalled`` and ``run_until_stopped`` are thin wrappers
+#: kept for it: serving lives in :mod:`worker_runtime.http` (``serve``, ``run``).
 __all__ = [
     "Bind",
     "StartError",
@@ -40,6 +44,8 @@ __all__ = [
     "configure_logging",
     "main",
     "parse_bind",
+    "positive_float",
+    "positive_int",
     "run_until_stopped",
     "runtime_limits",
     "serve_until_signalled",
@@ -207,10 +213,10 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def serving_limits(args: argparse.Namespace) -> Any:
-    """The :class:`~worker_runtime.http._serve.ServingLimits` of parsed flags."""
+    """The :class:`~worker_runtime.http.ServingLimits` of parsed flags."""
     import resource
 
-    from .http._serve import ServingLimits
+    from .http import ServingLimits
 
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and args.fd_reserve > soft - 32:
@@ -252,79 +258,6 @@ def positive_int(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
     return int(value)
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line. Messages never carry secrets: nothing logs the token."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "at": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info and record.levelno >= logging.ERROR:
-            entry["error"] = type(record.exc_info[1]).__name__
-        return json.dumps(entry)
-
-
-#: yoi's own loggers: they log at the configured level (they never log a secret).
-OWN_LOGGERS = frozenset({"worker_runtime", "yoi_workspace_server", "yoi"})
-
-#: Third-party loggers and the most they may say, whatever yoi's own level: below these the
-#: HTTP libraries log request and response headers (a provider may echo a key) and every SSE
-#: chunk (the conversation), and httpx logs each request's URL at INFO. Any other
-#: third-party logger is capped at WARNING.
-THIRD_PARTY_LOG_CAPS: dict[str, int] = {
-    "openai": logging.INFO,
-    "anthropic": logging.INFO,
-    "llama_cpp": logging.INFO,
-    "uvicorn": logging.INFO,
-    "uvicorn.access": logging.WARNING,
-    "httpx": logging.WARNING,
-    "httpcore": logging.WARNING,
-    "httpx2": logging.WARNING,
-    "httpcore2": logging.WARNING,
-    "aiohttp": logging.WARNING,
-    "sse_starlette": logging.WARNING,
-}
-
-
-def _log_cap(name: str) -> int | None:
-    """The cap of a logger name (``None``: one of yoi's own)."""
-    if name.partition(".")[0] in OWN_LOGGERS or name == "root":
-        return None
-    while True:
-        cap = THIRD_PARTY_LOG_CAPS.get(name)
-        if cap is not None:
-            return cap
-        name, dot, _ = name.rpartition(".")
-        if not dot:
-            return THIRD_PARTY_LOG_CAPS.get(name, logging.WARNING)
-
-
-class _ThirdPartyCap(logging.Filter):
-    """Drops a third-party record below its cap, even if the library lowered its own level
-    (the SDKs do, from an environment variable)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        cap = _log_cap(record.name)
-        return cap is None or record.levelno >= cap
-
-
-def configure_logging(level: str) -> None:
-    """JSON lines on stderr at ``level`` for yoi's own loggers; third-party loggers capped
-    (:data:`THIRD_PARTY_LOG_CAPS`)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter())
-    handler.addFilter(_ThirdPartyCap())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    wanted = logging.getLevelName(level.upper())
-    for name, cap in THIRD_PARTY_LOG_CAPS.items():
-        logging.getLogger(name).setLevel(max(cap, wanted))
 
 
 def _resolve_token(args: argparse.Namespace) -> tuple[str, str]:
@@ -372,25 +305,11 @@ def write_generated_token(path: Path, token: str) -> str:
     return f"generated token file {path}"
 
 
-def bind_socket(bind: Bind) -> socket.socket:
-    family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when the
-    # listening socket says so, and without it every response waits on delayed ACKs.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((bind.host, bind.port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == 98:
-            raise StartError(f"cannot bind {bind.host}:{bind.port}: the port is in use") from None
-        raise StartError(f"cannot bind {bind.host}:{bind.port}: {exc.strerror}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-async def _serve(args: argparse.Namespace, token: str, where: str, sock: socket.socket) -> None:
+async def _serve(
+    args: argparse.Namespace, token: str, where: str, sock: socket.socket, stop: anyio.Event
+) -> None:
+    """Open the Runtime, write a generated token file, then serve until ``stop``."""
+    from .http import HttpSettings, create_app, serve
     from .runtime import Runtime
 
     store: Any = None
@@ -409,13 +328,31 @@ async def _serve(args: argparse.Namespace, token: str, where: str, sock: socket.
         profiles=profiles,
         store=store,
     )
+    settings = HttpSettings(
+        token=token,
+        event_stream=False if args.no_event_stream else None,
+        heartbeat_s=args.heartbeat_s,
+        max_streams=args.max_streams,
+    )
     generated: Path | None = None
     try:
         async with runtime:
+            port = sock.getsockname()[1]
             if not where:  # generated: written only now that the lock and the bind are held
-                generated = _generated_token_path(args, sock.getsockname()[1])
+                generated = _generated_token_path(args, port)
                 where = write_generated_token(generated, token)
-            await _serve_app(args, runtime, token, where, sock)
+            app = create_app(runtime, settings)
+            limits = serving_limits(args)
+            log.info("serving runtime %s on %s", args.runtime_id, args.bind.url(port))
+            print(
+                f"yoi-runtime {args.runtime_id} listening on {args.bind.url(port)} "
+                f"(store={args.store}); {where}",
+                flush=True,
+            )
+            # The Runtime closes first, while the server still runs: commands get
+            # runtime_unavailable, running turns get their grace period, and every event
+            # stream gets its final runtime_shutdown notice and ends.
+            await serve(app, sock, limits=limits, stop=stop, on_stop=runtime.close)
     except WorkerRuntimeError as exc:  # the store could not be opened (locked, corrupt …)
         raise StartError(exc.message) from None
     finally:
@@ -432,32 +369,27 @@ def _remove_if_ours(path: Path, token: str) -> None:
         pass
 
 
-async def _serve_app(
-    args: argparse.Namespace, runtime: Any, token: str, where: str, sock: socket.socket
-) -> None:
+# Shared with the Workspace Backend's process until it imports them from worker_runtime.http:
+# thin wrappers over the http extra (imported when called, so that this module and
+# ``yoi-runtime --help`` work without it).
 
-    from .http import HttpSettings, create_app
 
-    settings = HttpSettings(
-        token=token,
-        event_stream=False if args.no_event_stream else None,
-        heartbeat_s=args.heartbeat_s,
-        max_streams=args.max_streams,
-    )
-    app = create_app(runtime, settings)
-    port = sock.getsockname()[1]
-    log.info("serving runtime %s on %s", args.runtime_id, args.bind.url(port))
-    # The Runtime closes first, while the server still runs: commands get
-    # runtime_unavailable, running turns get their grace period, and every event stream
-    # gets its final runtime_shutdown notice and ends.
-    await serve_until_signalled(
-        app,
-        sock,
-        on_signal=runtime.close,
-        announce=f"yoi-runtime {args.runtime_id} listening on {args.bind.url(port)} "
-        f"(store={args.store}); {where}",
-        limits=serving_limits(args),
-    )
+def bind_socket(bind: Bind) -> socket.socket:
+    """:func:`worker_runtime.http.bind_socket`, failing with a :class:`StartError`."""
+    from .http import BindError
+    from .http import bind_socket as bind_listening
+
+    try:
+        return bind_listening(bind.host, bind.port)
+    except BindError as exc:
+        raise StartError(exc.strerror) from None
+
+
+def configure_logging(level: str) -> None:
+    """:func:`worker_runtime.http.configure_logging`."""
+    from .http import configure_logging as configure
+
+    configure(level)
 
 
 async def serve_until_signalled(
@@ -468,35 +400,52 @@ async def serve_until_signalled(
     announce: str,
     limits: Any = None,
 ) -> None:
-    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT, within the connection ``limits`` (a
-    :class:`worker_runtime.http._serve.ServingLimits`; the defaults when ``None``)."""
-    from .http._serve import serve_until_signalled as serve
+    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT (:func:`worker_runtime.http.serve`);
+    the signal handlers are in place before ``announce`` is printed, and ``on_signal()`` runs
+    while the server still answers. New code uses :func:`worker_runtime.http.run`."""
+    from .http import serve
 
-    await serve(app, sock, on_signal=on_signal, announce=announce, limits=limits)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+
+        async def watch_signals(
+            *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        ) -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                task_status.started()
+                async for signum in signals:
+                    log.info("received %s: shutting down", signal.Signals(signum).name)
+                    stop.set()
+                    return
+
+        await tg.start(watch_signals)
+        print(announce, flush=True)
+        await serve(app, sock, limits=limits, stop=stop, on_stop=on_signal)
+        tg.cancel_scope.cancel()
 
 
 def run_until_stopped(
     prog: str, serve: Callable[..., Awaitable[None]], *args: Any, sock: socket.socket
 ) -> int:
     """Run ``serve(*args)`` on the event loop (uvloop when installed); the exit code: 1 with a
-    one-line message for a :class:`StartError`, else 0. Closes ``sock`` either way."""
+    one-line message for a :class:`StartError`, else 0. Closes ``sock`` either way. New code
+    uses :func:`worker_runtime.http.run`."""
+    from .http import run
+
+    async def main(stop: anyio.Event) -> None:
+        await serve(*args)
+
+    return _exit_code(prog, lambda: run(main, sock=sock))
+
+
+def _exit_code(prog: str, start: Callable[[], None]) -> int:
+    """0, or 1 with a one-line message on stderr for a :class:`StartError`."""
     try:
-        anyio.run(serve, *args, backend_options=_loop_options())
+        start()
     except StartError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        sock.close()
     return 0
-
-
-def _loop_options() -> dict[str, Any]:
-    """uvloop when it is installed (the http-server extra brings it where it exists)."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return {}
-    return {"use_uvloop": True}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -535,7 +484,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StartError, OSError) as exc:
         print(f"yoi-runtime: {exc}", file=sys.stderr)
         return 1
-    return run_until_stopped("yoi-runtime", _serve, args, token, where, sock, sock=sock)
+    from .http import run
+
+    return _exit_code(
+        "yoi-runtime", lambda: run(partial(_serve, args, token, where, sock), sock=sock)
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

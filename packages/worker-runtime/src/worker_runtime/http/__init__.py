@@ -1,7 +1,15 @@
-"""The REST command API of a Runtime (``http-server`` extra).
+"""The REST command API of a Runtime, and the serving loop of yoi's processes
+(``http-server`` extra).
 
-:func:`create_app` serves one :class:`~worker_runtime.Runtime` over HTTP: the commands of SPEC
-§6 under ``/v1``, ``/healthz``, and the OpenAPI document at ``/openapi.json``.
+- :func:`create_app` serves one :class:`~worker_runtime.Runtime` over HTTP: the commands of
+  SPEC §6 under ``/v1``, ``/healthz``, the event stream (SPEC §7, ``event-stream`` extra) and
+  the OpenAPI document at ``/openapi.json``. It returns a :class:`RuntimeApp`, a typed ASGI app.
+- :func:`serve` (async) serves any ASGI app on a bound socket within :class:`ServingLimits`
+  until a stop event is set; :func:`run` (sync) owns the event loop and SIGTERM/SIGINT of a
+  process. Both ``yoi-runtime`` and ``yoi-workspace-server`` use them, with
+  :func:`bind_socket` and :func:`configure_logging`.
+- :class:`HttpSettings` and :class:`ServingLimits` (:mod:`worker_runtime.http.settings`) are
+  how the app and its connections are served.
 
 Trust boundary: a Runtime's HTTP API is for the Workspace Backend and for operators, never for
 browsers. Browsers talk to the Workspace Backend, which talks to Runtimes; a browser never
@@ -16,14 +24,28 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
     raise MissingExtraError("http-server") from exc
 
-from ._app import DirectRoute, HttpSettings, create_app, install_error_handlers, validate_body
+from ._app import RuntimeApp, create_app, json_response, validate_body, validate_query
+from ._fastapi import DirectRoute, install_error_handlers
 from ._guard import Guard
+from ._logs import configure_logging
+from ._process import BindError, bind_socket, run
+from ._serve import serve
+from .settings import HttpSettings, ServingLimits
 
 __all__ = [
+    "BindError",
     "DirectRoute",
     "Guard",
     "HttpSettings",
+    "RuntimeApp",
+    "ServingLimits",
+    "bind_socket",
+    "configure_logging",
     "create_app",
     "install_error_handlers",
+    "json_response",
+    "run",
+    "serve",
     "validate_body",
+    "validate_query",
 ]

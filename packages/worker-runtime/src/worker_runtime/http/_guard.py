@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from ..errors import PayloadTooLarge, Unauthorized, WorkerRuntimeError
+from ._types import ASGIApp, Message, Receive, Scope, Send
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = [
+    "OPEN_PATHS",
+    "ASGIApp",
+    "Guard",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "call_with_capped_body",
+    "content_length",
+    "send_error",
+]
 
 #: Routes that need no token.
 OPEN_PATHS = frozenset({"/healthz"})

@@ -1,7 +1,7 @@
 """The event stream (SPEC §7, ``event-stream`` extra): Server-Sent Events over the Runtime's
 own subscriptions, in a router of its own so that a Runtime can serve commands without it.
-:class:`SseResponse` and :func:`encode_event` are the same stream format for other servers
-(the Workspace Backend).
+:class:`SseResponse` serves the same stream format (:mod:`worker_runtime.sse`, whose
+:func:`encode_event` is re-exported here) for other servers (the Workspace Backend).
 
 - ``GET /v1/events?cursor=`` is the runtime-wide stream; ``GET /v1/workers/{id}/events?cursor=``
   carries one Worker's events. ``Last-Event-ID``, when sent, is the cursor.
@@ -15,9 +15,8 @@ own subscriptions, in a router of its own so that a Runtime can serve commands w
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 try:
     from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -26,30 +25,26 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
 
     raise MissingExtraError("event-stream") from exc
 
-from fastapi import APIRouter, Header, Query
+from pydantic import BaseModel, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .. import Event, Runtime, RuntimeUnavailable, Subscription
-from ._app import HttpSettings
+from .. import Runtime, RuntimeUnavailable, Subscription
+from ..errors import invalid_input_from
+from ..sse import encode_event, retry_hint
+from ._openapi import Operation
+from .settings import HttpSettings
 
-__all__ = ["SseResponse", "encode_event", "stream_router"]
+__all__ = ["SseResponse", "encode_event", "stream_operations"]
 
 #: Cursors are short; anything longer is not one (and is not worth parsing).
 _MAX_CURSOR_CHARS = 200
-CursorQuery = Annotated[str | None, Query(max_length=_MAX_CURSOR_CHARS)]
-LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=_MAX_CURSOR_CHARS)]
+_CURSOR_SCHEMA = {"anyOf": [{"type": "string", "maxLength": _MAX_CURSOR_CHARS}, {"type": "null"}]}
 
 
-def encode_event(event: Event, cursor: str | None = None) -> bytes:
-    """One SSE message: ``id`` (log events only), ``event`` and a one-line JSON ``data``.
-    ``cursor`` replaces the event's own cursor (a proxy's cursor for a log event)."""
-    fields = event.to_dict()
-    if cursor is not None and event.cursor is not None:
-        fields["cursor"] = cursor
-    data = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    if event.cursor is None:
-        return f"event: {event.kind}\ndata: {data}\n\n".encode()
-    return f"id: {fields['cursor']}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+class EventsQuery(BaseModel):
+    cursor: Annotated[str, Field(max_length=_MAX_CURSOR_CHARS)] | None = None
 
 
 class _Streams:
@@ -109,7 +104,7 @@ def _heartbeat() -> ServerSentEvent:
 
 
 async def _with_retry_hint(messages: AsyncIterator[bytes], retry_ms: int) -> AsyncIterator[bytes]:
-    yield f"retry: {retry_ms}\n\n".encode()
+    yield retry_hint(retry_ms)
     async for message in messages:
         yield message
 
@@ -124,22 +119,34 @@ async def _messages(subscription: Subscription) -> AsyncIterator[bytes]:
             yield b"".join([encode_event(event), *map(encode_event, ready)])
 
 
-def stream_router(runtime: Runtime, settings: HttpSettings) -> APIRouter:
+def _cursor(request: Request) -> str | None:
+    """The cursor to resume after: ``Last-Event-ID`` when sent (a reconnecting EventSource
+    resumes from what it saw last), else the ``cursor`` query parameter."""
+    try:
+        query = EventsQuery.model_validate(request.query_params)
+    except ValidationError as exc:
+        raise invalid_input_from(
+            [{**e, "loc": ("query", *e["loc"])} for e in exc.errors()]
+        ) from None
+    last_event_id = request.headers.get("last-event-id")
+    if last_event_id is not None and len(last_event_id) > _MAX_CURSOR_CHARS:
+        raise invalid_input_from(
+            [{"type": "string_too_long", "loc": ("header", "Last-Event-ID"),
+              "msg": f"String should have at most {_MAX_CURSOR_CHARS} characters"}]
+        )  # fmt: skip
+    return last_event_id or query.cursor
+
+
+def stream_operations(runtime: Runtime, settings: HttpSettings) -> list[Operation]:
     """The two SSE routes of SPEC §7 over ``runtime``'s subscriptions."""
-    router = APIRouter(tags=["events"])
     streams = _Streams(settings.max_streams)
-    sse: dict[int | str, dict[str, Any]] = {
-        200: {
-            "description": "A Server-Sent Events stream (`text/event-stream`).",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        }
+    sse = {
+        "description": "A Server-Sent Events stream (`text/event-stream`).",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 
-    def open_stream(
-        cursor: str | None, last_event_id: str | None, worker_id: str | None
-    ) -> SseResponse:
-        if last_event_id:  # a reconnecting EventSource resumes from what it saw last
-            cursor = last_event_id
+    def open_stream(request: Request, worker_id: str | None) -> SseResponse:
+        cursor = _cursor(request)
         worker = runtime.ref(worker_id) if worker_id is not None else None
         streams.acquire()
         try:
@@ -159,18 +166,22 @@ def stream_router(runtime: Runtime, settings: HttpSettings) -> APIRouter:
             on_close=release,
         )
 
-    @router.get("/v1/events", response_class=EventSourceResponse, responses=sse)
-    async def runtime_events(
-        cursor: CursorQuery = None, last_event_id: LastEventId = None
-    ) -> EventSourceResponse:
+    async def runtime_events(request: Request) -> Response:
         """Every Worker's events, in log order, after ``cursor`` (new events only without)."""
-        return open_stream(cursor, last_event_id, None)
+        return open_stream(request, None)
 
-    @router.get("/v1/workers/{worker_id}/events", response_class=EventSourceResponse, responses=sse)
-    async def worker_events(
-        worker_id: str, cursor: CursorQuery = None, last_event_id: LastEventId = None
-    ) -> EventSourceResponse:
+    async def worker_events(request: Request) -> Response:
         """One Worker's events after ``cursor`` (new events only without)."""
-        return open_stream(cursor, last_event_id, worker_id)
+        return open_stream(request, request.path_params["worker_id"])
 
-    return router
+    last_event_id = (("Last-Event-ID", _CURSOR_SCHEMA),)
+    return [
+        Operation(
+            "GET", "/v1/events", runtime_events, "events",
+            query=EventsQuery, headers=last_event_id, stream=sse,
+        ),
+        Operation(
+            "GET", "/v1/workers/{worker_id}/events", worker_events, "events",
+            query=EventsQuery, headers=last_event_id, stream=sse,
+        ),
+    ]  # fmt: skip
