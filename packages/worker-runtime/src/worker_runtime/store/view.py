@@ -166,9 +166,7 @@ class StoreView:
         self, worker_id: str, /, *, start: int = 0, limit: int | None = None
     ) -> TranscriptPage:
         reader = self._reader
-        return await self._read(
-            lambda: reader.read_transcript(worker_id, start=start, limit=limit)
-        )
+        return await self._read(lambda: reader.read_transcript(worker_id, start=start, limit=limit))
 
     def events(self, *, cursor: str | None = None, worker_id: str | None = None) -> EventStream:
         return _Refused(self._unsupported("streaming events"))
