@@ -17,13 +17,14 @@ import re
 import sqlite3
 import unicodedata
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from typing import Annotated, Any, Literal
+from dataclasses import replace
+from typing import Annotated, Literal
 
 import anyio
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp
 
 from worker_runtime import (
     CreateWorkerRequest,
@@ -72,6 +73,7 @@ from .responses import (
 )
 from .session_api import install_session_routes
 from .sessions import FailedLogins, Sessions
+from .settings import BackendSettings
 from .sources import Source, SourceEvents
 from .trust import TrustBoundary, TrustSettings
 
@@ -80,37 +82,6 @@ __all__ = ["BackendSettings", "create_backend_app"]
 log = logging.getLogger("yoi_workspace_server.app")
 
 _CURSOR_PREFIX = "b1."
-
-
-@dataclass(frozen=True)
-class BackendSettings:
-    """``token``: the browser token (always required; see :mod:`.trust`). ``bound_host``,
-    ``allowed_hosts`` and ``public_url`` make the Host allow-list and the Backend's own
-    origin; sessions end ``session_idle_s`` after their last use and ``session_max_s`` after
-    sign-in. More than ``failed_login_budget`` failed sign-ins or bad tokens from one client
-    in a minute are answered ``429 too_many_requests``. ``max_streams``: open browser event
-    streams over every source (503 ``runtime_unavailable`` with ``reason: too_many_streams``
-    above it; each remote has its own cap too, see
-    :class:`~yoi_workspace_server.registry.RemoteLimits`)."""
-
-    token: str
-    max_body_bytes: int = 1024 * 1024
-    heartbeat_s: float = 15.0
-    max_streams: int = 1024
-    bound_host: str = "127.0.0.1"
-    allowed_hosts: tuple[str, ...] = ()
-    public_url: str | None = None
-    session_idle_s: float = 12 * 3600.0
-    session_max_s: float = 7 * 86400.0
-    failed_login_budget: int = 10
-
-    def __repr__(self) -> str:
-        return (
-            f"BackendSettings(token='***', max_body_bytes={self.max_body_bytes}, "
-            f"heartbeat_s={self.heartbeat_s}, max_streams={self.max_streams}, "
-            f"bound_host={self.bound_host!r}, allowed_hosts={self.allowed_hosts!r}, "
-            f"public_url={self.public_url!r})"
-        )
 
 
 #: Bidirectional formatting characters (Trojan Source): they reorder how text is shown.
@@ -160,7 +131,7 @@ def _header_text(value: str | None) -> str | None:
 
 def create_backend_app(
     registry: RuntimeRegistry, settings: BackendSettings, sessions: Sessions | None = None
-) -> Any:
+) -> ASGIApp:
     """The Backend's ASGI app over ``registry``, behind the browser trust boundary
     (:class:`~.trust.TrustBoundary`). ``sessions``: the session table (the control plane's
     in ``yoi-workspace-server``; an in-memory database when ``None``)."""
