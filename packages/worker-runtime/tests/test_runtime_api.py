@@ -167,7 +167,8 @@ async def test_transcript_pages(case: Case) -> None:
     page = await case.api.read_transcript(case.a)
     assert [i.role for i in page.items] == ["user", "assistant"]
     assert page.items[0].content == "hello there"
-    assert page.total_items == 2 and page.cursor
+    assert page.total_items == 2
+    assert page.cursor
     second = await case.api.read_transcript(case.a, start=1, limit=1)
     assert [i.sequence for i in second.items] == [2]
     assert (await case.api.read_transcript(case.b)).items == []
@@ -193,7 +194,8 @@ async def test_commands_act_or_are_unsupported(case: Case) -> None:
         assert len((await api.list_workers()).workers) == 2
         return
     created = await api.create_worker(CreateWorkerRequest(name="c"))
-    assert created.name == "c" and created.status == "idle"
+    assert created.name == "c"
+    assert created.status == "idle"
     cancel = await api.cancel(created.worker_id, reason="nothing to cancel")
     assert cancel.cancelled_turn_id is None
     stop = await api.stop_worker(created.worker_id, reason="done")
@@ -218,12 +220,14 @@ async def test_events_after_a_cursor(case: Case) -> None:
         kinds = []
         with anyio.fail_after(10):
             async for event in stream:
-                assert event.worker_id == case.a and event.cursor
+                assert event.worker_id == case.a
+                assert event.cursor
                 kinds.append(event.kind)
                 if event.kind == "turn_completed":
                     assert event.turn_id == ack.turn_id
                     break
-    assert "turn_started" in kinds and kinds[-1] == "turn_completed"
+    assert "turn_started" in kinds
+    assert kinds[-1] == "turn_completed"
     await _wait_idle(api, case.a)
     with pytest.raises(WorkerNotFound):
         async with api.events(worker_id="nobody"):

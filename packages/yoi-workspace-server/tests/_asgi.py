@@ -17,10 +17,11 @@ import anyio
 import httpx
 import uvicorn
 
-from worker_runtime import CreateWorkerRequest, InputRequest, Limits, Runtime  # noqa: F401
+from worker_runtime import CreateWorkerRequest, InputRequest, Limits, Runtime
 from worker_runtime.http import HttpSettings, create_app
 from worker_runtime.store.fs import FsRuntimeStore
 from yoi_workspace_server.backend import Backend
+from yoi_workspace_server.registry import RemoteLimits  # noqa: F401
 from yoi_workspace_server.settings import BackendSettings, LocalStore  # noqa: F401
 
 TOKEN = "browser-token-0123456789abcdef"
@@ -76,9 +77,9 @@ async def served(runtime: Runtime, token: str = RUNTIME_TOKEN) -> AsyncIterator[
 @asynccontextmanager
 async def remote_runtime(runtime_id: str = "remote-a") -> AsyncIterator[tuple[Runtime, str]]:
     """A Runtime (in memory) served over HTTP: ``(runtime, base_url)``."""
-    async with Runtime(runtime_id=runtime_id, limits=Limits(shutdown_grace_s=0.2)) as rt:
-        async with served(rt) as url:
-            yield rt, url
+    limits = Limits(shutdown_grace_s=0.2)
+    async with Runtime(runtime_id=runtime_id, limits=limits) as rt, served(rt) as url:
+        yield rt, url
 
 
 async def write_store(root: Path, runtime_id: str, words: str) -> str:

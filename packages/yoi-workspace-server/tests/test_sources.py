@@ -18,7 +18,8 @@ pytestmark = pytest.mark.anyio
 def _load_helpers() -> Any:
     path = Path(__file__).with_name("_asgi.py")
     spec = importlib.util.spec_from_file_location("yoi_ws_tests_asgi", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = sys.modules.get(spec.name)
     if module is None:
         module = importlib.util.module_from_spec(spec)
@@ -61,7 +62,8 @@ async def test_the_embedded_source() -> None:
         assert worker["overview"]["last_cursor"].startswith("b1.")
         assert (await c.get(EMB)).json()["runtime"]["counts"]["workers"] == 1
         ack = (await c.post(f"{EMB}/workers/{wid}/input", json={"content": "hi emb"})).json()
-        assert ack["ack"]["cursor"].startswith("b1.") and ack["ack"]["turn_id"]
+        assert ack["ack"]["cursor"].startswith("b1.")
+        assert ack["ack"]["turn_id"]
         await _idle(c, f"{EMB}/workers/{wid}")
         page = (await c.get(f"{EMB}/workers/{wid}/transcript")).json()["transcript"]
         assert [i["content"] for i in page["items"]] == ["hi emb", "hi emb"]
@@ -72,9 +74,11 @@ async def test_the_embedded_source() -> None:
         rows = (await c.get(f"{EMB}/workers")).json()["workers"]
         assert [(r["runtime_id"], r["worker_id"]) for r in rows] == [("backend-internal", wid)]
         cancel = await c.post(f"{EMB}/workers/{wid}/cancel", json={})
-        assert cancel.status_code == 200 and cancel.json()["ack"]["cursor"].startswith("b1.")
+        assert cancel.status_code == 200
+        assert cancel.json()["ack"]["cursor"].startswith("b1.")
         stop = await c.post(f"{EMB}/workers/{wid}/stop", json={})
-        assert stop.status_code == 200 and stop.json()["ack"]["status"] == "stopped"
+        assert stop.status_code == 200
+        assert stop.json()["ack"]["status"] == "stopped"
         error(await c.post(f"{EMB}/workers/{wid}/input", json={"content": "x"}), 409,
               "worker_stopped")  # fmt: skip
         error(await c.delete(EMB), 501, "unsupported_operation")
@@ -100,49 +104,51 @@ async def test_a_remote_source(tmp_path: Path) -> None:
     ``/api/workers`` while the embedded source keeps answering; removing it makes it
     runtime_not_found."""
     slow = _h.Limits(shutdown_grace_s=0.2)
-    async with _h.Runtime(runtime_id="remote-a", limits=slow, profiles=_slow_profiles()) as rt:
-        async with backend() as (_, c):
-            async with _h.served(rt) as url:
-                added = await register(c, "remote-a", url)
-                assert added.status_code == 201, added.text
-                info = added.json()["runtime"]
-                assert (info["kind"], info["status"]) == ("remote", "running")
-                assert info["counts"]["workers"] == 0
-                assert info["implementation"] == "yoi-runtime (HTTP)"
-                error(await register(c, "remote-a", url), 409, "runtime_exists")
-                rbase = "/api/runtimes/remote-a"
-                body = {"profile": {"kind": "named", "name": "slow"}}
-                made = (await c.post(f"{rbase}/workers", json=body)).json()["worker"]
-                rwid = made["worker_id"]
-                assert made["last_cursor"].startswith("b1.")
-                sent = await c.post(f"{rbase}/workers/{rwid}/input", json={"content": "a b c"})
-                assert sent.status_code == 200
-                busy = error(
-                    await c.post(f"{rbase}/workers/{rwid}/input", json={"content": "d"}),
-                    409,
-                    "worker_busy",
-                )
-                assert busy["details"]["active_turn_id"]
-                await _idle(c, f"{rbase}/workers/{rwid}")
-                page = (await c.get(f"{rbase}/workers/{rwid}/transcript")).json()
-                assert page["transcript"]["worker_ref"]["runtime_id"] == "remote-a"
-                rows = (await c.get("/api/workers")).json()
-                assert {r["runtime_id"] for r in rows["workers"]} == {"remote-a"}
-                assert rows["diagnostics"] == []
-            # The remote's server is gone.
-            down = error(await c.get(f"{rbase}/workers"), 503, "runtime_unavailable")
-            assert down["details"]["reason"] in ("unreachable", "timeout")
-            with anyio.fail_after(10):
-                while (await c.get(rbase)).json()["runtime"]["status"] != "unavailable":
-                    await anyio.sleep(0.05)
-            everything = (await c.get("/api/workers")).json()
-            assert everything["workers"] == []
-            (row,) = everything["diagnostics"]
-            assert (row["runtime_id"], row["code"]) == ("remote-a", "runtime_unavailable")
-            assert row["reason"] in ("unreachable", "timeout")
-            assert (await c.get(f"{EMB}/workers")).status_code == 200
-            assert (await c.delete(rbase)).json() == {"removed": "remote-a"}
-            error(await c.get(rbase), 404, "runtime_not_found")
+    remote = _h.Runtime(runtime_id="remote-a", limits=slow, profiles=_slow_profiles())
+    async with remote as rt, backend() as (_, c):
+        assert (await c.post(f"{EMB}/workers", json={})).status_code == 201
+        async with _h.served(rt) as url:
+            added = await register(c, "remote-a", url)
+            assert added.status_code == 201, added.text
+            info = added.json()["runtime"]
+            assert (info["kind"], info["status"]) == ("remote", "running")
+            assert info["counts"]["workers"] == 0
+            assert info["implementation"] == "yoi-runtime (HTTP)"
+            error(await register(c, "remote-a", url), 409, "runtime_exists")
+            rbase = "/api/runtimes/remote-a"
+            body = {"profile": {"kind": "named", "name": "slow"}}
+            made = (await c.post(f"{rbase}/workers", json=body)).json()["worker"]
+            rwid = made["worker_id"]
+            assert made["last_cursor"].startswith("b1.")
+            sent = await c.post(f"{rbase}/workers/{rwid}/input", json={"content": "a b c"})
+            assert sent.status_code == 200
+            busy = error(
+                await c.post(f"{rbase}/workers/{rwid}/input", json={"content": "d"}),
+                409,
+                "worker_busy",
+            )
+            assert busy["details"]["active_turn_id"]
+            await _idle(c, f"{rbase}/workers/{rwid}")
+            page = (await c.get(f"{rbase}/workers/{rwid}/transcript")).json()
+            assert page["transcript"]["worker_ref"]["runtime_id"] == "remote-a"
+            rows = (await c.get("/api/workers")).json()
+            ids = {r["runtime_id"] for r in rows["workers"]}
+            assert ids == {"backend-internal", "remote-a"}
+            assert rows["diagnostics"] == []
+        # The remote's server is gone.
+        down = error(await c.get(f"{rbase}/workers"), 503, "runtime_unavailable")
+        assert down["details"]["reason"] in ("unreachable", "timeout")
+        with anyio.fail_after(10):
+            while (await c.get(rbase)).json()["runtime"]["status"] != "unavailable":
+                await anyio.sleep(0.05)
+        everything = (await c.get("/api/workers")).json()
+        assert {r["runtime_id"] for r in everything["workers"]} == {"backend-internal"}
+        (row,) = everything["diagnostics"]
+        assert (row["runtime_id"], row["code"]) == ("remote-a", "runtime_unavailable")
+        assert row["reason"] in ("unreachable", "timeout")
+        assert (await c.get(f"{EMB}/workers")).status_code == 200
+        assert (await c.delete(rbase)).json() == {"removed": "remote-a"}
+        error(await c.get(rbase), 404, "runtime_not_found")
 
 
 def _slow_profiles() -> Any:
@@ -196,7 +202,8 @@ async def test_a_local_source(tmp_path: Path) -> None:
         assert info["counts"]["workers"] == 1
         lbase = f"/api/runtimes/old-rt/workers/{wid}"
         detail = (await c.get(lbase)).json()["worker"]
-        assert detail["name"] == "old" and detail["last_cursor"].startswith("b1.")
+        assert detail["name"] == "old"
+        assert detail["last_cursor"].startswith("b1.")
         page = (await c.get(f"{lbase}/transcript")).json()["transcript"]
         assert [i["content"] for i in page["items"]] == ["left behind", "left behind"]
         assert page["cursor"].startswith("b1.")

@@ -122,6 +122,7 @@ class RemoteSource(Source):
         self._on_status = on_status
         self._streams: set[anyio.CancelScope] = set()
         self._end_message = "the Backend is shutting down"
+        self._closed = False
 
     @property
     def status(self) -> SourceStatus:
@@ -131,7 +132,10 @@ class RemoteSource(Source):
 
     async def check(self) -> None:
         """Ask the remote for its summary once and record what that says. Never raises:
-        whatever the remote answers is a status of this source only."""
+        whatever the remote answers is a status of this source only. Once the source is
+        closed, nothing is checked (or recorded)."""
+        if self._closed:
+            return
         try:
             summary = await self._client.summary()
         except Unauthorized:
@@ -319,6 +323,7 @@ class RemoteSource(Source):
         ]
 
     async def aclose(self) -> None:
+        self._closed = True
         await self._client.aclose()
         await self._stream_client.aclose()
 
