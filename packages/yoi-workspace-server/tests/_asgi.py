@@ -6,6 +6,7 @@ remotes."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,13 +37,24 @@ def settings(**fields: Any) -> BackendSettings:
 
 @asynccontextmanager
 async def backend(**fields: Any) -> AsyncIterator[tuple[Backend, httpx.AsyncClient]]:
-    """A Backend of :func:`settings` and a client of its app, signed in with the token."""
+    """A Backend of :func:`settings` and a client of its app, signed in with the token. The
+    client keeps every response's headers and body in ``client.seen`` (for leak scans)."""
+    seen: list[str] = []
+
+    async def record(response: httpx.Response) -> None:
+        await response.aread()
+        seen.append(str(dict(response.headers)) + response.text)
+
     async with Backend(settings(**fields)) as b:
         transport = httpx.ASGITransport(app=b.app)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://127.0.0.1", headers=headers
+            transport=transport,
+            base_url="http://127.0.0.1",
+            headers=headers,
+            event_hooks={"response": [record]},
         ) as client:
+            client.seen = seen  # type: ignore[attr-defined]
             yield b, client
 
 
@@ -54,12 +66,20 @@ class _Server(uvicorn.Server):
 
 
 @asynccontextmanager
-async def served(runtime: Runtime, token: str = RUNTIME_TOKEN) -> AsyncIterator[str]:
-    """``runtime``'s HTTP API on a free loopback port; yields its base URL."""
+async def served(runtime: Runtime, token: str = RUNTIME_TOKEN, port: int = 0) -> AsyncIterator[str]:
+    """``runtime``'s HTTP API on a loopback port (0: a free one); yields its base URL."""
+    async with served_app(create_app(runtime, HttpSettings(token=token)), port) as url:
+        yield url
+
+
+@asynccontextmanager
+async def served_app(app: Any, port: int = 0) -> AsyncIterator[str]:
+    """An ASGI app on a loopback port (0: a free one); yields its base URL. Open connections
+    are cut when it stops."""
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     sock.listen(64)
-    app = create_app(runtime, HttpSettings(token=token))
     server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
     try:
         async with anyio.create_task_group() as tg:
@@ -69,6 +89,8 @@ async def served(runtime: Runtime, token: str = RUNTIME_TOKEN) -> AsyncIterator[
             try:
                 yield f"http://127.0.0.1:{sock.getsockname()[1]}"
             finally:
+                for connection in list(server.server_state.connections):
+                    connection.transport.abort()
                 server.should_exit = True
     finally:
         sock.close()
@@ -104,3 +126,26 @@ def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
 async def register(client: httpx.AsyncClient, runtime_id: str, url: str, **more: Any) -> Any:
     body = {"runtime_id": runtime_id, "base_url": url, "token": RUNTIME_TOKEN, **more}
     return await client.post("/api/runtimes", json=body)
+
+
+async def sse(
+    client: httpx.AsyncClient, path: str, until: str, **params: str
+) -> list[dict[str, Any]]:
+    """Read a Backend SSE stream until an event of kind ``until`` (or its end): each
+    message's ``id`` and decoded ``data``."""
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    with anyio.fail_after(20):
+        async with client.stream("GET", path, params=params) as response:
+            assert response.status_code == 200, await response.aread()
+            async for line in response.aiter_lines():
+                if line.startswith("id: "):
+                    current["id"] = line[4:]
+                elif line.startswith("data: "):
+                    current["data"] = json.loads(line[6:])
+                elif line == "" and "data" in current:
+                    events.append(current)
+                    current = {}
+                    if events[-1]["data"]["kind"] == until:
+                        break
+    return events

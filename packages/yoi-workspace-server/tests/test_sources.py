@@ -5,6 +5,9 @@ read-only local store root."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,7 +105,7 @@ async def test_a_remote_source(tmp_path: Path) -> None:
     through 1:1 with their details (worker_busy); ``/api/workers`` lists both sources; once
     it is gone its commands are 503 with the reason and it is a diagnostic row of
     ``/api/workers`` while the embedded source keeps answering; removing it makes it
-    runtime_not_found."""
+    runtime_not_found; no response carries its token or address."""
     slow = _h.Limits(shutdown_grace_s=0.2)
     remote = _h.Runtime(runtime_id="remote-a", limits=slow, profiles=_slow_profiles())
     async with remote as rt, backend() as (_, c):
@@ -120,7 +123,9 @@ async def test_a_remote_source(tmp_path: Path) -> None:
             made = (await c.post(f"{rbase}/workers", json=body)).json()["worker"]
             rwid = made["worker_id"]
             assert made["last_cursor"].startswith("b1.")
-            sent = await c.post(f"{rbase}/workers/{rwid}/input", json={"content": "a b c"})
+            sent = await c.post(
+                f"{rbase}/workers/{rwid}/input", json={"content": "a b c d e f g h i j"}
+            )
             assert sent.status_code == 200
             busy = error(
                 await c.post(f"{rbase}/workers/{rwid}/input", json={"content": "d"}),
@@ -149,12 +154,15 @@ async def test_a_remote_source(tmp_path: Path) -> None:
         assert (await c.get(f"{EMB}/workers")).status_code == 200
         assert (await c.delete(rbase)).json() == {"removed": "remote-a"}
         error(await c.get(rbase), 404, "runtime_not_found")
+        for text in c.seen:  # no response carries the remote's token or address
+            assert _h.RUNTIME_TOKEN not in text
+            assert url.removeprefix("http://") not in text
 
 
 def _slow_profiles() -> Any:
     from worker_runtime import Profile, Profiles
 
-    return Profiles([Profile(name="slow", provider="echo", chunk_delay_ms=100)])
+    return Profiles([Profile(name="slow", provider="echo", chunk_delay_ms=200)])
 
 
 async def test_a_remote_that_refuses_the_token() -> None:
@@ -220,3 +228,94 @@ async def test_a_local_source(tmp_path: Path) -> None:
         ):
             response = await c.request(method, path, json=body)
             error(response, 501, "unsupported_operation")
+
+
+async def test_a_live_local_store_is_followed(tmp_path: Path) -> None:
+    """A root a live Runtime appends to is ``running`` (``local.live_writer``) and every read
+    follows it; its commands stay 501 and its reads refuse bad paging with invalid_input or
+    worker_not_found."""
+    root = tmp_path / "live"
+    store = _h.FsRuntimeStore(root, fsync="never")
+    async with _h.Runtime(runtime_id="live-rt", store=store) as rt:
+        wid = (await rt.create_worker()).worker_id
+        async with backend(local_stores=(_h.LocalStore(root),)) as (_, c):
+            info = (await c.get("/api/runtimes/live-rt")).json()["runtime"]
+            assert info["status"] == "running"
+            assert "local.live_writer" in [d["code"] for d in info["diagnostics"]]
+            lbase = f"/api/runtimes/live-rt/workers/{wid}"
+            for i in range(5):
+                await rt.send_input(rt.ref(wid), _h.InputRequest(content=f"t {i}"))
+                with anyio.fail_after(10):
+                    while (await rt.get_worker(rt.ref(wid))).status != "idle":
+                        await anyio.sleep(0.01)
+            with anyio.fail_after(10):
+                while (await c.get(lbase)).json()["worker"]["transcript_len"] != 10:
+                    await anyio.sleep(0.05)
+            page = (await c.get(f"{lbase}/transcript", params={"start": 8})).json()
+            assert [i["content"] for i in page["transcript"]["items"]] == ["t 4", "t 4"]
+            error(await c.post(f"{lbase}/input", json={"content": "no"}), 501,
+                  "unsupported_operation")  # fmt: skip
+            error(await c.get(f"{lbase}/transcript", params={"start": -1}), 400, "invalid_input")
+            error(await c.get("/api/runtimes/live-rt/workers", params={"after": "nope"}), 400,
+                  "invalid_input")  # fmt: skip
+            error(await c.get("/api/runtimes/live-rt/workers/nope"), 404, "worker_not_found")
+
+
+async def test_the_same_worker_id_in_two_runtimes_routes_apart(tmp_path: Path) -> None:
+    """A local root and a live remote (a copy of it under another runtime_id) hold the same
+    worker_id: input reaches the remote only, ``/api/workers`` lists both rows, and one
+    runtime's cursor on the other's route is cursor_unknown; hostile runtime ids and a dead
+    remote are refused or shown unavailable, and no token, URL or store path appears in any
+    response."""
+    old, twin = tmp_path / "old", tmp_path / "twin"
+    wid = await _h.write_store(old, "old-rt", "from the old runtime")
+    shutil.copytree(old, twin)
+    record = json.loads((twin / "runtime.json").read_text())
+    (twin / "runtime.json").write_text(json.dumps({**record, "runtime_id": "twin-rt"}))
+    dead_url = f"http://127.0.0.1:{_free_port()}"
+    store = _h.FsRuntimeStore(twin, fsync="never")
+    twin_rt = _h.Runtime(runtime_id="twin-rt", store=store)
+    local = (_h.LocalStore(old),)
+    async with twin_rt as rt, _h.served(rt) as twin_url, backend(local_stores=local) as (_, c):
+        assert (await register(c, "twin-rt", twin_url)).status_code == 201
+        obase, tbase = "/api/runtimes/old-rt", "/api/runtimes/twin-rt"
+        detail = (await c.get(f"{obase}/workers/{wid}")).json()["worker"]
+        sent = await c.post(f"{tbase}/workers/{wid}/input", json={"content": "twin only"})
+        assert sent.status_code == 200, sent.text
+        with anyio.fail_after(10):
+            while (await c.get(f"{tbase}/workers/{wid}")).json()["worker"]["transcript_len"] != 4:
+                await anyio.sleep(0.05)
+        assert (await c.get(f"{obase}/workers/{wid}")).json()["worker"]["transcript_len"] == 2
+        rows = (await c.get("/api/workers")).json()["workers"]
+        assert sorted(r["runtime_id"] for r in rows if r["worker_id"] == wid) == [
+            "old-rt",
+            "twin-rt",
+        ]
+        wrong = {"cursor": detail["last_cursor"]}  # old-rt's cursor
+        error(await c.get(f"{tbase}/workers/{wid}/events", params=wrong), 400,
+              "cursor_unknown")  # fmt: skip
+        for hostile in ("../x", "a\x00b", "名前", "x" * 300, ""):
+            bad = {"runtime_id": hostile, "base_url": twin_url}
+            error(await c.post("/api/runtimes", json=bad), 400, "invalid_input")
+        dead = await register(c, "dead-rt", dead_url, token=DEAD_TOKEN)
+        assert dead.json()["runtime"]["status"] == "unavailable"
+        error(await c.get("/api/runtimes/dead-rt/workers"), 503, "runtime_unavailable")
+        error(await c.post("/api/runtimes/dead-rt/workers", json={}), 503,
+              "runtime_unavailable")  # fmt: skip
+        assert (await c.get("/api/runtimes")).status_code == 200
+        diagnostics = (await c.get("/api/workers")).json()["diagnostics"]
+        assert [d["runtime_id"] for d in diagnostics] == ["dead-rt"]
+        seen = c.seen
+    secrets = [_h.RUNTIME_TOKEN, DEAD_TOKEN, _h.TOKEN, str(tmp_path), twin_url, dead_url]
+    for text in seen:
+        for secret in secrets:
+            assert secret not in text, secret
+
+
+DEAD_TOKEN = "dead-runtime-secret-token-99"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
