@@ -59,13 +59,16 @@ async def test_a_live_source_wins_over_a_local_projection(tmp_path: Path) -> Non
 
 async def test_remotes_persist_with_their_last_status(tmp_path: Path) -> None:
     """A remote registered through the API is in the control plane (0600): a new Backend on
-    the same data dir has it again, first with its last known status; a stored row that
+    the same data dir has it again, first with its last known status, and the embedded
+    Runtime's Workers as they were (its fs store under the data dir); a stored row that
     cannot be loaded (a bad id) is skipped without stopping the start; a removed remote is
     gone for good."""
     data = tmp_path / "data"
     async with _h.remote_runtime("remote-a") as (_, url):
         async with backend(data_dir=data) as (_, c):
             assert (await register(c, "remote-a", url)).status_code == 201
+            wid = (await c.post(f"{EMB}/workers", json={})).json()["worker"]["worker_id"]
+            assert (await c.post(f"{EMB}/workers/{wid}/stop", json={})).status_code == 200
         assert (data / "backend.sqlite3").stat().st_mode & 0o777 == 0o600
         db = sqlite3.connect(data / "backend.sqlite3")
         db.execute(
@@ -78,6 +81,8 @@ async def test_remotes_persist_with_their_last_status(tmp_path: Path) -> None:
             assert ids == ["backend-internal", "remote-a"]
             info = (await c.get("/api/runtimes/remote-a")).json()["runtime"]
             assert info["status"] == "running"
+            worker = (await c.get(f"{EMB}/workers/{wid}")).json()["worker"]
+            assert worker["status"] == "stopped"
             assert (await c.delete("/api/runtimes/remote-a")).status_code == 200
         async with backend(data_dir=data) as (b, c):
             assert [s.runtime_id for s in b.registry.sources()] == ["backend-internal"]
