@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 try:
     import httpx
@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
 import anyio
 from pydantic import BaseModel, ValidationError
 
+from .api import EventStream, RuntimeAPI
 from .errors import (
     RuntimeUnavailable,
     WorkerRuntimeError,
@@ -177,7 +178,7 @@ class RuntimeClient:
         response = await self._request("GET", "/v1/profiles")
         return [_parse(ProfileEntry, item) for item in response["profiles"]]
 
-    async def diagnostics(self, limit: int | None = None) -> list[Diagnostic]:
+    async def diagnostics(self, *, limit: int | None = None) -> list[Diagnostic]:
         response = await self._request("GET", "/v1/diagnostics", params=_params(limit=limit))
         items = response.get("diagnostics")
         if not isinstance(items, list):
@@ -186,7 +187,15 @@ class RuntimeClient:
 
     # -- events ------------------------------------------------------------------------------
 
-    async def stream_events(
+    def events(self, *, cursor: str | None = None, worker_id: str | None = None) -> EventStream:
+        """:meth:`stream_events` as the :class:`~worker_runtime.api.EventStream` of
+        :class:`~worker_runtime.api.RuntimeAPI`: entering it waits for the first connection,
+        so what the Runtime refuses at once (``worker_not_found``, ``cursor_unknown``,
+        ``cursor_expired`` …) raises there; while the Runtime cannot be reached it keeps
+        trying, as the stream does."""
+        return _ClientEvents(self._stream(cursor, worker_id, announce=True))
+
+    def stream_events(
         self,
         *,
         cursor: str | None = None,
@@ -212,6 +221,31 @@ class RuntimeClient:
         With ``outage_notices``, the first failed attempt of each outage is also delivered, as
         a ``diagnostic`` notice (no cursor) with ``code: runtime_unavailable`` and the reason.
         """
+        stream = self._stream(
+            cursor,
+            worker_id,
+            reconnect=reconnect,
+            max_attempts=max_attempts,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            outage_notices=outage_notices,
+        )
+        return cast(AsyncGenerator[Event, None], stream)  # without announce: never None
+
+    async def _stream(
+        self,
+        cursor: str | None,
+        worker_id: str | None,
+        *,
+        announce: bool = False,
+        reconnect: bool = True,
+        max_attempts: int | None = None,
+        backoff_s: float = 0.1,
+        max_backoff_s: float = 5.0,
+        outage_notices: bool = False,
+    ) -> AsyncGenerator[Event | None, None]:
+        """:meth:`stream_events`; with ``announce``, ``None`` once the first connection is
+        open, before any event."""
         path = "/v1/events" if worker_id is None else _worker_path(worker_id, "events")
         seen: OrderedDict[str, None] = OrderedDict()
         failures = 0
@@ -222,6 +256,9 @@ class RuntimeClient:
                     async for event in events:
                         failures = 0
                         if event is None:  # connected
+                            if announce:
+                                announce = False
+                                yield None
                             continue
                         runtime_id = event.runtime_id
                         if event.cursor is not None:
@@ -335,6 +372,43 @@ class RuntimeClient:
         if not isinstance(body, dict):
             raise _bad_reply()
         return body
+
+
+class _ClientEvents:
+    """The :class:`~worker_runtime.api.EventStream` of :meth:`RuntimeClient.events`."""
+
+    def __init__(self, stream: AsyncGenerator[Event | None, None]) -> None:
+        self._stream = stream
+
+    async def __aenter__(self) -> _ClientEvents:
+        try:
+            await anext(self._stream)  # None: connected
+        except BaseException:
+            await self._stream.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stream.aclose()
+
+    def __aiter__(self) -> _ClientEvents:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            event = await anext(self._stream)
+            if event is not None:  # None only when not entered: the connection opened
+                return event
+
+
+def _conforms(client: RuntimeClient) -> RuntimeAPI:
+    """mypy checks here that :class:`RuntimeClient` implements ``RuntimeAPI``."""
+    return client
 
 
 def _worker_path(worker_id: str, action: str | None = None) -> str:

@@ -33,7 +33,7 @@ import anyio
 
 from .errors import CursorExpired, CursorMalformed, CursorUnknown
 
-__all__ = ["Event", "EventKind", "Subscription"]
+__all__ = ["Event", "EventKind", "Subscription", "notice", "now_rfc3339"]
 
 from ._eventdata import EventKind  # the one definition of the kinds
 

@@ -40,6 +40,7 @@ __all__ = [
     "WorkerRef",
     "WorkerSummary",
     "is_valid_id",
+    "require_id",
 ]
 
 #: The character rule of ``runtime_id`` and ``worker_id``: 1–120 chars, not starting with ``.``.

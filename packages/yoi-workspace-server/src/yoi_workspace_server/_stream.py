@@ -22,7 +22,7 @@ import binascii
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -33,7 +33,9 @@ from worker_runtime import CursorMalformed, CursorUnknown, Event, WorkerRuntimeE
 from worker_runtime.events import notice
 from worker_runtime.models import is_valid_id
 
+from .cursors import wrap_cursor
 from .registry import RuntimeRegistry
+from .sources import SourceEvents
 
 __all__ = ["MAX_CURSOR_CHARS", "CompositeCursor", "merged_messages", "open_sources", "utf8"]
 
@@ -53,11 +55,6 @@ def _b64(raw: bytes) -> str:
 
 def _unb64(body: str) -> bytes:
     return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-
-
-def wrap_single(runtime_id: str, cursor: str) -> str:
-    """A per-runtime Backend cursor (``b1.``)."""
-    return _SINGLE_PREFIX + _b64(f"{runtime_id}\n{cursor}".encode())
 
 
 @dataclass
@@ -112,12 +109,12 @@ def _encode(event: Event, composite: CompositeCursor | None) -> bytes:
     composite.positions[event.runtime_id] = event.cursor
     cursor = composite.encode()
     fields["cursor"] = cursor
-    fields["source_cursor"] = wrap_single(event.runtime_id, event.cursor)
+    fields["source_cursor"] = wrap_cursor(event.runtime_id, event.cursor)
     data = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     return utf8(f"id: {cursor}\nevent: {event.kind}\ndata: {data}\n\n")
 
 
-Opened = tuple[str, AsyncGenerator[Event, None]]
+Opened = tuple[str, SourceEvents]
 
 
 async def open_sources(
@@ -139,7 +136,7 @@ async def open_sources(
                 details={"runtime_id": sorted(foreign)[0][:200]},
             )
     else:
-        sources = [s for s in registry.sources() if s.kind != "local_compatibility"]
+        sources = [s for s in registry.sources() if s.capabilities.can_stream_events]
     opened: list[Opened] = []
     try:
         for source in sources:
@@ -153,7 +150,7 @@ async def open_sources(
 
 
 async def _guarded(
-    runtime_id: str, worker_id: str | None, events: AsyncIterator[Event]
+    runtime_id: str, worker_id: str | None, events: AsyncIterable[Event]
 ) -> AsyncGenerator[Event, None]:
     """A source's events; an error it raises once streaming (a remote's ``cursor_expired``,
     a refused token …) becomes a final notice carrying that error's code."""
@@ -194,7 +191,7 @@ async def merged_messages(
     send, receive = anyio.create_memory_object_stream(_BUFFER)
     scopes = []
 
-    def pump(runtime_id: str, events: AsyncGenerator[Event, None]) -> anyio.CancelScope:
+    def pump(runtime_id: str, events: SourceEvents) -> anyio.CancelScope:
         async def run() -> None:
             try:
                 async with aclosing(events):

@@ -11,26 +11,23 @@ a remote runtime. Nothing here ever returns a store path, a runtime URL or a tok
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import re
 import sqlite3
 import unicodedata
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from typing import Annotated, Any, Literal
+from dataclasses import replace
+from typing import Annotated, Literal
 
 import anyio
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp
 
 from worker_runtime import (
     CreateWorkerRequest,
-    CursorMalformed,
-    CursorUnknown,
     Event,
     InputRequest,
     InvalidInput,
@@ -46,10 +43,38 @@ from . import __version__
 from ._console import ConsoleFiles
 from ._openapi import body, describe
 from ._stream import MAX_CURSOR_CHARS, CompositeCursor, merged_messages, open_sources, utf8
+from .cursors import (
+    BrowserCancelAck,
+    BrowserInputAck,
+    BrowserStopAck,
+    BrowserTranscriptPage,
+    BrowserWorkerDetail,
+    BrowserWorkerPage,
+    BrowserWorkerSummary,
+    for_browser,
+    unwrap_cursor,
+    wrap_cursor,
+)
 from .registry import RemoteRecord, RuntimeRegistry
+from .responses import (
+    AllWorkers,
+    CancelAckBody,
+    Health,
+    InputAckBody,
+    Profiles,
+    Removed,
+    RuntimeBody,
+    Runtimes,
+    StopAckBody,
+    TranscriptBody,
+    UnavailableRow,
+    WorkerBody,
+    json_response,
+)
 from .session_api import install_session_routes
 from .sessions import FailedLogins, Sessions
-from .sources import RemoteSource, Source
+from .settings import BackendSettings
+from .sources import Source, SourceEvents
 from .trust import TrustBoundary, TrustSettings
 
 __all__ = ["BackendSettings", "create_backend_app"]
@@ -57,37 +82,6 @@ __all__ = ["BackendSettings", "create_backend_app"]
 log = logging.getLogger("yoi_workspace_server.app")
 
 _CURSOR_PREFIX = "b1."
-
-
-@dataclass(frozen=True)
-class BackendSettings:
-    """``token``: the browser token (always required; see :mod:`.trust`). ``bound_host``,
-    ``allowed_hosts`` and ``public_url`` make the Host allow-list and the Backend's own
-    origin; sessions end ``session_idle_s`` after their last use and ``session_max_s`` after
-    sign-in. More than ``failed_login_budget`` failed sign-ins or bad tokens from one client
-    in a minute are answered ``429 too_many_requests``. ``max_streams``: open browser event
-    streams over every source (503 ``runtime_unavailable`` with ``reason: too_many_streams``
-    above it; each remote has its own cap too, see
-    :class:`~yoi_workspace_server.registry.RemoteLimits`)."""
-
-    token: str
-    max_body_bytes: int = 1024 * 1024
-    heartbeat_s: float = 15.0
-    max_streams: int = 1024
-    bound_host: str = "127.0.0.1"
-    allowed_hosts: tuple[str, ...] = ()
-    public_url: str | None = None
-    session_idle_s: float = 12 * 3600.0
-    session_max_s: float = 7 * 86400.0
-    failed_login_budget: int = 10
-
-    def __repr__(self) -> str:
-        return (
-            f"BackendSettings(token='***', max_body_bytes={self.max_body_bytes}, "
-            f"heartbeat_s={self.heartbeat_s}, max_streams={self.max_streams}, "
-            f"bound_host={self.bound_host!r}, allowed_hosts={self.allowed_hosts!r}, "
-            f"public_url={self.public_url!r})"
-        )
 
 
 #: Bidirectional formatting characters (Trojan Source): they reorder how text is shown.
@@ -124,56 +118,6 @@ class CancelBody(_Body):
     reason: Annotated[str, Field(max_length=1000)] | None = None
 
 
-# -- Backend cursors -------------------------------------------------------------------------
-
-
-def wrap_cursor(runtime_id: str, cursor: str) -> str:
-    raw = f"{runtime_id}\n{cursor}".encode()
-    return _CURSOR_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def unwrap_cursor(runtime_id: str, cursor: str) -> str:
-    """The runtime cursor inside a Backend cursor of ``runtime_id``."""
-    if not cursor.startswith(_CURSOR_PREFIX) or len(cursor) > 400:
-        raise CursorMalformed("not a cursor", details={"cursor": cursor[:200]})
-    body = cursor[len(_CURSOR_PREFIX) :]
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise CursorMalformed("not a cursor", details={"cursor": cursor[:200]}) from None
-    owner, sep, inner = raw.partition("\n")
-    if not sep or not inner:
-        raise CursorMalformed("not a cursor", details={"cursor": cursor[:200]})
-    if owner != runtime_id:
-        raise CursorUnknown("the cursor belongs to another runtime", details={"cursor": cursor})
-    return inner
-
-
-_CURSOR_KEYS = frozenset({"cursor", "last_cursor", "oldest_cursor"})
-
-
-def _wrap_cursors(runtime_id: str, value: Any) -> Any:
-    """``value`` with every runtime cursor in it replaced by a Backend cursor."""
-    if isinstance(value, dict):
-        return {
-            k: wrap_cursor(runtime_id, v)
-            if k in _CURSOR_KEYS and isinstance(v, str)
-            else _wrap_cursors(runtime_id, v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_wrap_cursors(runtime_id, v) for v in value]
-    return value
-
-
-def _json(body: Any, status_code: int = 200) -> Response:
-    return Response(
-        utf8(json.dumps(body, ensure_ascii=False, separators=(",", ":"))),
-        status_code,
-        media_type="application/json",
-    )
-
-
 def _header_text(value: str | None) -> str | None:
     """A header as the client sent it: Starlette decodes headers as Latin-1, browsers send
     UTF-8."""
@@ -185,13 +129,9 @@ def _header_text(value: str | None) -> str | None:
         return value
 
 
-def _dump(model: BaseModel) -> Any:
-    return model.model_dump(mode="json")
-
-
 def create_backend_app(
     registry: RuntimeRegistry, settings: BackendSettings, sessions: Sessions | None = None
-) -> Any:
+) -> ASGIApp:
     """The Backend's ASGI app over ``registry``, behind the browser trust boundary
     (:class:`~.trust.TrustBoundary`). ``sessions``: the session table (the control plane's
     in ``yoi-workspace-server``; an in-memory database when ``None``)."""
@@ -234,9 +174,6 @@ def create_backend_app(
     def worker_id_of(worker_id: str) -> str:
         return require_id(worker_id, "worker_id")
 
-    def runtime_json(runtime_id: str, body: Any, status_code: int = 200) -> Response:
-        return _json(_wrap_cursors(runtime_id, body), status_code)
-
     # The hot route first: Starlette matches routes in order.
     @app.post(
         "/api/runtimes/{runtime_id}/workers/{worker_id}/input", openapi_extra=body(InputRequest)
@@ -244,15 +181,16 @@ def create_backend_app(
     async def send_input(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
         body = validate_body(InputRequest, await request.body())
-        return runtime_json(runtime_id, {"ack": _dump(await s.send_input(wid, body))})
+        ack = for_browser(runtime_id, await s.api.send_input(wid, body), BrowserInputAck)
+        return json_response(InputAckBody(ack=ack))
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        return _json({"status": "ok"})
+        return json_response(Health())
 
     @app.get("/api/runtimes")
     async def list_runtimes() -> Response:
-        return _json({"runtimes": [_dump(await s.info()) for s in registry.sources()]})
+        return json_response(Runtimes(runtimes=[await s.info() for s in registry.sources()]))
 
     @app.post("/api/runtimes", status_code=201, openapi_extra=body(RegisterRuntime))
     async def register_runtime(request: Request) -> Response:
@@ -264,59 +202,62 @@ def create_backend_app(
             token=body.token or "",
         )
         remote = await registry.add_remote(record, persist=True)
-        return _json({"runtime": _dump(await remote.info())}, 201)
+        return json_response(RuntimeBody(runtime=await remote.info()), 201)
 
     @app.get("/api/runtimes/{runtime_id}")
     async def get_runtime(runtime_id: str) -> Response:
-        return _json({"runtime": _dump(await source(runtime_id).info())})
+        return json_response(RuntimeBody(runtime=await source(runtime_id).info()))
 
     @app.delete("/api/runtimes/{runtime_id}")
     async def remove_runtime(runtime_id: str) -> Response:
         await registry.remove(require_id(runtime_id, "runtime_id"))
-        return _json({"removed": runtime_id})
+        return json_response(Removed(removed=runtime_id))
 
     @app.get("/api/workers")
     async def all_workers(limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> Response:
         """Every Worker of every available source (up to ``limit`` per source), each row
         with its runtime_id; an unavailable source is listed in ``diagnostics`` instead."""
         sources = registry.sources()
-        results: list[list[Any] | dict[str, Any]] = [
-            _unavailable_row(s.runtime_id, "timeout") for s in sources
+        results: list[list[BrowserWorkerSummary] | UnavailableRow] = [
+            UnavailableRow(runtime_id=s.runtime_id, reason="timeout") for s in sources
         ]
 
         async def ask(i: int, s: Source) -> None:
             # All sources at once, each within its own deadline: a slow one delays nobody.
-            if isinstance(s, RemoteSource) and s.status == "unavailable":
-                results[i] = _unavailable_row(s.runtime_id, s.reason or "unreachable")
+            known = s.unavailable_reason()
+            if known is not None:
+                results[i] = UnavailableRow(runtime_id=s.runtime_id, reason=known)
                 return
             with anyio.move_on_after(deadline_s):
                 try:
-                    page = await s.list_workers(status=None, limit=limit, after=None)
+                    page = await s.api.list_workers(limit=limit)
                 except RuntimeUnavailable as exc:
                     reason = exc.details.get("reason")
-                    results[i] = _unavailable_row(
-                        s.runtime_id, reason if isinstance(reason, str) else "unreachable"
+                    results[i] = UnavailableRow(
+                        runtime_id=s.runtime_id,
+                        reason=reason if isinstance(reason, str) else "unreachable",
                     )
                     return
-                results[i] = [_wrap_cursors(s.runtime_id, _dump(w)) for w in page.workers]
+                rid = s.runtime_id
+                results[i] = [for_browser(rid, w, BrowserWorkerSummary) for w in page.workers]
 
         async with anyio.create_task_group() as tg:
             for i, s in enumerate(sources):
                 tg.start_soon(ask, i, s)
-        rows: list[Any] = []
-        diagnostics: list[Any] = []
+        rows: list[BrowserWorkerSummary] = []
+        diagnostics: list[UnavailableRow] = []
         for result in results:
             if isinstance(result, list):
                 rows.extend(result)
             else:
                 diagnostics.append(result)
-        return _json({"workers": rows, "diagnostics": diagnostics})
+        return json_response(AllWorkers(workers=rows, diagnostics=diagnostics))
 
     @app.get("/api/runtimes/{runtime_id}/profiles")
     async def list_profiles(runtime_id: str) -> Response:
         """The profiles a Worker of this runtime may be created on; never a credential."""
-        profiles = await source(runtime_id).list_profiles()
-        return _json({"profiles": [_dump(p) for p in profiles]})
+        profiles = await source(runtime_id).api.list_profiles()
+        return json_response(Profiles(profiles=profiles))
 
     @app.get("/api/events")
     async def all_events(
@@ -341,9 +282,9 @@ def create_backend_app(
         start = CompositeCursor.decode(wanted) if wanted else CompositeCursor()
         wanted_kinds = _parse_kinds(kinds)
         opened = await open_sources(registry, rid, wid, start)
-        remotes = [s for s in (registry.get(r) for r, _ in opened) if isinstance(s, RemoteSource)]
+        capped = [registry.get(r) for r, _ in opened]
         try:
-            streams.acquire(*remotes)
+            streams.acquire(*capped)
         except BaseException:
             for _, events in opened:
                 await events.aclose()
@@ -354,7 +295,7 @@ def create_backend_app(
             try:
                 await messages.aclose()
             finally:
-                streams.release(*remotes)
+                streams.release(*capped)
 
         return SseResponse(messages, heartbeat_s=settings.heartbeat_s, on_close=close)
 
@@ -365,8 +306,8 @@ def create_backend_app(
         limit: Annotated[int | None, Query(ge=1)] = None,
         after: Annotated[str | None, Query(max_length=200)] = None,
     ) -> Response:
-        page = await source(runtime_id).list_workers(status=status, limit=limit, after=after)
-        return runtime_json(runtime_id, _dump(page))
+        page = await source(runtime_id).api.list_workers(status=status, limit=limit, after=after)
+        return json_response(for_browser(runtime_id, page, BrowserWorkerPage))
 
     @app.post(
         "/api/runtimes/{runtime_id}/workers",
@@ -376,13 +317,15 @@ def create_backend_app(
     async def create_worker(runtime_id: str, request: Request) -> Response:
         s = source(runtime_id)
         body = validate_body(CreateWorkerRequest, await request.body(), optional=True)
-        return runtime_json(runtime_id, {"worker": _dump(await s.create_worker(body))}, 201)
+        worker = for_browser(runtime_id, await s.api.create_worker(body), BrowserWorkerDetail)
+        return json_response(WorkerBody(worker=worker), 201)
 
     @app.get("/api/runtimes/{runtime_id}/workers/{worker_id}")
     async def get_worker(runtime_id: str, worker_id: str) -> Response:
         s = source(runtime_id)
-        return runtime_json(
-            runtime_id, {"worker": _dump(await s.get_worker(worker_id_of(worker_id)))}
+        worker = await s.api.get_worker(worker_id_of(worker_id))
+        return json_response(
+            WorkerBody(worker=for_browser(runtime_id, worker, BrowserWorkerDetail))
         )
 
     @app.post(
@@ -392,7 +335,8 @@ def create_backend_app(
     async def stop_worker(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
         body: StopBody = validate_body(StopBody, await request.body(), optional=True)
-        return runtime_json(runtime_id, {"ack": _dump(await s.stop_worker(wid, body.reason))})
+        ack = await s.api.stop_worker(wid, reason=body.reason)
+        return json_response(StopAckBody(ack=for_browser(runtime_id, ack, BrowserStopAck)))
 
     @app.post(
         "/api/runtimes/{runtime_id}/workers/{worker_id}/cancel",
@@ -401,8 +345,8 @@ def create_backend_app(
     async def cancel(runtime_id: str, worker_id: str, request: Request) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
         body: CancelBody = validate_body(CancelBody, await request.body(), optional=True)
-        ack = await s.cancel(wid, body.turn_id, body.reason)
-        return runtime_json(runtime_id, {"ack": _dump(ack)})
+        ack = await s.api.cancel(wid, turn_id=body.turn_id, reason=body.reason)
+        return json_response(CancelAckBody(ack=for_browser(runtime_id, ack, BrowserCancelAck)))
 
     @app.get("/api/runtimes/{runtime_id}/workers/{worker_id}/transcript")
     async def read_transcript(
@@ -412,8 +356,9 @@ def create_backend_app(
         limit: Annotated[int | None, Query(ge=1)] = None,
     ) -> Response:
         s, wid = source(runtime_id), worker_id_of(worker_id)
-        page = await s.read_transcript(wid, start, limit)
-        return runtime_json(runtime_id, {"transcript": _dump(page)})
+        page = await s.api.read_transcript(wid, start=start, limit=limit)
+        transcript = for_browser(runtime_id, page, BrowserTranscriptPage)
+        return json_response(TranscriptBody(transcript=transcript))
 
     @app.get("/api/runtimes/{runtime_id}/workers/{worker_id}/events")
     async def worker_events(
@@ -425,19 +370,18 @@ def create_backend_app(
         s, wid = source(runtime_id), worker_id_of(worker_id)
         wanted = _header_text(last_event_id) or cursor
         inner = unwrap_cursor(runtime_id, wanted) if wanted else None
-        remotes = (s,) if isinstance(s, RemoteSource) else ()
-        streams.acquire(*remotes)
+        streams.acquire(s)
         try:
             events = await s.open_events(wid, inner)  # errors here are plain HTTP errors
         except BaseException:
-            streams.release(*remotes)
+            streams.release(s)
             raise
 
         async def close() -> None:
             try:
                 await events.aclose()
             finally:
-                streams.release(*remotes)
+                streams.release(s)
 
         return SseResponse(
             _messages(runtime_id, wid, events), heartbeat_s=settings.heartbeat_s, on_close=close
@@ -481,21 +425,23 @@ class _StreamSlots:
         self.cap = cap
         self.open = 0
 
-    def acquire(self, *remotes: RemoteSource) -> None:
-        """One browser stream, fed by ``remotes`` (none for a stream of embedded sources)."""
+    def acquire(self, *sources: Source) -> None:
+        """One browser stream, fed by ``sources``; those with a ``stream_cap`` count it."""
         if self.open >= self.cap:
             raise _too_many_streams(self.cap)
-        for remote in remotes:
-            if remote.open_streams >= remote.max_streams:
-                raise _too_many_streams(remote.max_streams, per_runtime=True)
-        for remote in remotes:
-            remote.open_streams += 1
+        capped = [s for s in sources if s.stream_cap is not None]
+        for s in capped:
+            if s.stream_cap is not None and s.open_streams >= s.stream_cap:
+                raise _too_many_streams(s.stream_cap, per_runtime=True)
+        for s in capped:
+            s.open_streams += 1
         self.open += 1
 
-    def release(self, *remotes: RemoteSource) -> None:
+    def release(self, *sources: Source) -> None:
         self.open -= 1
-        for remote in remotes:
-            remote.open_streams -= 1
+        for s in sources:
+            if s.stream_cap is not None:
+                s.open_streams -= 1
 
 
 def _too_many_streams(cap: int, per_runtime: bool = False) -> RuntimeUnavailable:
@@ -506,19 +452,7 @@ def _too_many_streams(cap: int, per_runtime: bool = False) -> RuntimeUnavailable
     )
 
 
-def _unavailable_row(runtime_id: str, reason: str) -> dict[str, Any]:
-    return {
-        "runtime_id": runtime_id,
-        "severity": "error",
-        "code": "runtime_unavailable",
-        "reason": reason,
-        "message": "this runtime is unavailable; its Workers are not listed",
-    }
-
-
-async def _messages(
-    runtime_id: str, worker_id: str, events: AsyncIterator[Event]
-) -> AsyncIterator[bytes]:
+async def _messages(runtime_id: str, worker_id: str, events: SourceEvents) -> AsyncIterator[bytes]:
     """The source's events, encoded with Backend cursors."""
     try:
         async for event in events:

@@ -1,4 +1,6 @@
-"""``yoi-workspace-server`` (and ``yoi up``): the Workspace Backend with its embedded Runtime.
+"""``yoi-workspace-server`` (and ``yoi up``): the Workspace Backend with its embedded Runtime,
+as a thin argparse wrapper around :class:`~.backend.Backend` (the flags and ``--config``, see
+:mod:`.config`, make its :class:`~.settings.BackendSettings`).
 
 The embedded Runtime (runtime_id ``backend-internal``) keeps its Workers in the fs store under
 ``<data-dir>/runtime``; the control plane is ``<data-dir>/backend.sqlite3``. Remote runtimes
@@ -16,19 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import socket
 import sys
-import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote
 
-import anyio
-
-from worker_runtime import Profiles, Runtime, WorkerRuntimeError
+from worker_runtime import Profiles, WorkerRuntimeError
 from worker_runtime.cli import (
     Bind,
     StartError,
@@ -43,15 +40,13 @@ from worker_runtime.cli import (
     serve_until_signalled,
     serving_limits,
 )
-from worker_runtime.models import is_valid_id
 from worker_runtime.secretfile import SecretFileError, write_secret
-from worker_runtime.store.fs import FsRuntimeStore
 
 from ._transport import ReplyLimits
-from .app import BackendSettings, create_backend_app
-from .registry import ControlPlane, RemoteLimits, RemoteRecord, RuntimeRegistry
-from .sessions import Sessions
-from .sources import EmbeddedSource, LocalSource
+from .backend import Backend
+from .config import Config, ConfigError, load_config, read_token
+from .registry import RemoteLimits
+from .settings import BackendSettings, LocalStore
 from .tokens import MIN_TOKEN_CHARS, TokenError, load_or_create_token
 from .trust import TrustSettings
 
@@ -66,10 +61,10 @@ __all__ = [
     "load_config",
     "main",
     "run",
+    "settings_of",
 ]
 
 DEFAULT_BIND = "127.0.0.1:8700"
-EMBEDDED_ID = "backend-internal"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -201,127 +196,26 @@ def remote_limits(args: argparse.Namespace) -> RemoteLimits:
     )
 
 
-def _read_token(path: Path | None, env: str | None, what: str) -> str | None:
-    if path is not None:
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise StartError(f"cannot read the {what} token file ({exc.strerror})") from None
-        if not token:
-            raise StartError(f"the {what} token file is empty")
-        return token
-    if env is not None:
-        token = os.environ.get(env, "").strip()
-        if not token:
-            raise StartError(f"the environment variable {env} is not set or empty")
-        return token
-    return None
-
-
-@dataclass(frozen=True)
-class LocalStore:
-    root: Path
-    display_name: str | None = None
-
-
-@dataclass
-class Config:
-    remotes: list[RemoteRecord] = field(default_factory=list)
-    local_stores: list[LocalStore] = field(default_factory=list)
-    allowed_hosts: list[str] = field(default_factory=list)
-    public_url: str | None = None
-
-
-def load_config(path: Path) -> Config:
-    """The remote runtimes and local store roots of a config file::
-
-    [[remote]]
-    runtime_id = "gpu-box"
-    display_name = "GPU box"          # optional
-    base_url = "http://10.0.0.5:38800"
-    token_file = "/etc/yoi/gpu-box.token"   # or token_env = "GPU_BOX_TOKEN"
-
-    [[local_store]]
-    root = "/srv/yoi/old-runtime"      # relative: to the config file's directory
-    display_name = "Old runtime"       # optional
-
-    allowed_hosts = ["yoi.example.com"]       # like --allowed-host (top-level keys go first)
-    public_url = "https://yoi.example.com"    # like --public-url
-    """
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise StartError(f"cannot read --config ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise StartError(f"--config is not valid TOML ({exc})") from None
-    unknown = set(data) - {"remote", "local_store", "allowed_hosts", "public_url"}
-    if unknown:
-        raise StartError(f"--config: unknown key {sorted(unknown)[0]!r}")
-    allowed = data.get("allowed_hosts", [])
-    if not isinstance(allowed, list) or not all(isinstance(h, str) and h for h in allowed):
-        raise StartError("--config: allowed_hosts must be a list of host names")
-    public_url = data.get("public_url")
-    if public_url is not None and not isinstance(public_url, str):
-        raise StartError("--config: public_url must be a string")
-    records = []
-    for i, entry in enumerate(data.get("remote", [])):
-        where = f"--config: remote #{i + 1}"
-        if not isinstance(entry, dict):
-            raise StartError(f"{where} must be a table")
-        extra = set(entry) - {"runtime_id", "display_name", "base_url", "token_file", "token_env"}
-        if extra:
-            raise StartError(f"{where}: unknown key {sorted(extra)[0]!r}")
-        runtime_id = entry.get("runtime_id")
-        if not isinstance(runtime_id, str) or not is_valid_id(runtime_id):
-            raise StartError(f"{where}: runtime_id is missing or not a valid id")
-        if runtime_id == EMBEDDED_ID:
-            raise StartError(f"{where}: runtime_id {EMBEDDED_ID!r} is the embedded runtime's")
-        base_url = entry.get("base_url")
-        if not isinstance(base_url, str):
-            raise StartError(f"{where}: base_url is missing")
-        token_file = entry.get("token_file")
-        token = _read_token(
-            Path(token_file) if isinstance(token_file, str) else None,
-            entry.get("token_env"),
-            f"remote {runtime_id}",
-        )
-        if token is None:
-            raise StartError(f"{where}: token_file or token_env is required")
-        records.append(
-            RemoteRecord(
-                runtime_id=runtime_id,
-                display_name=str(entry.get("display_name") or runtime_id),
-                base_url=base_url,
-                token=token,
-            )
-        )
-    stores = []
-    for i, entry in enumerate(data.get("local_store", [])):
-        where = f"--config: local_store #{i + 1}"
-        if not isinstance(entry, dict):
-            raise StartError(f"{where} must be a table")
-        extra = set(entry) - {"root", "display_name"}
-        if extra:
-            raise StartError(f"{where}: unknown key {sorted(extra)[0]!r}")
-        root, name = entry.get("root"), entry.get("display_name")
-        if not isinstance(root, str) or not root:
-            raise StartError(f"{where}: root is missing")
-        if name is not None and not isinstance(name, str):
-            raise StartError(f"{where}: display_name must be a string")
-        stores.append(LocalStore(path.parent / root, name))
-    return Config(records, stores, list(allowed), public_url)
-
-
-async def add_local_stores(registry: RuntimeRegistry, stores: list[LocalStore]) -> None:
-    """Show each local store root read-only; one that cannot be read is logged and skipped
-    (by its position in the list: its path stays out of the logs too)."""
-    for i, store in enumerate(stores):
-        try:
-            source = await LocalSource.open(store.root, store.display_name)
-        except WorkerRuntimeError as exc:
-            log.warning("local store #%d is not shown: %s", i + 1, exc.message)
-            continue
-        registry.add_local(source)
+def settings_of(args: argparse.Namespace, token: str, config: Config) -> BackendSettings:
+    """The :class:`BackendSettings` the flags and the config file ask for."""
+    bind: Bind = args.bind
+    local = config.local_stores + [LocalStore(root) for root in args.local_store]
+    return BackendSettings(
+        token=token,
+        max_streams=args.max_streams,
+        bound_host=bind.host,
+        allowed_hosts=tuple(config.allowed_hosts + args.allowed_host),
+        public_url=args.public_url or config.public_url,
+        session_idle_s=args.session_idle_s,
+        session_max_s=args.session_max_s,
+        failed_login_budget=args.failed_login_budget,
+        data_dir=args.data_dir,
+        profiles=Profiles.from_toml(args.profiles) if args.profiles else Profiles(),
+        runtime_limits=runtime_limits(args),
+        remote_limits=remote_limits(args),
+        remotes=tuple(config.remotes),
+        local_stores=tuple(local),
+    )
 
 
 async def run(
@@ -333,62 +227,21 @@ async def run(
 ) -> None:
     """Serve until SIGTERM/SIGINT; then close the embedded Runtime, end the remote sources'
     streams, and stop."""
-    profiles = Profiles.from_toml(args.profiles) if args.profiles else Profiles()
-    runtime = Runtime(
-        runtime_id=EMBEDDED_ID,
-        display_name="Backend (embedded)",
-        store=FsRuntimeStore(args.data_dir / "runtime"),
-        profiles=profiles,
-        limits=runtime_limits(args),
-    )
-    control = ControlPlane(args.data_dir / "backend.sqlite3")
+    settings = settings_of(args, token, config)
     try:
-        async with runtime, anyio.create_task_group() as tg:
-            registry = RuntimeRegistry(control, tg, limits=remote_limits(args))
-            registry.add_embedded(EmbeddedSource(runtime, "Backend (embedded)"))
-            for record in config.remotes:  # a repeated id is runtime_exists: exit 1
-                await registry.add_remote(record, persist=False)
-            await registry.load()  # then the remotes registered through the API
-            local = config.local_stores + [LocalStore(root) for root in args.local_store]
-            await add_local_stores(registry, local)  # last: live sources win
-            bind: Bind = args.bind
-            settings = BackendSettings(
-                token=token,
-                max_streams=args.max_streams,
-                bound_host=bind.host,
-                allowed_hosts=tuple(config.allowed_hosts + args.allowed_host),
-                public_url=args.public_url or config.public_url,
-                session_idle_s=args.session_idle_s,
-                session_max_s=args.session_max_s,
-                failed_login_budget=args.failed_login_budget,
-            )
-            sessions = Sessions(
-                control.db, idle_s=settings.session_idle_s, max_s=settings.session_max_s
-            )
-            if sessions.bind_token(token):
-                log.warning("the browser token changed: every browser session was ended")
-            app = create_backend_app(registry, settings, sessions)
-
-            async def shut_down() -> None:
-                await runtime.close()
-                registry.end_streams()
-
-            url = bind.url(sock.getsockname()[1])
+        async with Backend(settings) as backend:
+            url = args.bind.url(sock.getsockname()[1])
             await serve_until_signalled(
-                app,
+                backend.app,
                 sock,
-                on_signal=shut_down,
+                on_signal=backend.shut_down,
                 announce=f"yoi workspace backend listening on {url}\n"
                 f"open the console: {console_link(settings.public_url or url, token)}\n"
                 f"{where}",
                 limits=serving_limits(args),
             )
-            await registry.aclose()
-            tg.cancel_scope.cancel()
     except WorkerRuntimeError as exc:
         raise StartError(exc.message) from None
-    finally:
-        control.close()
 
 
 def console_link(base_url: str, token: str) -> str:
@@ -398,7 +251,7 @@ def console_link(base_url: str, token: str) -> str:
 
 def browser_token(args: argparse.Namespace) -> tuple[str, str]:
     """The browser token and a line saying where it is (a path or an env var's name)."""
-    configured = _read_token(args.token_file, args.token_env, "browser")
+    configured = read_token(args.token_file, args.token_env, "browser")
     if configured is not None:
         if len(configured) < MIN_TOKEN_CHARS:
             raise StartError(f"the browser token must be at least {MIN_TOKEN_CHARS} characters")
@@ -422,6 +275,13 @@ def serve(args: argparse.Namespace, prog: str) -> int:
     configure_logging(args.log_level)
     try:
         config = load_config(args.config) if args.config else Config()
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except StartError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    try:
         if args.profiles is not None:
             Profiles.from_toml(args.profiles)
         _check_trust_settings(args, config)

@@ -29,7 +29,7 @@ from worker_runtime.models import require_id
 
 from ._transport import ReplyLimits
 from .remote_urls import check_base_url, check_resolved
-from .sources import EmbeddedSource, LocalSource, RemoteSource, Source
+from .sources import RemoteSource, Source
 
 log = logging.getLogger("yoi_workspace_server.registry")
 
@@ -87,11 +87,15 @@ class ControlPlane:
     """The Backend's SQLite database (``<data-dir>/backend.sqlite3``, mode 0600: it holds the
     remote runtimes' tokens)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
-        path.chmod(0o600)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    def __init__(self, path: Path | None) -> None:
+        """``path`` ``None``: an in-memory database (a Backend without a data directory)."""
+        if path is None:
+            self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600, exist_ok=True)
+            path.chmod(0o600)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -162,14 +166,14 @@ class RuntimeRegistry:
         self.limits = limits or RemoteLimits()
         self._sources: dict[str, Source] = {}
         self._pollers: dict[str, anyio.CancelScope] = {}
-        self._shadowed: dict[str, LocalSource] = {}  # local projections a live source serves
+        self._shadowed: dict[str, Source] = {}  # projections a live source serves
 
-    def add_embedded(self, source: EmbeddedSource) -> None:
+    def add_embedded(self, source: Source) -> None:
         self._sources[source.runtime_id] = source
 
-    def add_local(self, source: LocalSource) -> bool:
-        """Register a local store projection, unless a source already serves its runtime_id
-        (then it is not shown: ``False``)."""
+    def add_local(self, source: Source) -> bool:
+        """Register a projection of a store (a source that is not ``live``), unless a source
+        already serves its runtime_id (then it is not shown: ``False``)."""
         if source.runtime_id in self._sources:
             log.warning(
                 "local store of runtime %s is not shown: a source with that id is registered",
@@ -206,7 +210,7 @@ class RuntimeRegistry:
         else:
             check_base_url(record.base_url)
         existing = self._sources.get(record.runtime_id)
-        if existing is not None and not isinstance(existing, LocalSource):
+        if existing is not None and existing.live:
             raise RuntimeExists(
                 "a runtime with that id is already registered",
                 details={"runtime_id": record.runtime_id},
@@ -232,7 +236,7 @@ class RuntimeRegistry:
         )
         if persist:
             self._control.add_remote(record)
-        if isinstance(existing, LocalSource):
+        if existing is not None:  # a projection, which comes back when the remote goes
             self._shadowed[record.runtime_id] = existing
         self._sources[record.runtime_id] = source
         scope = anyio.CancelScope()
@@ -261,7 +265,7 @@ class RuntimeRegistry:
 
     async def remove(self, runtime_id: str) -> None:
         source = self.get(runtime_id)
-        if not isinstance(source, RemoteSource):
+        if not source.removable:
             raise UnsupportedOperation(
                 f"a {source.kind} runtime cannot be removed", details={"runtime_id": runtime_id}
             )
@@ -296,8 +300,7 @@ class RuntimeRegistry:
         """End the remote sources' open streams (the embedded Runtime ends its own when it
         closes)."""
         for source in self._sources.values():
-            if isinstance(source, RemoteSource):
-                source.end_streams()
+            source.end_streams()
 
     async def aclose(self) -> None:
         for scope in self._pollers.values():
