@@ -189,6 +189,7 @@ class Worker:
             "transcript_len": self.transcript_len,
             "last_cursor": self.last_cursor,
             "created_at": self.created_at,
+            "last_activity_at": self.last_activity_at,
         }
 
     def summary(self, runtime_id: str) -> WorkerSummary:

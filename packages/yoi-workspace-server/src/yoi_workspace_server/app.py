@@ -318,6 +318,15 @@ def create_backend_app(
         profiles = await source(runtime_id).list_profiles()
         return _json({"profiles": [_dump(p) for p in profiles]})
 
+    @app.get("/api/runtimes/{runtime_id}/diagnostics")
+    async def runtime_diagnostics(
+        runtime_id: str, limit: Annotated[int | None, Query(ge=1)] = None
+    ) -> Response:
+        """The Runtime's own newest diagnostics, oldest first, each with its ``worker_id``
+        (``None``: the runtime's); ``limit`` is capped by the Runtime's ``max_diagnostics``."""
+        diagnostics = await source(runtime_id).diagnostics(limit=limit)
+        return _json({"diagnostics": [_dump(d) for d in diagnostics]})
+
     @app.get("/api/events")
     async def all_events(
         runtime_id: Annotated[str | None, Query(max_length=120)] = None,

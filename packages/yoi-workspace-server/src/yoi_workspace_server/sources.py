@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from worker_runtime import (
     CancelAck,
     CreateWorkerRequest,
+    Diagnostic,
     Event,
     InputAck,
     InputRequest,
@@ -145,6 +146,11 @@ class Source(Protocol):
 
     async def list_profiles(self) -> list[ProfileEntry]: ...
 
+    async def diagnostics(self, *, limit: int | None = None) -> list[Diagnostic]:
+        """The Runtime's own newest diagnostics, oldest first (each with its ``worker_id``,
+        or ``None`` for the runtime's)."""
+        ...
+
     async def open_events(
         self, worker_id: str | None, cursor: str | None
     ) -> AsyncGenerator[Event, None]:
@@ -227,6 +233,9 @@ class EmbeddedSource:
 
     async def list_profiles(self) -> list[ProfileEntry]:
         return await self.runtime.list_profiles()
+
+    async def diagnostics(self, *, limit: int | None = None) -> list[Diagnostic]:
+        return await self.runtime.diagnostics(limit)
 
     async def open_events(
         self, worker_id: str | None, cursor: str | None
@@ -455,6 +464,9 @@ class RemoteSource:
 
     async def list_profiles(self) -> list[ProfileEntry]:
         return await self._call(self._client.list_profiles)
+
+    async def diagnostics(self, *, limit: int | None = None) -> list[Diagnostic]:
+        return await self._call(lambda: self._client.diagnostics(limit))
 
     async def open_events(
         self, worker_id: str | None, cursor: str | None
@@ -696,6 +708,10 @@ class LocalSource:
 
     async def list_profiles(self) -> list[ProfileEntry]:
         raise self._unsupported("listing profiles")
+
+    async def diagnostics(self, *, limit: int | None = None) -> list[Diagnostic]:
+        # A Runtime's diagnostics live in its process, not in its store.
+        raise self._unsupported("reading a Runtime's diagnostics")
 
     async def open_events(
         self, worker_id: str | None, cursor: str | None

@@ -293,6 +293,7 @@ class FsStoreReader:
             "transcript_len": state.transcript_len,
             "last_cursor": state.last_cursor or self.head_cursor,
             "created_at": w.created_at,
+            "last_activity_at": state.last_activity_at or w.created_at,
         }
 
     def counts(self) -> RuntimeCounts:
