@@ -21,6 +21,7 @@ export class TabStream {
   constructor() {
     this.source = null;
     this.state = 'reconnecting';
+    this.reason = ''; // why the last resync happened (a stream notice's code)
     this.listeners = new Set();
     this.seen = new Set();
     this.seenOrder = [];
@@ -30,13 +31,13 @@ export class TabStream {
 
   onState(fn) {
     this.listeners.add(fn);
-    fn(this.state);
+    fn(this.state, this.reason);
   }
 
   setState(state) {
     if (state === this.state) return;
     this.state = state;
-    for (const fn of this.listeners) fn(state);
+    for (const fn of this.listeners) fn(state, this.reason);
   }
 
   /** view: {params: {runtime_id?, worker_id?, kinds?}, cursor?, onEvent(event), onResync(why)} */
@@ -107,6 +108,7 @@ export class TabStream {
     const view = this.view;
     if (this.source) this.source.close();
     this.source = null;
+    this.reason = why;
     this.setState('resync');
     if (view && view.onResync) {
       clearTimeout(this.retryTimer);
