@@ -8,7 +8,7 @@
 
 import { get, post, errorText } from '../api.js';
 import {
-  h, clear, fill, onFrame, formatTime, randomKey, BlockText, textNodes,
+  h, clear, fill, formatTime, randomKey, BlockText, textNodes,
 } from '../dom.js';
 import { tabStream } from '../stream.js';
 
@@ -141,11 +141,13 @@ export class WorkerView extends HTMLElement {
         items.push(...page.items);
       }
       if (items.length > 0) start = items[0].sequence - 1;
-      const detail = (await get(this.base())).worker;
-      // The diagnostics the Runtime holds (those that arrived before this view opened); a
-      // source that has none to give (a read-only store) shows the live ones only.
-      const stored = await get(`/api/runtimes/${encodeURIComponent(this.runtimeId)}` +
+      // The diagnostics the Runtime holds, read after the page's cursor (one that comes in
+      // between is shown once); a source that has none to give (a read-only store) shows the
+      // live ones only. Read alongside the detail.
+      const storedRead = get(`/api/runtimes/${encodeURIComponent(this.runtimeId)}` +
         `/diagnostics?limit=${DIAGNOSTICS}`).then((body) => body.diagnostics, () => []);
+      const detail = (await get(this.base())).worker;
+      const stored = await storedRead;
       const runtime = await runtimeRead;
       if (generation !== this.generation) return;
       this.error.textContent = '';
@@ -170,7 +172,8 @@ export class WorkerView extends HTMLElement {
       tabStream.open({
         params: { runtime_id: this.runtimeId, worker_id: this.workerId },
         cursor,
-        onEvent: (event) => this.queueEvent(event),
+        onEvent: (event) => this.pending.push(event),
+        onBatch: () => this.applyPending(),
         onResync: () => this.reload(),
       });
     } catch (error) {
@@ -338,13 +341,10 @@ export class WorkerView extends HTMLElement {
 
   // -- events ---------------------------------------------------------------------------
 
-  queueEvent(event) {
-    this.pending.push(event);
-    if (this.pending.length === 1) onFrame(() => this.applyPending());
-  }
-
+  /** The events the stream delivered this frame (it calls this at most once a frame). */
   applyPending() {
     const events = this.pending;
+    if (events.length === 0) return;
     this.pending = [];
     const follow = this.nearEnd();
     let delta = '';
