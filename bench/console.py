@@ -309,7 +309,9 @@ def run(url: str, http: httpx.Client, args: argparse.Namespace) -> list[Row]:
         bare_longest = max([0.0, *(float(d) for _, d, *_ in bare_tasks)])
         if os.environ.get("BENCH_DEBUG"):
             print("visibility", console.evaluate("document.visibilityState"), file=sys.stderr)
-            print("tasks", [(round(t - posted), round(d), *n) for t, d, *n in tasks], file=sys.stderr)
+            print(
+                "tasks", [(round(t - posted), round(d), *n) for t, d, *n in tasks], file=sys.stderr
+            )
         rows.append(
             Row(
                 f"{args.deltas:,}-delta turn: rendered deltas/s (console)",

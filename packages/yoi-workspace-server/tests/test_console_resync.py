@@ -166,7 +166,8 @@ def test_an_expired_cursor_resyncs_visibly_and_renders_the_transcript(
             backend = start_backend(tmp_path / "backend", backend_port)
 
             states = resynced(page)
-            assert states[0] == "live" and "reconnecting" in states
+            assert states[0] == "live"
+            assert "reconnecting" in states
             assert reason(page) == "cursor_expired"
             transcript = backend.transcript(worker_id, runtime_id=RUNTIME)
             assert len(transcript) == 8

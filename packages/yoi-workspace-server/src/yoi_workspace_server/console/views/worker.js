@@ -276,6 +276,21 @@ export class WorkerView extends HTMLElement {
 
   scrollToEnd() {
     this.scroller.scrollTop = Number.MAX_SAFE_INTEGER; // clamped to the end
+    // Off-screen text blocks have an estimated height (content-visibility): as the blocks
+    // now on screen get their real one, the end moves. Follow it for a few frames, unless
+    // the reader scrolls away meanwhile.
+    this.settleFrames = 3;
+    if (this.settling) return;
+    this.settling = true;
+    const again = () => {
+      if (this.atEnd === false || this.settleFrames-- <= 0) {
+        this.settling = false;
+        return;
+      }
+      this.scroller.scrollTop = Number.MAX_SAFE_INTEGER;
+      requestAnimationFrame(again);
+    };
+    requestAnimationFrame(again);
   }
 
   startLive(turnId) {
