@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +155,7 @@ class Backend:
         return list(self.api("GET", path)["transcript"]["items"])
 
 
-def start_backend(data: Path, port: int | None = None) -> Backend:
+def start_backend(data: Path, port: int | None = None, extra: Sequence[str] = ()) -> Backend:
     data.mkdir(parents=True, exist_ok=True)
     (data / "profiles.toml").write_text(PROFILES)
     token_file = data / "browser.token"
@@ -165,7 +165,7 @@ def start_backend(data: Path, port: int | None = None) -> Backend:
     args = [
         sys.executable, "-c", "import sys; from yoi.cli import main; sys.exit(main())",
         "up", "--bind", f"127.0.0.1:{port}", "--data-dir", str(data / "backend"),
-        "--token-file", str(token_file), "--profiles", str(data / "profiles.toml"),
+        "--token-file", str(token_file), "--profiles", str(data / "profiles.toml"), *extra,
     ]  # fmt: skip
     process = _start(args, "open the console:")
     link = process.lines[-1].split("open the console:", 1)[1].strip()
@@ -183,8 +183,10 @@ def stop_backend(backend: Backend) -> None:
 
 
 @contextmanager
-def backend_process(data: Path, port: int | None = None) -> Iterator[Backend]:
-    backend = start_backend(data, port)
+def backend_process(
+    data: Path, port: int | None = None, extra: Sequence[str] = ()
+) -> Iterator[Backend]:
+    backend = start_backend(data, port, extra)
     try:
         yield backend
     finally:
@@ -192,19 +194,31 @@ def backend_process(data: Path, port: int | None = None) -> Iterator[Backend]:
 
 
 @contextmanager
-def runtime_process(data: Path, runtime_id: str, port: int) -> Iterator[Process]:
-    """A ``yoi-runtime`` with an fs store and the test profiles."""
+def runtime_process(
+    data: Path,
+    runtime_id: str,
+    port: int,
+    *,
+    store: str = "fs",
+    profiles: bool = True,
+    extra: Sequence[str] = (),
+) -> Iterator[Process]:
+    """A ``yoi-runtime`` with an fs store (or ``store``) and the test profiles (without
+    ``profiles``: none, so its default is the builtin echo and it says so in a diagnostic)."""
     data.mkdir(parents=True, exist_ok=True)
-    (data / "profiles.toml").write_text(PROFILES)
     token_file = data / "runtime.token"
     token_file.write_text(REMOTE_TOKEN)
     token_file.chmod(0o600)
     args = [
         sys.executable, "-m", "worker_runtime.cli", "--runtime-id", runtime_id,
-        "--bind", f"127.0.0.1:{port}", "--store", "fs", "--data-dir", str(data / "store"),
-        "--token-file", str(token_file), "--profiles", str(data / "profiles.toml"),
-        "--shutdown-grace-s", "0.2",
+        "--bind", f"127.0.0.1:{port}", "--store", store,
+        "--token-file", str(token_file), "--shutdown-grace-s", "0.2", *extra,
     ]  # fmt: skip
+    if store == "fs":
+        args += ["--data-dir", str(data / "store")]
+    if profiles:
+        (data / "profiles.toml").write_text(PROFILES)
+        args += ["--profiles", str(data / "profiles.toml")]
     process = _start(args, "listening on")
     try:
         yield process

@@ -241,6 +241,8 @@ class WorkerSummary(_Response):
     transcript_len: int
     last_cursor: str
     created_at: str
+    #: The ``at`` of the Worker's newest event (its ``created_at`` before it has one).
+    last_activity_at: str
 
 
 class WorkerDetail(WorkerSummary):

@@ -282,4 +282,5 @@ def _summary_fields(
         "transcript_len": state.transcript_len,
         "last_cursor": state.last_cursor or head_cursor,
         "created_at": created_at,
+        "last_activity_at": state.last_activity_at or created_at,
     }

@@ -59,6 +59,7 @@ from .registry import RemoteRecord, RuntimeRegistry
 from .responses import (
     AllWorkers,
     CancelAckBody,
+    Diagnostics,
     Health,
     InputAckBody,
     Profiles,
@@ -258,6 +259,15 @@ def create_backend_app(
         """The profiles a Worker of this runtime may be created on; never a credential."""
         profiles = await source(runtime_id).api.list_profiles()
         return json_response(Profiles(profiles=profiles))
+
+    @app.get("/api/runtimes/{runtime_id}/diagnostics")
+    async def runtime_diagnostics(
+        runtime_id: str, limit: Annotated[int | None, Query(ge=1)] = None
+    ) -> Response:
+        """The Runtime's own newest diagnostics, oldest first, each with its ``worker_id``
+        (``None``: the runtime's); ``limit`` is capped by the Runtime's ``max_diagnostics``."""
+        diagnostics = await source(runtime_id).api.diagnostics(limit=limit)
+        return json_response(Diagnostics(diagnostics=diagnostics))
 
     @app.get("/api/events")
     async def all_events(

@@ -10,7 +10,7 @@ from typing import Literal
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from worker_runtime import ProfileEntry
+from worker_runtime import Diagnostic, ProfileEntry
 
 from ._stream import utf8
 from .cursors import (
@@ -58,6 +58,10 @@ class Removed(BaseModel):
 
 class Profiles(BaseModel):
     profiles: list[ProfileEntry]
+
+
+class Diagnostics(BaseModel):
+    diagnostics: list[Diagnostic]
 
 
 class UnavailableRow(BaseModel):

@@ -46,9 +46,11 @@ class YoiApp extends HTMLElement {
           onclick: () => this.signOut() }, 'Sign out')),
       this.main, this.signin,
     );
-    tabStream.onState((state) => {
+    tabStream.onState((state, reason) => {
       this.connection.dataset.state = state;
-      this.connection.textContent = STATE_TEXT[state] || state;
+      const resync = state === 'resync' && reason;
+      if (resync) this.connection.dataset.reason = reason;
+      this.connection.textContent = (STATE_TEXT[state] || state) + (resync ? ` (${reason})` : '');
     });
     this.addEventListener('click', (event) => this.onClick(event));
     window.addEventListener('popstate', () => this.route());

@@ -93,3 +93,66 @@ export function fill(node, ...children) {
   node.replaceChildren();
   return append(node, children);
 }
+
+// Long text is laid out in blocks of at most BLOCK_CHARS, each its own block box with
+// `contain: content` and `content-visibility: auto` (style.css, `.block`): the browser lays
+// out only the blocks on screen, and appending to the last block never lays out the others
+// again. A block ends after a newline when it can, else after a space, so that the text reads
+// as it would in one piece; the blocks' text, in order, is the text.
+export const BLOCK_CHARS = 2048;
+
+function cutAt(text, room) {
+  if (text.length <= room) return text.length;
+  const head = text.slice(0, room);
+  const newline = head.lastIndexOf('\n');
+  if (newline >= room / 4) return newline + 1;
+  const space = Math.max(head.lastIndexOf(' '), head.lastIndexOf('\t'));
+  if (space >= room / 4) return space + 1;
+  return -1; // no good place in this block
+}
+
+/** Text that grows at its end (the live reply), appended in O(appended text). */
+export class BlockText {
+  constructor(container) {
+    this.container = container;
+    this.chunks = [];
+    this.tail = null; // the Text node of the last block
+    this.tailChars = 0;
+  }
+
+  append(text) {
+    if (!text) return;
+    this.chunks.push(text);
+    while (text) {
+      if (this.tail === null) {
+        this.tail = document.createTextNode('');
+        this.tailChars = 0;
+        this.container.append(h('div', { class: 'block' }, this.tail));
+      }
+      const room = BLOCK_CHARS - this.tailChars;
+      let cut = cutAt(text, room);
+      if (cut < 0) cut = this.tailChars > BLOCK_CHARS / 2 ? 0 : room;
+      if (cut > 0) {
+        this.tail.appendData(cut === text.length ? text : text.slice(0, cut));
+        this.tailChars += cut;
+      }
+      if (cut === text.length) break;
+      text = text.slice(cut);
+      this.tail = null; // this block is finished: it is never touched again
+    }
+  }
+
+  /** The whole text (joined once, when asked). */
+  get text() {
+    if (this.chunks.length > 1) this.chunks = [this.chunks.join('')];
+    return this.chunks[0] || '';
+  }
+}
+
+/** A text's nodes: the text itself when short, else its blocks. */
+export function textNodes(text) {
+  if (text.length <= BLOCK_CHARS) return [text];
+  const holder = document.createDocumentFragment();
+  new BlockText(holder).append(text);
+  return [holder];
+}

@@ -9,6 +9,8 @@
 //   resync        the stream cannot resume (cursor_expired, resync_required, a refused
 //                 reconnect): the view re-reads what it shows and opens again from there
 
+import { onFrame } from './dom.js';
+
 const KINDS = [
   'runtime_started', 'worker_created', 'input_accepted', 'input_discarded', 'turn_started',
   'output_delta', 'message_completed', 'turn_completed', 'turn_failed', 'turn_cancelled',
@@ -16,30 +18,39 @@ const KINDS = [
 ];
 const RESYNC_CODES = new Set(['resync_required', 'cursor_expired', 'cursor_unknown']);
 const SEEN_MAX = 20000;
+// A browser dispatches every message of a network chunk in one task; the handler only queues
+// the message's text (O(1) per message). The queue is drained once per animation frame (the
+// first message after an idle frame at once), for at most DRAIN_MS a frame: parsing, dedup
+// and the view's work never make one long task, however many messages arrive together.
+const DRAIN_MS = 8;
 
 export class TabStream {
   constructor() {
     this.source = null;
     this.state = 'reconnecting';
+    this.reason = ''; // why the last resync happened (a stream notice's code)
     this.listeners = new Set();
     this.seen = new Set();
     this.seenOrder = [];
     this.view = null;
     this.retryTimer = null;
+    this.queue = []; // [source, data] pairs, in arrival order
+    this.head = 0; // the next one to drain
   }
 
   onState(fn) {
     this.listeners.add(fn);
-    fn(this.state);
+    fn(this.state, this.reason);
   }
 
   setState(state) {
     if (state === this.state) return;
     this.state = state;
-    for (const fn of this.listeners) fn(state);
+    for (const fn of this.listeners) fn(state, this.reason);
   }
 
-  /** view: {params: {runtime_id?, worker_id?, kinds?}, cursor?, onEvent(event), onResync(why)} */
+  /** view: {params: {runtime_id?, worker_id?, kinds?}, cursor?, onEvent(event), onBatch()?,
+   * onResync(why)}; onBatch is called after the events a frame delivered. */
   open(view) {
     this.close();
     this.view = view;
@@ -66,33 +77,60 @@ export class TabStream {
     };
     const handle = (message) => {
       if (this.source !== source) return;
-      let event;
-      try {
-        event = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      if (event.source_cursor) {
-        if (this.seen.has(event.source_cursor)) return; // delivered before a reconnect
-        this.remember(event.source_cursor);
-      }
-      if (this.state !== 'live' && event.cursor) this.setState('live');
-      if (event.kind === 'diagnostic' && !event.cursor) {
-        const code = event.data && event.data.code;
-        if (RESYNC_CODES.has(code)) {
-          this.resync(code);
-          return;
-        }
-        // One runtime's outage: the connection of a view of that runtime is not live; a
-        // view over every source stays live (the runtime's row shows the outage).
-        if ((code === 'runtime_unavailable' || code === 'runtime_shutdown')
-          && (view.params || {}).runtime_id) {
-          this.setState('reconnecting');
-        }
-      }
-      view.onEvent(event);
+      this.queue.push(source, message.data);
+      if (this.queue.length - this.head === 2) onFrame(this.drain);
     };
     for (const kind of KINDS) source.addEventListener(kind, handle);
+  }
+
+  drain = () => {
+    const queue = this.queue;
+    const until = performance.now() + DRAIN_MS;
+    let i = this.head;
+    let view = null;
+    for (; i < queue.length; i += 2) {
+      if (i > this.head && (i & 63) === 0 && performance.now() > until) break;
+      const source = queue[i];
+      if (source !== this.source) continue; // a closed connection's leftovers
+      view = this.view;
+      this.apply(view, queue[i + 1]);
+    }
+    if (i >= queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else {
+      this.head = i;
+      onFrame(this.drain); // the rest in the next frame
+    }
+    if (view && view.onBatch) view.onBatch();
+  };
+
+  apply(view, data) {
+    let event;
+    try {
+      event = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (event.source_cursor) {
+      if (this.seen.has(event.source_cursor)) return; // delivered before a reconnect
+      this.remember(event.source_cursor);
+    }
+    if (this.state !== 'live' && event.cursor) this.setState('live');
+    if (event.kind === 'diagnostic' && !event.cursor) {
+      const code = event.data && event.data.code;
+      if (RESYNC_CODES.has(code)) {
+        this.resync(code);
+        return;
+      }
+      // One runtime's outage: the connection of a view of that runtime is not live; a
+      // view over every source stays live (the runtime's row shows the outage).
+      if ((code === 'runtime_unavailable' || code === 'runtime_shutdown')
+        && (view.params || {}).runtime_id) {
+        this.setState('reconnecting');
+      }
+    }
+    view.onEvent(event);
   }
 
   remember(cursor) {
@@ -107,6 +145,7 @@ export class TabStream {
     const view = this.view;
     if (this.source) this.source.close();
     this.source = null;
+    this.reason = why;
     this.setState('resync');
     if (view && view.onResync) {
       clearTimeout(this.retryTimer);

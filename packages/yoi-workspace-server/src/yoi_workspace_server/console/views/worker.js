@@ -7,10 +7,13 @@
 // is settled only by the server's terminal event. A resync re-reads everything, visibly.
 
 import { get, post, errorText } from '../api.js';
-import { h, clear, fill, append, onFrame, formatTime, randomKey } from '../dom.js';
+import {
+  h, clear, fill, formatTime, randomKey, BlockText, textNodes,
+} from '../dom.js';
 import { tabStream } from '../stream.js';
 
 const PAGE = 100;
+const DIAGNOSTICS = 50;
 const TERMINAL = new Set(['turn_completed', 'turn_failed', 'turn_cancelled', 'turn_interrupted']);
 const OUTCOME_TEXT = {
   turn_failed: 'Turn failed', turn_cancelled: 'Turn cancelled', turn_interrupted: 'Turn interrupted',
@@ -23,6 +26,7 @@ export class WorkerView extends HTMLElement {
     this.workerId = workerId;
     this.generation = 0;
     this.pending = [];
+    this.unclaimed = new Set();
   }
 
   connectedCallback() {
@@ -137,7 +141,13 @@ export class WorkerView extends HTMLElement {
         items.push(...page.items);
       }
       if (items.length > 0) start = items[0].sequence - 1;
+      // The diagnostics the Runtime holds, read after the page's cursor (one that comes in
+      // between is shown once); a source that has none to give (a read-only store) shows the
+      // live ones only. Read alongside the detail.
+      const storedRead = get(`/api/runtimes/${encodeURIComponent(this.runtimeId)}` +
+        `/diagnostics?limit=${DIAGNOSTICS}`).then((body) => body.diagnostics, () => []);
       const detail = (await get(this.base())).worker;
+      const stored = await storedRead;
       const runtime = await runtimeRead;
       if (generation !== this.generation) return;
       this.error.textContent = '';
@@ -151,6 +161,7 @@ export class WorkerView extends HTMLElement {
       this.earlier.hidden = start <= 0;
       this.applyDetail(detail);
       this.setStatus(detail.status);
+      this.showDiagnostics(stored);
       let cursor = page.cursor;
       if (detail.active_turn_id) {
         const opener = items.find((i) => i.turn_id === detail.active_turn_id && i.role === 'user');
@@ -161,7 +172,8 @@ export class WorkerView extends HTMLElement {
       tabStream.open({
         params: { runtime_id: this.runtimeId, worker_id: this.workerId },
         cursor,
-        onEvent: (event) => this.queueEvent(event),
+        onEvent: (event) => this.pending.push(event),
+        onBatch: () => this.applyPending(),
         onResync: () => this.reload(),
       });
     } catch (error) {
@@ -219,7 +231,7 @@ export class WorkerView extends HTMLElement {
     h('div', { class: 'entry-head' }, h('span', { class: 'who' }, labels[item.role] || item.role),
       flags.map((f) => h('span', { class: 'flag' }, f)),
       h('time', { datetime: item.at || '' }, formatTime(item.at))),
-    h('div', { class: 'content' }, item.content));
+    h('div', { class: 'content' }, textNodes(item.content)));
   }
 
   addEntry(item) {
@@ -264,30 +276,48 @@ export class WorkerView extends HTMLElement {
 
   scrollToEnd() {
     this.scroller.scrollTop = Number.MAX_SAFE_INTEGER; // clamped to the end
+    // Off-screen text blocks have an estimated height (content-visibility): as the blocks
+    // now on screen get their real one, the end moves. Follow it for a few frames, unless
+    // the reader scrolls away meanwhile.
+    this.settleFrames = 3;
+    if (this.settling) return;
+    this.settling = true;
+    const again = () => {
+      if (this.atEnd === false || this.settleFrames-- <= 0) {
+        this.settling = false;
+        return;
+      }
+      this.scroller.scrollTop = Number.MAX_SAFE_INTEGER;
+      requestAnimationFrame(again);
+    };
+    requestAnimationFrame(again);
   }
 
   startLive(turnId) {
     if (this.live && this.live.turnId === turnId) return;
     this.endLive();
-    const text = document.createTextNode('');
+    const content = h('div', { class: 'content', 'data-testid': 'live-reply',
+      'data-turn-id': turnId });
     const node = h('li', { class: 'entry role-assistant live', 'aria-live': 'off' },
       h('div', { class: 'entry-head' }, h('span', { class: 'who' }, 'Assistant'),
         h('span', { class: 'flag' }, 'streaming')),
-      h('div', { class: 'content', 'data-testid': 'live-reply', 'data-turn-id': turnId }, text));
+      content);
     this.list.append(node);
-    this.live = { turnId, node, text };
+    this.live = { turnId, node, content, text: new BlockText(content) };
   }
 
+  /** The live reply becomes its transcript entry in place: its text, already laid out, is
+   * neither moved nor laid out again (only the entry's attributes and head change). */
   commitLive(item) {
-    const { node } = this.live;
+    const { node, content } = this.live;
     const entry = this.entryNode({ ...item, content: '' });
-    const content = node.querySelector('.content');
+    for (const name of node.getAttributeNames()) node.removeAttribute(name);
+    for (const { name, value } of entry.attributes) node.setAttribute(name, value);
+    node.replaceChild(entry.querySelector('.entry-head'), node.querySelector('.entry-head'));
     content.removeAttribute('data-testid');
     content.removeAttribute('data-turn-id');
-    entry.replaceChild(content, entry.querySelector('.content'));
-    node.replaceWith(entry);
     this.live = null;
-    this.entries.set(item.sequence, entry);
+    this.entries.set(item.sequence, node);
   }
 
   endLive() {
@@ -300,20 +330,41 @@ export class WorkerView extends HTMLElement {
       'data-outcome': kind }, text), this.live ? this.live.node : null);
   }
 
-  // -- events ---------------------------------------------------------------------------
+  // -- diagnostics ----------------------------------------------------------------------
 
-  queueEvent(event) {
-    this.pending.push(event);
-    if (this.pending.length === 1) onFrame(() => this.applyPending());
+  /** The stored diagnostics of this Worker and of its runtime (no worker_id), oldest first. */
+  showDiagnostics(stored) {
+    clear(this.diagnostics);
+    this.unclaimed = new Set();
+    for (const d of stored) {
+      if (d.worker_id !== null && d.worker_id !== this.workerId) continue;
+      this.unclaimed.add(`${d.code}\n${d.message}`);
+      this.addDiagnostic(d);
+    }
   }
 
+  addDiagnostic(d) {
+    this.diagnostics.append(h('li', {
+      class: `diagnostic severity-${d.severity}`, 'data-testid': 'diagnostic',
+      'data-code': d.code, 'data-scope': d.worker_id ? 'worker' : 'runtime',
+    }, h('strong', {}, d.code), ` ${d.message} `,
+    h('time', { class: 'muted', datetime: d.at || '' }, formatTime(d.at))));
+    while (this.diagnostics.childElementCount > DIAGNOSTICS) {
+      this.diagnostics.firstElementChild.remove();
+    }
+  }
+
+  // -- events ---------------------------------------------------------------------------
+
+  /** The events the stream delivered this frame (it calls this at most once a frame). */
   applyPending() {
     const events = this.pending;
+    if (events.length === 0) return;
     this.pending = [];
     const follow = this.nearEnd();
     let delta = '';
     const flush = () => {
-      if (delta && this.live) this.live.text.appendData(delta);
+      if (delta && this.live) this.live.text.append(delta);
       delta = '';
     };
     let refresh = false;
@@ -353,7 +404,7 @@ export class WorkerView extends HTMLElement {
           const item = { sequence: data.transcript_sequence, role: 'assistant',
             content: data.content, partial: data.partial, at: event.at, turn_id: event.turn_id };
           if (this.live && this.live.turnId === event.turn_id) {
-            streamed = this.live.text.data === data.content ? 'match' : 'mismatch';
+            streamed = this.live.text.text === data.content ? 'match' : 'mismatch';
             if (streamed === 'match' && !this.entries.has(item.sequence)) {
               // The live reply becomes the entry: its text is already laid out, and a long
               // reply is not laid out a second time.
@@ -379,10 +430,11 @@ export class WorkerView extends HTMLElement {
           break;
         case 'diagnostic':
           if (event.cursor) {
-            this.diagnostics.append(h('li', {
-              class: `diagnostic severity-${data.severity}`, 'data-testid': 'diagnostic',
-              'data-code': data.code,
-            }, h('strong', {}, data.code), ` ${data.message}`));
+            const key = `${data.code}\n${data.message}`;
+            // Already listed when it was read with the stored ones (it came after the
+            // transcript's cursor but before the diagnostics were read).
+            if (this.unclaimed.has(key)) this.unclaimed.delete(key);
+            else this.addDiagnostic({ ...data, worker_id: event.worker_id, at: event.at });
           }
           break;
         default:

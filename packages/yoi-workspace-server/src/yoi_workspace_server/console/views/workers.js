@@ -10,7 +10,7 @@ const WATCHED = 'worker_created,turn_started,turn_completed,turn_failed,turn_can
 
 export class WorkersView extends HTMLElement {
   connectedCallback() {
-    this.workers = new Map(); // `${runtime_id}\n${worker_id}` -> summary (+ last_activity)
+    this.workers = new Map(); // `${runtime_id}\n${worker_id}` -> summary
     this.runtimes = [];
     this.runtimeSelect = h('select', { id: 'filter-runtime', 'data-testid': 'filter-runtime' },
       h('option', { value: '' }, 'All runtimes'));
@@ -60,8 +60,11 @@ export class WorkersView extends HTMLElement {
       const next = new Map();
       for (const w of body.workers) {
         const key = `${w.runtime_id}\n${w.worker_id}`;
+        // The summary's last_activity_at (its newest event's at), unless a live event
+        // seen since is newer.
         const old = this.workers.get(key);
-        next.set(key, { ...w, last_activity: old ? old.last_activity : w.created_at });
+        const seen = old ? old.last_activity_at : '';
+        next.set(key, seen > w.last_activity_at ? { ...w, last_activity_at: seen } : w);
       }
       this.workers = next;
       this.error.textContent = '';
@@ -112,7 +115,7 @@ export class WorkersView extends HTMLElement {
       }
       return;
     }
-    w.last_activity = event.at;
+    if (event.cursor && event.at > w.last_activity_at) w.last_activity_at = event.at;
     if (event.kind === 'turn_started') {
       w.status = 'running';
       w.active_turn_id = event.turn_id;
@@ -137,7 +140,7 @@ export class WorkersView extends HTMLElement {
       if (text && !hay.includes(text)) continue;
       rows.push(w);
     }
-    rows.sort((a, b) => String(b.last_activity).localeCompare(String(a.last_activity)));
+    rows.sort((a, b) => String(b.last_activity_at).localeCompare(String(a.last_activity_at)));
     fill(this.list, rows.map((w) => h('li', {},
       h('a', {
         class: 'row worker-row', href: workerPath(w.runtime_id, w.worker_id),
@@ -148,7 +151,8 @@ export class WorkersView extends HTMLElement {
       h('span', { class: `status status-${w.status}` }, w.status),
       h('span', { class: 'meta' }, `runtime ${w.runtime_id}`),
       h('span', { class: 'meta' }, `profile ${w.profile}`),
-      h('span', { class: 'meta' }, `last activity ${formatTime(w.last_activity)}`)))));
+      h('span', { class: 'meta', 'data-testid': 'last-activity',
+        'data-at': w.last_activity_at }, `last activity ${formatTime(w.last_activity_at)}`)))));
     this.empty.textContent = rows.length ? '' :
       (this.workers.size ? 'No Worker matches the filters.' : 'No Workers yet.');
   }
