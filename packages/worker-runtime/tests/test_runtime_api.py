@@ -94,11 +94,16 @@ async def _wait_idle(api: RuntimeAPI, worker_id: str) -> None:
 
 
 async def test_summary_names_the_runtime_and_counts_its_workers(case: Case) -> None:
-    """summary() carries the Runtime's id and its Worker counts."""
+    """summary() carries the Runtime's id and its Worker counts; diagnostics() lists the
+    Runtime's own, which a read-only view of a store cannot have (unsupported_operation)."""
     summary = await case.api.summary()
     assert summary.runtime_id == RUNTIME_ID
     assert (summary.counts.workers, summary.counts.idle) == (2, 2)
-    assert isinstance(await case.api.diagnostics(limit=5), list)
+    if case.read_only:
+        with pytest.raises(UnsupportedOperation):
+            await case.api.diagnostics(limit=5)
+    else:
+        assert isinstance(await case.api.diagnostics(limit=5), list)
 
 
 async def test_workers_list_in_creation_order_with_paging_and_filters(case: Case) -> None:

@@ -132,7 +132,8 @@ class StoreView:
         )
 
     async def diagnostics(self, *, limit: int | None = None) -> list[Diagnostic]:
-        return []
+        # A Runtime's diagnostics live in its process, not in its store.
+        raise self._unsupported("reading a Runtime's diagnostics")
 
     async def list_profiles(self) -> list[ProfileEntry]:
         raise self._unsupported("listing profiles")
