@@ -38,8 +38,13 @@ class Failure(Exception):
         self.code, self.message, self.exit_code = code, message, exit_code
 
 
-def _connection(f: F) -> F:
-    """The options every API command takes; they land in ``ctx.obj``."""
+def _connection(f: F, *, caller_token: bool = True) -> F:
+    """The options every API command takes; they land in ``ctx.obj``.
+
+    ``caller_token=False`` leaves out ``--token-file``, for ``runtimes add``, whose own
+    ``--token-file`` is the remote Runtime's token; the caller's token is then given before
+    the subcommand (``yoi runtimes --token-file F add …``) or by ``YOI_TOKEN_FILE``.
+    """
 
     def store(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
         def callback(ctx: click.Context, _p: click.Parameter, value: Any) -> Any:
@@ -70,7 +75,7 @@ def _connection(f: F) -> F:
             metavar="FILE",
             expose_value=False,
             callback=store("token_file"),
-            help="the token file (env YOI_TOKEN_FILE)",
+            help="the token yoi itself sends (env YOI_TOKEN_FILE)",
         ),
         click.option(
             "--data-dir",
@@ -89,6 +94,8 @@ def _connection(f: F) -> F:
             help="JSON documents; streams as NDJSON",
         ),
     ]
+    if not caller_token:
+        del options[2]
     for option in reversed(options):
         f = option(f)
     return f
@@ -122,15 +129,14 @@ def _failure(exc: Exception, hint: str) -> Failure:
     return Failure(code, message, exit_code_of(code))
 
 
-def api_command(f: Callable[..., int | None]) -> Callable[..., int]:
+def api_command(f: Callable[..., int | None], *, caller_token: bool = True) -> Callable[..., int]:
     """Run ``f(api, …)``: typed errors become one line and their exit code."""
 
-    @_connection
     @functools.wraps(f)
     def wrapper(**kwargs: Any) -> int:
         return _run(f, **kwargs)
 
-    return wrapper
+    return _connection(wrapper, caller_token=caller_token)
 
 
 def _run(f: Callable[..., int | None], **kwargs: Any) -> int:
@@ -212,11 +218,14 @@ def resolve(api: Api, text: str) -> Ref:
     epilog=_EPILOG,
 )
 @click.version_option(package_name="yoi", message="yoi %(version)s")
+@_connection
 def cli() -> None:
     """yoi: long-lived LLM Workers, from the shell.
 
     Talks to the local `yoi up` by default (its data dir ./.yoi holds the URL and token);
     --backend URL picks another Backend, --runtime-url URL one yoi-runtime directly.
+    The connection options go before or after the command name; `runtimes add`'s own
+    --token-file is the remote Runtime's token.
     WORKER is RUNTIME/WORKER_ID, a unique worker_id prefix, or a unique name.
     """
 
@@ -263,18 +272,24 @@ def _reason(runtime: dict[str, Any]) -> str:
 @click.argument("runtime_id")
 @click.argument("url")
 @click.option(
+    "--token-file",
     "--runtime-token-file",
     "--remote-token-file",
     "remote_token",
     required=True,
     metavar="FILE",
     type=click.Path(dir_okay=False),
-    help="the remote yoi-runtime's token file (kept by the Backend)",
+    help="the remote yoi-runtime's token file (the Backend keeps the token)",
 )
 @click.option("--name", default=None, help="a display name")
-@api_command
+@functools.partial(api_command, caller_token=False)
 def runtimes_add(api: Api, runtime_id: str, url: str, remote_token: str, name: str | None) -> int:
-    """Register the yoi-runtime at URL as RUNTIME_ID on the Backend."""
+    """Register the yoi-runtime at URL as RUNTIME_ID on the Backend.
+
+    Here --token-file is the remote Runtime's token file. The token yoi itself uses to reach
+    the Backend goes before the subcommand (yoi runtimes --token-file F add …) or in
+    YOI_TOKEN_FILE; by default it is the local data dir's backend.token.
+    """
     from pathlib import Path
 
     from ._output import print_json
