@@ -360,7 +360,7 @@ def profiles(api: Api, runtime: str | None) -> int:
     """List the profiles a Worker may be created on."""
     from ._output import print_json, table
 
-    rows = api.profiles(runtime or api.default_runtime())
+    rows = api.runtime(runtime or api.default_runtime()).list_profiles()
     if _json():
         print_json({"profiles": rows})
         return 0
@@ -417,7 +417,7 @@ def new(
     rid = runtime or api.default_runtime()
     if text is not None and not text.strip():
         raise Failure("usage", "TEXT must not be blank", 2)
-    worker = api.create_worker(rid, body)
+    worker = api.runtime(rid).create_worker(body)
     ref = Ref(str(worker["runtime_id"]), str(worker["worker_id"]))
     if _json():
         if text is None:
@@ -445,14 +445,14 @@ def _send(api: Api, ref: Ref, text: str, *, queue: bool, cursor: str | None = No
     renderer.spinner.start("waiting for the first words")
     try:
         body = {"content": text, "on_busy": "enqueue" if queue else "reject"}
-        ack = api.send_input(ref, body)
+        ack = api.runtime(ref.runtime_id).send_input(ref.worker_id, body)
         if _json():
             print(_compact({"ack": ack}), flush=True)
         elif ack.get("queued"):
             renderer.note("queued behind the running turn")
         turn = ack.get("turn_id")
         state = StreamState(ack.get("cursor"))
-        for kind, event in api.events(ref, state):
+        for kind, event in api.follow(ref, state):
             if event.get("turn_id") not in (None, turn):
                 continue
             outcome = renderer.feed(kind, event)
@@ -503,7 +503,7 @@ def attach(api: Api, worker: str, from_start: bool, cursor: str | None) -> int:
     renderer = Renderer(as_json=_json(), echo_inputs=True)
     start = cursor
     if cursor is None:
-        detail = api.get_worker(ref)
+        detail = api.runtime(ref.runtime_id).get_worker(ref.worker_id)
         start = detail.get("last_cursor")
         first = None
         if detail.get("status") == "stopped" and not from_start:
@@ -513,7 +513,7 @@ def attach(api: Api, worker: str, from_start: bool, cursor: str | None) -> int:
             )
             return 0
         if from_start:
-            page = api.transcript(ref, 0, 1)
+            page = api.runtime(ref.runtime_id).read_transcript(ref.worker_id, start=0, limit=1)
             first = page["items"][0] if page["items"] else None
         elif detail.get("status") == "running":
             first = _running_input(api, ref, detail)
@@ -539,7 +539,7 @@ def attach(api: Api, worker: str, from_start: bool, cursor: str | None) -> int:
             )
     state = StreamState(start)
     try:
-        for kind, event in api.events(ref, state):
+        for kind, event in api.follow(ref, state):
             renderer.feed(kind, event)
             if kind == "worker_stopped":
                 return 0
@@ -552,7 +552,9 @@ def _running_input(api: Api, ref: Ref, detail: dict[str, Any]) -> dict[str, Any]
     """The transcript entry of the running turn's input."""
     total = int(detail.get("transcript_len") or 0)
     active = detail.get("active_turn_id")
-    page = api.transcript(ref, max(0, total - 20), 20)
+    page = api.runtime(ref.runtime_id).read_transcript(
+        ref.worker_id, start=max(0, total - 20), limit=20
+    )
     for item in reversed(page["items"]):
         if item.get("turn_id") == active and item.get("role") == "user":
             return dict(item)
@@ -566,7 +568,8 @@ def cancel(api: Api, worker: str) -> int:
     """Cancel WORKER's running turn (the Worker stays; queued input then runs)."""
     from ._output import print_json
 
-    ack = api.cancel(resolve(api, worker))
+    ref = resolve(api, worker)
+    ack = api.runtime(ref.runtime_id).cancel(ref.worker_id)
     if _json():
         print_json({"ack": ack})
     elif ack.get("cancelled_turn_id"):
@@ -583,7 +586,8 @@ def stop(api: Api, worker: str) -> int:
     """Stop WORKER for good (its running turn is cancelled, queued input discarded)."""
     from ._output import print_json
 
-    ack = api.stop(resolve(api, worker))
+    ref = resolve(api, worker)
+    ack = api.runtime(ref.runtime_id).stop_worker(ref.worker_id)
     if _json():
         print_json({"ack": ack})
     else:
@@ -607,21 +611,22 @@ def transcript(
     from ._output import print_json, transcript_lines
 
     ref = resolve(api, worker)
+    runtime = api.runtime(ref.runtime_id)
     if everything or start is not None:
         at: int | None = start or 0
         items: list[Any] = []
         page: dict[str, Any] = {}
         while at is not None:
-            page = api.transcript(ref, at, limit)
+            page = runtime.read_transcript(ref.worker_id, start=at, limit=limit)
             items.extend(page["items"])
             at = page.get("next_start") if everything else None
         page = {**page, "start": start or 0, "items": items}
         if everything:
             page["next_start"] = None
     else:
-        total = int(api.get_worker(ref).get("transcript_len") or 0)
+        total = int(runtime.get_worker(ref.worker_id).get("transcript_len") or 0)
         count = limit or 50
-        page = api.transcript(ref, max(0, total - count), count)
+        page = runtime.read_transcript(ref.worker_id, start=max(0, total - count), limit=count)
     if _json():
         print_json({"transcript": page})
         return 0
@@ -659,7 +664,7 @@ def chat(
         body: dict[str, Any] = {"name": name} if name else {}
         if profile:
             body["profile"] = _selector(profile)
-        w = api.create_worker(runtime or api.default_runtime(), body)
+        w = api.runtime(runtime or api.default_runtime()).create_worker(body)
         ref = Ref(str(w["runtime_id"]), str(w["worker_id"]))
     else:
         assert worker is not None
