@@ -164,3 +164,13 @@ def test_the_runtime_method_table_names_runtime_methods() -> None:
     assert named
     for method in named:
         assert inspect.isfunction(getattr(worker_runtime.Runtime, method, None)), method
+
+
+@needs_docs
+def test_the_docs_stand_alone() -> None:
+    """The README and every document under docs/ point to nothing outside the repository: no
+    `shared/` path and no SPEC section (the contract is docs/contract.md)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert not re.search(r"\.\./shared|/shared/|\bSPEC\b", text), page.relative_to(ROOT)
