@@ -191,3 +191,60 @@ def test_a_tty_gets_colour_and_no_color_gets_plain(served: tuple[Path, Server]) 
             assert ("\x1b[" in header) == (not no_color), header
         finally:
             pane.tmux("kill-server")
+
+
+CRAWL = '\n[profiles.crawl]\nprovider = "echo"\nchunk_delay_ms = 1500\n'
+SPINNER_LABEL = "waiting for the first words"
+
+
+def test_spinner_shows_until_the_first_delta_on_a_terminal_only(tmp_path: Path) -> None:
+    """On a terminal `yoi send` shows a spinner while the first delta is awaited and clears it
+    once text streams; with stdout redirected neither the file nor the screen gets a spinner
+    byte."""
+    b = backend(tmp_path)
+    with (tmp_path / "profiles.toml").open("a", encoding="utf-8") as f:
+        f.write(CRAWL)
+    b.start()
+    pane = Pane(f"yoi-test3-{os.getpid()}")
+    try:
+        yoi("new", "--profile", "crawl", "--name", "slowpoke", cwd=tmp_path)
+        yoi_cmd = f"env TERM=xterm-256color {shlex.quote(sys.executable)} -m yoi.cli"
+        command = f"{yoi_cmd} send slowpoke 'alpha beta gamma'; echo SEND-EXIT=$?; sleep 60"
+        pane.tmux(
+            "new-session", "-d", "-s", "chat", "-x", "100", "-y", "20", "-c", str(tmp_path),
+            command,
+        )  # fmt: skip
+        # Before the first delta (1.5 s away): the spinner, and no reply text yet.
+        waiting = pane.wait(lambda s: SPINNER_LABEL in s)
+        assert "alpha" not in waiting.replace("'alpha beta gamma'", "")
+        # Once the first word has streamed, the spinner line is gone while the turn goes on.
+        streaming = pane.wait(lambda s: "alpha" in s.replace("'alpha beta gamma'", ""))
+        assert "gamma" not in streaming.replace("'alpha beta gamma'", "")
+        assert SPINNER_LABEL not in streaming
+        done = pane.wait(lambda s: "SEND-EXIT=" in s)
+        assert "SEND-EXIT=0" in done
+        assert SPINNER_LABEL not in done
+        assert "alpha beta gamma" in done
+
+        pane.tmux("kill-server")
+        out = tmp_path / "out.txt"
+        command = (
+            f"{yoi_cmd} send slowpoke 'delta epsilon' > {shlex.quote(str(out))}; "
+            "echo SEND-EXIT=$?; sleep 60"
+        )
+        pane.tmux(
+            "new-session", "-d", "-s", "chat", "-x", "100", "-y", "20", "-c", str(tmp_path),
+            command,
+        )  # fmt: skip
+        screens = []
+        deadline = time.monotonic() + 30
+        while "SEND-EXIT=" not in (screens or [""])[-1] and time.monotonic() < deadline:
+            screens.append(pane.screen())
+            time.sleep(0.05)
+        assert "SEND-EXIT=0" in screens[-1]
+        assert len(screens) > 10  # the screen was watched all through the slow first delta
+        assert not [s for s in screens if SPINNER_LABEL in s]
+        assert out.read_bytes() == b"delta epsilon\n"
+    finally:
+        pane.tmux("kill-server")
+        b.stop()

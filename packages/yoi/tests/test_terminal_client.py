@@ -255,6 +255,51 @@ def test_runtimes_add_and_rm_manage_remotes(site: tuple[Path, Server, Server]) -
     assert no_file.returncode == 2
 
 
+def test_runtimes_add_takes_the_remote_token_as_token_file(
+    site: tuple[Path, Server, Server], tmp_path: Path
+) -> None:
+    """`runtimes add ID URL --token-file F` reads the remote Runtime's token from F, while the
+    caller's own token comes from a --token-file before the subcommand or YOI_TOKEN_FILE."""
+    root, b, r = site
+    remote = str(root / "remote" / "rt" / "runtime.token")
+    caller = str(root / ".yoi" / "backend.token")
+    assert yoi("runtimes", "add", "tf1", r.url, "--token-file", remote, cwd=root).returncode == 0
+    before = yoi(
+        "runtimes", "--backend", b.url, "--token-file", caller,
+        "add", "tf2", r.url, "--token-file", remote, "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert as_json(before)["runtime"]["runtime_id"] == "tf2"
+    env = clean_env(YOI_BACKEND_URL=b.url, YOI_TOKEN_FILE=caller)
+    by_env = yoi("runtimes", "add", "tf3", r.url, "--token-file", remote, cwd=tmp_path, env=env)
+    assert by_env.returncode == 0, by_env.stderr
+    top = yoi(
+        "--backend", b.url, "--token-file", caller,
+        "runtimes", "add", "tf4", r.url, "--runtime-token-file", remote, cwd=tmp_path,
+    )  # fmt: skip
+    assert top.returncode == 0, top.stderr
+    (tmp_path / "wrong").write_text("w" * 40)
+    # A wrong remote token is the remote's problem: the Backend registers the runtime and
+    # reports it unauthorized, and yoi's own request (with the caller's token) succeeds.
+    wrong = yoi("runtimes", "add", "tf5", r.url, "--token-file", str(tmp_path / "wrong"), cwd=root)
+    assert wrong.returncode == 0, wrong.stderr
+    # The remote is `gpu`, so the poller, once the remote accepted the token and answered its
+    # summary, reports `runtime_id_mismatch`; with the wrong token it reports the refusal.
+    deadline = time.monotonic() + 30
+    while True:
+        rows = as_json(yoi("runtimes", "--json", cwd=root))["runtimes"]
+        codes = {x["runtime_id"]: {d["code"] for d in x.get("diagnostics") or []} for x in rows}
+        checked = [codes[rid] for rid in ("tf1", "tf2", "tf3", "tf4", "tf5")]
+        if all(checked) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert checked == [{"remote.runtime_id_mismatch"}] * 4 + [{"remote.auth_failed"}], rows
+    missing = yoi("runtimes", "add", "tf6", r.url, cwd=root)
+    assert missing.returncode == 2
+    assert "--token-file" in missing.stderr
+    for rid in ("tf1", "tf2", "tf3", "tf4", "tf5"):
+        assert yoi("runtimes", "rm", rid, cwd=root).returncode == 0
+
+
 def test_unreachable_and_unauthorized(site: tuple[Path, Server, Server], tmp_path: Path) -> None:
     """Nothing listening exits 10 with one line saying how to start the Backend; a wrong or
     missing token exits 9; the environment variables pick the Backend and the token."""
@@ -305,8 +350,8 @@ def test_runtime_url_talks_to_one_runtime_directly(
     assert "direct" in yoi("workers", "--runtime", "gpu", cwd=root).stdout  # same Worker
     refused = yoi(
         "runtimes",
-        "add",
         *direct,
+        "add",
         "x",
         r.url,
         "--runtime-token-file",

@@ -15,12 +15,14 @@ are written for clients: they never contain a filesystem path, a traceback or a 
     ├── Unauthorized (PermissionError)         unauthorized           401
     ├── NotFound (LookupError)                 not_found              404
     │   ├── WorkerNotFound                     worker_not_found       404
+    │   ├── RuntimeNotFound                    runtime_not_found      404
     │   └── ProfileNotFound                    profile_not_found      404
     ├── MethodNotAllowed                       method_not_allowed     405
     ├── Conflict                               conflict               409
     │   ├── WorkerBusy                         worker_busy            409
     │   ├── WorkerStopped                      worker_stopped         409
     │   ├── LimitExceeded                      limit_exceeded         409
+    │   ├── RuntimeExists                      runtime_exists         409
     │   └── IdempotencyConflict                idempotency_conflict   409
     ├── CursorExpired (LookupError)            cursor_expired         410
     ├── PayloadTooLarge                        payload_too_large      413

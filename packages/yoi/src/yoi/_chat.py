@@ -39,6 +39,7 @@ class Chat:
     def __init__(self, api: Api, ref: Ref) -> None:
         self.api = api
         self.ref = ref
+        self.runtime = api.runtime(ref.runtime_id)
         self.running = False
         self.queued = 0
         self.stopped = False
@@ -47,7 +48,7 @@ class Chat:
 
     def _follow(self, state: StreamState, renderer: Renderer) -> None:
         try:
-            for kind, event in self.api.events(self.ref, state):
+            for kind, event in self.api.follow(self.ref, state):
                 with self._lock:
                     if kind == "turn_started":
                         self.running = True
@@ -116,7 +117,7 @@ class Chat:
         from prompt_toolkit.history import FileHistory
         from prompt_toolkit.patch_stdout import patch_stdout
 
-        detail = self.api.get_worker(self.ref)
+        detail = self.runtime.get_worker(self.ref.worker_id)
         self.running = detail.get("status") == "running"
         self.stopped = detail.get("status") == "stopped"
         path = history_path(self.ref)
@@ -163,7 +164,7 @@ class Chat:
                     warn(f"{exc.code}: {exc.message}")
 
     def _send(self, text: str) -> None:
-        ack = self.api.send_input(self.ref, {"content": text, "on_busy": "enqueue"})
+        ack = self.runtime.send_input(self.ref.worker_id, {"content": text, "on_busy": "enqueue"})
         if ack.get("queued"):
             with self._lock:
                 self.queued += 1
@@ -177,15 +178,17 @@ class Chat:
         """Run a slash command; True when the chat should end."""
         name = text.split()[0]
         if name == "/cancel":
-            ack = self.api.cancel(self.ref)
+            ack = self.runtime.cancel(self.ref.worker_id)
             warn("cancelling the turn" if ack.get("cancelled_turn_id") else "no turn is running")
         elif name == "/stop":
-            self.api.stop(self.ref)
+            self.runtime.stop_worker(self.ref.worker_id)
             warn(f"stopped {self.ref}")
             return True
         elif name == "/transcript":
-            total = int(self.api.get_worker(self.ref).get("transcript_len") or 0)
-            page = self.api.transcript(self.ref, max(0, total - 20), 20)
+            total = int(self.runtime.get_worker(self.ref.worker_id).get("transcript_len") or 0)
+            page = self.runtime.read_transcript(
+                self.ref.worker_id, start=max(0, total - 20), limit=20
+            )
             for line in transcript_lines(page["items"]):
                 print(line)
         elif name == "/help":

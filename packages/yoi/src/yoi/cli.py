@@ -38,8 +38,13 @@ class Failure(Exception):
         self.code, self.message, self.exit_code = code, message, exit_code
 
 
-def _connection(f: F) -> F:
-    """The options every API command takes; they land in ``ctx.obj``."""
+def _connection(f: F, *, caller_token: bool = True) -> F:
+    """The options every API command takes; they land in ``ctx.obj``.
+
+    ``caller_token=False`` leaves out ``--token-file``, for ``runtimes add``, whose own
+    ``--token-file`` is the remote Runtime's token; the caller's token is then given before
+    the subcommand (``yoi runtimes --token-file F add …``) or by ``YOI_TOKEN_FILE``.
+    """
 
     def store(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
         def callback(ctx: click.Context, _p: click.Parameter, value: Any) -> Any:
@@ -70,7 +75,7 @@ def _connection(f: F) -> F:
             metavar="FILE",
             expose_value=False,
             callback=store("token_file"),
-            help="the token file (env YOI_TOKEN_FILE)",
+            help="the token yoi itself sends (env YOI_TOKEN_FILE)",
         ),
         click.option(
             "--data-dir",
@@ -89,6 +94,8 @@ def _connection(f: F) -> F:
             help="JSON documents; streams as NDJSON",
         ),
     ]
+    if not caller_token:
+        del options[2]
     for option in reversed(options):
         f = option(f)
     return f
@@ -122,15 +129,14 @@ def _failure(exc: Exception, hint: str) -> Failure:
     return Failure(code, message, exit_code_of(code))
 
 
-def api_command(f: Callable[..., int | None]) -> Callable[..., int]:
+def api_command(f: Callable[..., int | None], *, caller_token: bool = True) -> Callable[..., int]:
     """Run ``f(api, …)``: typed errors become one line and their exit code."""
 
-    @_connection
     @functools.wraps(f)
     def wrapper(**kwargs: Any) -> int:
         return _run(f, **kwargs)
 
-    return wrapper
+    return _connection(wrapper, caller_token=caller_token)
 
 
 def _run(f: Callable[..., int | None], **kwargs: Any) -> int:
@@ -212,11 +218,14 @@ def resolve(api: Api, text: str) -> Ref:
     epilog=_EPILOG,
 )
 @click.version_option(package_name="yoi", message="yoi %(version)s")
+@_connection
 def cli() -> None:
     """yoi: long-lived LLM Workers, from the shell.
 
     Talks to the local `yoi up` by default (its data dir ./.yoi holds the URL and token);
     --backend URL picks another Backend, --runtime-url URL one yoi-runtime directly.
+    The connection options go before or after the command name; `runtimes add`'s own
+    --token-file is the remote Runtime's token.
     WORKER is RUNTIME/WORKER_ID, a unique worker_id prefix, or a unique name.
     """
 
@@ -263,18 +272,24 @@ def _reason(runtime: dict[str, Any]) -> str:
 @click.argument("runtime_id")
 @click.argument("url")
 @click.option(
+    "--token-file",
     "--runtime-token-file",
     "--remote-token-file",
     "remote_token",
     required=True,
     metavar="FILE",
     type=click.Path(dir_okay=False),
-    help="the remote yoi-runtime's token file (kept by the Backend)",
+    help="the remote yoi-runtime's token file (the Backend keeps the token)",
 )
 @click.option("--name", default=None, help="a display name")
-@api_command
+@functools.partial(api_command, caller_token=False)
 def runtimes_add(api: Api, runtime_id: str, url: str, remote_token: str, name: str | None) -> int:
-    """Register the yoi-runtime at URL as RUNTIME_ID on the Backend."""
+    """Register the yoi-runtime at URL as RUNTIME_ID on the Backend.
+
+    Here --token-file is the remote Runtime's token file. The token yoi itself uses to reach
+    the Backend goes before the subcommand (yoi runtimes --token-file F add …) or in
+    YOI_TOKEN_FILE; by default it is the local data dir's backend.token.
+    """
     from pathlib import Path
 
     from ._output import print_json
@@ -345,7 +360,7 @@ def profiles(api: Api, runtime: str | None) -> int:
     """List the profiles a Worker may be created on."""
     from ._output import print_json, table
 
-    rows = api.profiles(runtime or api.default_runtime())
+    rows = api.runtime(runtime or api.default_runtime()).list_profiles()
     if _json():
         print_json({"profiles": rows})
         return 0
@@ -402,7 +417,7 @@ def new(
     rid = runtime or api.default_runtime()
     if text is not None and not text.strip():
         raise Failure("usage", "TEXT must not be blank", 2)
-    worker = api.create_worker(rid, body)
+    worker = api.runtime(rid).create_worker(body)
     ref = Ref(str(worker["runtime_id"]), str(worker["worker_id"]))
     if _json():
         if text is None:
@@ -430,14 +445,14 @@ def _send(api: Api, ref: Ref, text: str, *, queue: bool, cursor: str | None = No
     renderer.spinner.start("waiting for the first words")
     try:
         body = {"content": text, "on_busy": "enqueue" if queue else "reject"}
-        ack = api.send_input(ref, body)
+        ack = api.runtime(ref.runtime_id).send_input(ref.worker_id, body)
         if _json():
             print(_compact({"ack": ack}), flush=True)
         elif ack.get("queued"):
             renderer.note("queued behind the running turn")
         turn = ack.get("turn_id")
         state = StreamState(ack.get("cursor"))
-        for kind, event in api.events(ref, state):
+        for kind, event in api.follow(ref, state):
             if event.get("turn_id") not in (None, turn):
                 continue
             outcome = renderer.feed(kind, event)
@@ -488,7 +503,7 @@ def attach(api: Api, worker: str, from_start: bool, cursor: str | None) -> int:
     renderer = Renderer(as_json=_json(), echo_inputs=True)
     start = cursor
     if cursor is None:
-        detail = api.get_worker(ref)
+        detail = api.runtime(ref.runtime_id).get_worker(ref.worker_id)
         start = detail.get("last_cursor")
         first = None
         if detail.get("status") == "stopped" and not from_start:
@@ -498,7 +513,7 @@ def attach(api: Api, worker: str, from_start: bool, cursor: str | None) -> int:
             )
             return 0
         if from_start:
-            page = api.transcript(ref, 0, 1)
+            page = api.runtime(ref.runtime_id).read_transcript(ref.worker_id, start=0, limit=1)
             first = page["items"][0] if page["items"] else None
         elif detail.get("status") == "running":
             first = _running_input(api, ref, detail)
@@ -524,7 +539,7 @@ def attach(api: Api, worker: str, from_start: bool, cursor: str | None) -> int:
             )
     state = StreamState(start)
     try:
-        for kind, event in api.events(ref, state):
+        for kind, event in api.follow(ref, state):
             renderer.feed(kind, event)
             if kind == "worker_stopped":
                 return 0
@@ -537,7 +552,9 @@ def _running_input(api: Api, ref: Ref, detail: dict[str, Any]) -> dict[str, Any]
     """The transcript entry of the running turn's input."""
     total = int(detail.get("transcript_len") or 0)
     active = detail.get("active_turn_id")
-    page = api.transcript(ref, max(0, total - 20), 20)
+    page = api.runtime(ref.runtime_id).read_transcript(
+        ref.worker_id, start=max(0, total - 20), limit=20
+    )
     for item in reversed(page["items"]):
         if item.get("turn_id") == active and item.get("role") == "user":
             return dict(item)
@@ -551,7 +568,8 @@ def cancel(api: Api, worker: str) -> int:
     """Cancel WORKER's running turn (the Worker stays; queued input then runs)."""
     from ._output import print_json
 
-    ack = api.cancel(resolve(api, worker))
+    ref = resolve(api, worker)
+    ack = api.runtime(ref.runtime_id).cancel(ref.worker_id)
     if _json():
         print_json({"ack": ack})
     elif ack.get("cancelled_turn_id"):
@@ -568,7 +586,8 @@ def stop(api: Api, worker: str) -> int:
     """Stop WORKER for good (its running turn is cancelled, queued input discarded)."""
     from ._output import print_json
 
-    ack = api.stop(resolve(api, worker))
+    ref = resolve(api, worker)
+    ack = api.runtime(ref.runtime_id).stop_worker(ref.worker_id)
     if _json():
         print_json({"ack": ack})
     else:
@@ -592,21 +611,22 @@ def transcript(
     from ._output import print_json, transcript_lines
 
     ref = resolve(api, worker)
+    runtime = api.runtime(ref.runtime_id)
     if everything or start is not None:
         at: int | None = start or 0
         items: list[Any] = []
         page: dict[str, Any] = {}
         while at is not None:
-            page = api.transcript(ref, at, limit)
+            page = runtime.read_transcript(ref.worker_id, start=at, limit=limit)
             items.extend(page["items"])
             at = page.get("next_start") if everything else None
         page = {**page, "start": start or 0, "items": items}
         if everything:
             page["next_start"] = None
     else:
-        total = int(api.get_worker(ref).get("transcript_len") or 0)
+        total = int(runtime.get_worker(ref.worker_id).get("transcript_len") or 0)
         count = limit or 50
-        page = api.transcript(ref, max(0, total - count), count)
+        page = runtime.read_transcript(ref.worker_id, start=max(0, total - count), limit=count)
     if _json():
         print_json({"transcript": page})
         return 0
@@ -644,7 +664,7 @@ def chat(
         body: dict[str, Any] = {"name": name} if name else {}
         if profile:
             body["profile"] = _selector(profile)
-        w = api.create_worker(runtime or api.default_runtime(), body)
+        w = api.runtime(runtime or api.default_runtime()).create_worker(body)
         ref = Ref(str(w["runtime_id"]), str(w["worker_id"]))
     else:
         assert worker is not None
