@@ -120,6 +120,12 @@ class Engine:
                 raise
 
         self._require_log().publish()
+        if self._store.durable:
+            try:
+                await self._store.maintain()  # after publication: readers never wait for it
+            except WorkerRuntimeError as exc:
+                self._store_failed(exc)
+                raise
 
     def _publish_flushed(self) -> None:
         """Publish streamed output once the OS has it (no fsync: it is not acknowledged)."""
