@@ -166,4 +166,4 @@ async def test_checkpoint_slices_are_written_off_the_loop(tmp_path: Path) -> Non
         store.failpoints.on("checkpoint.slice", None)
         assert hold.outcomes
         assert all(hold.outcomes)
-    assert any(tmp_path.glob("workers/*/state.json"))
+    assert [p async for p in anyio.Path(tmp_path).glob("workers/*/state.json")]
