@@ -19,6 +19,7 @@ Data goes to a temporary directory under ``--dir`` (default: bench/results/tmp),
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -35,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _report import Row, report
 
 from worker_runtime import Limits, Runtime, WorkerRef
+from worker_runtime.events import Event
 from worker_runtime.store.fs import FsRuntimeStore
 
 LINE = b'{"p":1,"c":"abcdefghijklmnop-1","k":"input_accepted","w":"wkr_0123456789abcdef0123",' + (
@@ -77,27 +80,54 @@ async def durable_acks(directory: Path, mode: str, writers: int, per_writer: int
 
 
 async def fill(root: Path, workers: int, events: int, hot_entries: int = 0) -> tuple[str, str]:
-    """Create ``workers`` Workers and about ``events`` events (system inputs spread over the
-    Workers, plus ``hot_entries`` on the first Worker). Returns (first worker id, head cursor)."""
+    """Create ``workers`` Workers (through a Runtime), then about ``events`` events appended
+    through the store's own append path in batches of 50,000 (with a checkpoint every 500,000
+    events, as a long-running Runtime makes them), so that 10M events take minutes, not an
+    hour. As in a real log, most events are streamed output (``output_delta``, spread over
+    the Workers); every tenth is a system input to the first Worker, until it holds
+    ``hot_entries`` transcript entries. Returns (first worker id, head cursor)."""
     store = FsRuntimeStore(root, fsync="never")
     async with Runtime(runtime_id="bench", store=store, limits=LIMITS) as rt:
-        refs = [(await rt.create_worker()).worker_ref for _ in range(workers)]
-        remaining = max(0, events - workers - hot_entries)
-
-        async def spread(offset: int, stride: int) -> None:
-            for i in range(offset, remaining, stride):
-                await rt.send_input(refs[i % workers], {"content": "x", "kind": "system"})
-
-        async def hot() -> None:
-            for _ in range(hot_entries):
-                await rt.send_input(refs[0], {"content": "hot entry", "kind": "system"})
-
-        async with anyio.create_task_group() as tg:
-            for offset in range(8):
-                tg.start_soon(spread, offset, 8)
-            tg.start_soon(hot)
-        head = (await rt.read_transcript(refs[0], limit=1)).cursor
-    return refs[0].worker_id, head
+        for _ in range(workers):
+            await rt.create_worker()
+    store = FsRuntimeStore(root, fsync="never")
+    opened = await store.open(runtime_id="bench", limits=LIMITS)
+    ids = [w.record.worker_id for w in opened.workers]
+    hot_id = ids[0]
+    sequence = opened.workers[0].state.transcript_len
+    position = opened.head
+    total = max(0, events - workers)
+    at = "2026-12-06T00:00:00.000000Z"
+    batch: list[Event] = []
+    since_checkpoint = 0
+    cursor = ""
+    for i in range(total):
+        position += 1
+        cursor = f"{opened.incarnation}-{position:x}"
+        if i % 10 == 0 and sequence < hot_entries:
+            sequence += 1
+            data: dict[str, Any] = {
+                "input_kind": "system",
+                "content": "hot entry",
+                "transcript_sequence": sequence,
+                "queued": False,
+            }
+            event = Event(position, cursor, "input_accepted", "bench", hot_id, None, at, data)
+        else:
+            worker_id = ids[i % len(ids)]
+            data = {"text": "word "}
+            event = Event(position, cursor, "output_delta", "bench", worker_id, "turn_x", at, data)
+        batch.append(event)
+        if len(batch) == 50_000 or i == total - 1:
+            store.append_events(batch)
+            store.flush()
+            since_checkpoint += len(batch)
+            batch = []
+            if since_checkpoint >= 500_000:
+                store.checkpoint()
+                since_checkpoint = 0
+    await store.close()
+    return hot_id, cursor
 
 
 async def open_time(root: Path) -> float:
@@ -160,7 +190,9 @@ async def main(args: argparse.Namespace) -> None:
     rows: list[Row] = []
     try:
         if args.opens_only:
-            await opens(work, rows, args.workers, [int(n) for n in args.opens_only.split(",")])
+            sizes = [int(n) for n in args.opens_only.split(",")]
+            cache = Path(args.cache) if args.cache else None
+            await opens(work, rows, args.workers, sizes, cache)
             return
         raw = raw_append(work, 200_000, fsync=False)
         raw_sync = raw_append(work, 300 if quick else 2000, fsync=True)
@@ -196,13 +228,23 @@ async def main(args: argparse.Namespace) -> None:
         report("fs_store", rows)
 
 
-async def opens(work: Path, rows: list[Row], workers: int, sizes: list[int]) -> None:
-    """Open times (cold and warm, fresh process) and read latencies at each log size."""
+async def opens(
+    work: Path, rows: list[Row], workers: int, sizes: list[int], cache: Path | None = None
+) -> None:
+    """Open times (cold and warm, fresh process) and read latencies at each log size. With
+    ``cache``, each filled store is kept there and reused by the next run."""
     for n in sizes:
-        root = work / f"open-{n}"
+        root = (cache or work) / f"open-{workers}-{n}"
+        marker = root.with_suffix(".json")
         hot = n // 10
         filled = time.perf_counter()
-        worker_id, head = await fill(root, workers, n, hot_entries=hot)
+        if cache is not None and marker.exists():
+            worker_id, head = json.loads(marker.read_text())
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+            worker_id, head = await fill(root, workers, n, hot_entries=hot)
+            if cache is not None:
+                marker.write_text(json.dumps([worker_id, head]))
         # Let the OS write back the fill first: otherwise the open's own fsyncs wait for
         # gigabytes of someone else's dirty pages, which is not the store's open cost.
         os.sync()
@@ -247,8 +289,9 @@ async def opens(work: Path, rows: list[Row], workers: int, sizes: list[int]) -> 
             )
         )
         fill_s = time.perf_counter() - filled
-        print(f"({n:,} events: filled in {fill_s:.0f} s)", flush=True)
-        shutil.rmtree(root)
+        print(f"({n:,} events: filled and measured in {fill_s:.0f} s)", flush=True)
+        if cache is None:
+            shutil.rmtree(root)
 
 
 if __name__ == "__main__":
@@ -260,6 +303,9 @@ if __name__ == "__main__":
         "--opens-only", metavar="N,N", help="only the open and read measures, at these sizes"
     )
     parser.add_argument("--workers", type=int, default=10_000, help="with --opens-only")
+    parser.add_argument(
+        "--cache", metavar="DIR", help="with --opens-only: keep the filled stores here, reuse them"
+    )
     arguments = parser.parse_args()
     if arguments.open_only:
         print(anyio.run(open_time, Path(arguments.open_only)))

@@ -149,3 +149,21 @@ async def test_a_budgeted_history_is_read_from_the_end_only(tmp_path: Path) -> N
     assert 0 < read[0] < 400
     # 40 tokens keep the input (5) and the newest four notes (8 each): 4 x 5 words + 1.
     assert done.data["usage"]["input_tokens"] == 21
+
+
+async def test_checkpoint_slices_are_written_off_the_loop(tmp_path: Path) -> None:
+    """A checkpoint slice's fsyncs and snapshots are written in a worker thread: while one is
+    held, the loop accepts another command; once released, the snapshot is on disk."""
+    store = FsRuntimeStore(tmp_path, checkpoint_interval_s=0)
+    async with runtime(tmp_path, store) as rt:
+        w = await rt.create_worker()
+        other = await rt.create_worker()
+        hold = Hold()
+        store.failpoints.on("checkpoint.slice", hold)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold.serve_then_release, rt, other.worker_ref)
+            await rt.send_input(w.worker_ref, {"content": "snapshot me", "kind": "system"})
+        store.failpoints.on("checkpoint.slice", None)
+        assert hold.outcomes
+        assert all(hold.outcomes)
+    assert [p async for p in anyio.Path(tmp_path).glob("workers/*/state.json")]

@@ -268,6 +268,12 @@ class Journal:
                 self.failed(exc)
                 raise
         self.log.publish()
+        if self.store.durable:
+            try:
+                await self.store.maintain()  # after publication: readers never wait for it
+            except WorkerRuntimeError as exc:
+                self.failed(exc)
+                raise
 
     def publish_flushed(self) -> None:
         """Publish streamed output once the OS has it (no fsync: it is not acknowledged)."""

@@ -164,6 +164,11 @@ class RuntimeStore(Protocol):
         """Make everything recorded so far durable (per the store's policy)."""
         ...
 
+    async def maintain(self) -> None:
+        """Background upkeep after a commit was published (the fs store's checkpoint slices);
+        may raise an I/O error like :meth:`sync`."""
+        ...
+
     def read_events(self, after: int, limit: int, worker_id: str | None) -> list[Event] | None:
         """Events after a position that the in-memory backlog no longer holds, or ``None``
         when the store does not hold them either."""

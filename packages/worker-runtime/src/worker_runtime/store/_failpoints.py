@@ -39,6 +39,7 @@ POINTS = (
 HOOK_POINTS = (
     "read.events",  # reading events from disk (a cursor resumed, a subscription catching up)
     "read.history",  # reading a recovered Worker's conversation for its first turn
+    "checkpoint.slice",  # writing a checkpoint slice's fsyncs and snapshots
 )
 
 

@@ -260,6 +260,19 @@ class IndexedLog:
             self._data.fsync()
             self._index.fsync()
 
+    def fsync_files(self) -> None:
+        """Fsync both files through descriptors of their own (for a worker thread, while
+        the loop may append to them: what was written before the call is durable after it)."""
+        for path in (self.data_path, self.index_path):
+            try:
+                fd = open_file(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     def close(self) -> None:
         for f in (self._data, self._index):
             if f is not None:

@@ -71,6 +71,7 @@ from ._fsbase import (
 )
 from ._fscatalog import Catalog, entry_line
 from ._fsfiles import (
+    IndexedLog,
     StoreIOError,
     atomic_write_json,
     encode_id,
@@ -106,6 +107,31 @@ def check_modes(file_mode: int, dir_mode: int) -> None:
             )
     if file_mode & 0o111:
         raise InvalidInput("file_mode must not make store files executable")
+
+
+class _Staged:
+    """One Worker's part of a checkpoint slice, taken on the loop, written off it."""
+
+    __slots__ = ("appended", "dir", "line", "overview", "snapshot")
+
+    def __init__(
+        self,
+        directory: Path,
+        appended: list[IndexedLog],
+        snapshot: dict[str, Any],
+        overview: dict[str, Any] | None,
+        line: bytes,
+    ) -> None:
+        self.dir = directory
+        self.appended = appended  # projection files that got lines: fsynced before the snapshot
+        self.snapshot = snapshot
+        self.overview = overview  # None: the catalog line alone records the Worker
+        self.line = line
+
+    @property
+    def writes(self) -> bool:
+        """Whether any file of the Worker's own is written."""
+        return bool(self.appended) or self.overview is not None
 
 
 class FsRuntimeStore(FsStoreBase):
@@ -155,6 +181,8 @@ class FsRuntimeStore(FsStoreBase):
         self._durable = 0  # newest position synced per the fsync mode
         self._oldest = 1  # oldest position still on disk
         self._syncing: anyio.Event | None = None
+        self._slice_done: anyio.Event | None = None  # set while a checkpoint slice is written
+        self._defer_checkpoint = False
         self._failed: StoreIOError | None = None
         self._last_checkpoint = time.monotonic()
         self._checkpoint_position = 0
@@ -201,6 +229,9 @@ class FsRuntimeStore(FsStoreBase):
                     # open and in slices, so serving does not wait for it.
                     self._recovering = True
                     self._last_checkpoint = 0.0
+                    # The Runtime's own first commit (as it starts) runs no slice: the pass
+                    # begins with the next one, once the Runtime serves.
+                    self._defer_checkpoint = True
                 elif self._catalog.needs_compaction(len(self._workers)):
                     self._compact_catalog()
                 if not clean and head > 0:
@@ -451,16 +482,29 @@ class FsRuntimeStore(FsStoreBase):
             finally:
                 self._syncing = None
                 done.set()
-        self._checkpoint_step()
+
+    async def maintain(self) -> None:
+        """Advance the checkpoint by one slice, if one is due (the Runtime calls it after a
+        commit is published, so publication never waits for a checkpoint)."""
+        self._check_failed()
+        if self._defer_checkpoint:
+            self._defer_checkpoint = False
+            return
+        await self._checkpoint_step()
 
     def _fsync_log(self) -> None:
         # The data file only: the active segment's index is rebuilt from it on open.
         self._segments[-1].log.fsync_data()
 
-    def _checkpoint_step(self) -> None:
+    async def _checkpoint_step(self) -> None:
         """Advance the checkpoint by a bounded slice of Workers, so no commit stalls on a long
         checkpoint. A pass snapshots every Worker that was dirty when it began; when it ends,
-        every projection reflects the log up to the position the pass began at."""
+        every projection reflects the log up to the position the pass began at. A slice's new
+        projection lines are appended on the loop (plain writes, in the order the loop appends
+        everything); its fsyncs, snapshots and catalog lines are written in a worker thread,
+        one slice at a time."""
+        if self._slice_done is not None:
+            return  # a slice is being written: a later commit goes on with the pass
         if self._pass_queue is None:
             if time.monotonic() - self._last_checkpoint < self._checkpoint_interval:
                 return
@@ -471,42 +515,57 @@ class FsRuntimeStore(FsStoreBase):
             self._pass_queue = sorted(self._dirty, reverse=True)
             self._pass_position = self._written
             self._dirty.clear()
+        staged: list[_Staged] = []
         wrote = cheap = 0
         while self._pass_queue and wrote < self.CHECKPOINT_SLICE and cheap < 4096:
-            if self._checkpoint_worker(self._pass_queue.pop()):
+            job = self._stage(self._pass_queue.pop())
+            if job is None:
+                continue
+            staged.append(job)
+            if job.writes:
                 wrote += 1
             else:
                 cheap += 1  # a catalog line only: no file of its own changed
-        if not self._pass_queue:
-            self._finish_pass()
+        finish = not self._pass_queue
+        compact = self._catalog_lines() if finish and self._compaction_due() else None
+        done = self._slice_done = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):  # a slice, once begun, is recorded
+                await anyio.to_thread.run_sync(self._write_slice, staged, finish, compact)
+        finally:
+            self._slice_done = None
+            done.set()
+        if finish:
+            self._passed(compact is not None)
 
     #: Workers snapshotted per commit while a checkpoint pass runs.
     CHECKPOINT_SLICE = 16
 
     def checkpoint(self) -> None:
-        """Snapshot every changed Worker now and record the checkpoint position."""
+        """Snapshot every changed Worker now and record the checkpoint position (blocking:
+        for :meth:`close` and tools, never while a slice is being written)."""
         self._check_failed()
+        staged, compact = self._stage_all()
+        self._write_slice(staged, True, compact)
+        self._passed(compact is not None)
+
+    def _stage_all(self) -> tuple[list[_Staged], list[bytes] | None]:
         self.flush()
         queue = set(self._pass_queue or ()) | self._dirty
         self._pass_queue = None
         self._pass_position = self._written
         self._dirty.clear()
-        for worker_id in sorted(queue):
-            self._checkpoint_worker(worker_id)
-        self._finish_pass()
+        staged = [job for job in map(self._stage, sorted(queue)) if job is not None]
+        return staged, self._catalog_lines() if self._compaction_due() else None
 
-    def _checkpointed_one(self) -> None:
-        self._fp.hit("recovery.checkpoint" if self._recovering else "checkpoint.worker")
-
-    def _checkpoint_worker(self, worker_id: str) -> bool:
-        """Write one Worker's projection lines, fsync them, then its state and overview
-        snapshots atomically (the snapshot records the projection files' sizes), and its
-        catalog line. Returns whether any file of the Worker's own was written."""
+    def _stage(self, worker_id: str) -> _Staged | None:
+        """On the loop: append one Worker's pending projection lines (after the log they
+        derive from) and take its snapshot, with the sizes of its files now; what must be
+        fsynced and written atomically is left to :meth:`_write_slice`."""
         files = self._workers.get(worker_id)
         if files is None:
-            return False
-        durable = self.fsync_mode != "never"
-        wrote = False
+            return None
+        appended: list[IndexedLog] = []
         try:
             self._ensure_cut(files)
             for log_, pending in (
@@ -516,9 +575,7 @@ class FsRuntimeStore(FsStoreBase):
                 if pending:
                     log_.append(pending)
                     pending.clear()
-                    wrote = True
-                if durable:
-                    log_.fsync()
+                    appended.append(log_)
             snapshot = {
                 "schema_version": SCHEMA_VERSION,
                 "state": files.state.to_json(),
@@ -529,48 +586,72 @@ class FsRuntimeStore(FsStoreBase):
             }
             files.transcript.close()
             files.events.close()
-            changed = wrote or files.state.position != files.checkpointed
-            if changed and (files.state.transcript_len or files.state.status != "idle"):
-                # A Worker with no entries needs no files but its record: the catalog holds
-                # its state.
-                wrote = True
-                atomic_write_json(
-                    files.dir / "state.json", snapshot, durable=durable, mode=self._file_mode
-                )
-                atomic_write_json(
-                    files.dir / "overview.json",
-                    overview_of(files.state),
-                    durable=durable,
-                    mode=self._file_mode,
-                )
-            line = entry_line(worker_id, files.record_json, snapshot["state"], snapshot["files"])
-            self._catalog.append(line)
-            files.catalog_line = line
         except OSError as exc:
             self._fail(exc)
+        changed = bool(appended) or files.state.position != files.checkpointed
+        # A Worker with no entries needs no files but its record: the catalog holds its state.
+        own = changed and bool(files.state.transcript_len or files.state.status != "idle")
+        line = entry_line(worker_id, files.record_json, snapshot["state"], snapshot["files"])
+        files.catalog_line = line
         files.checkpointed = files.state.position
-        self._checkpointed_one()
-        return wrote
+        return _Staged(
+            files.dir, appended, snapshot, overview_of(files.state) if own else None, line
+        )
 
-    def _finish_pass(self) -> None:
-        self._pass_queue = None
-        self._fp.hit("recovery.checkpoint" if self._recovering else "checkpoint.finish")
+    def _write_slice(
+        self, staged: list[_Staged], finish: bool, compact: list[bytes] | None
+    ) -> None:
+        """In a worker thread (or blocking, for :meth:`checkpoint`): fsync each staged
+        Worker's projection files, then write its state and overview snapshots atomically and
+        its catalog line; when the pass is done, the catalog's marker and checkpoint.json."""
+        self._fp.hit("checkpoint.slice")
         durable = self.fsync_mode != "never"
+        mode = self._file_mode
         try:
-            self._catalog.mark(self._pass_position, durable=durable)
-            atomic_write_json(
-                self._events_dir / "checkpoint.json",
-                {"position": self._pass_position},
-                durable=self.fsync_mode != "never",
-                mode=self._file_mode,
-            )
+            for job in staged:
+                if durable:
+                    for log_ in job.appended:
+                        log_.fsync_files()
+                if job.overview is not None:
+                    atomic_write_json(
+                        job.dir / "state.json", job.snapshot, durable=durable, mode=mode
+                    )
+                    atomic_write_json(
+                        job.dir / "overview.json", job.overview, durable=durable, mode=mode
+                    )
+                self._catalog.append(job.line)
+                self._checkpointed_one()
+            if finish:
+                self._fp.hit("recovery.checkpoint" if self._recovering else "checkpoint.finish")
+                self._catalog.mark(self._pass_position, durable=durable)
+                atomic_write_json(
+                    self._events_dir / "checkpoint.json",
+                    {"position": self._pass_position},
+                    durable=durable,
+                    mode=mode,
+                )
+                if compact is not None:
+                    self._catalog.rewrite(compact, self._pass_position, durable=durable)
         except OSError as exc:
             self._fail(exc)
+
+    def _passed(self, compacted: bool) -> None:
+        """A pass is on disk: record it (prunes may now drop what it covers)."""
+        self._pass_queue = None
         self._checkpoint_position = self._pass_position
         self._last_checkpoint = time.monotonic()
         self._recovering = False
-        if self._catalog_rebuild or self._catalog.needs_compaction(len(self._workers)):
-            self._compact_catalog()
+        if compacted:
+            self._catalog_rebuild = False
+
+    def _compaction_due(self) -> bool:
+        return self._catalog_rebuild or self._catalog.needs_compaction(len(self._workers))
+
+    def _catalog_lines(self) -> list[bytes]:
+        return [f.catalog_line for f in self._workers.values() if f.catalog_line]
+
+    def _checkpointed_one(self) -> None:
+        self._fp.hit("recovery.checkpoint" if self._recovering else "checkpoint.worker")
 
     def _compact_catalog(self) -> None:
         """Rewrite the catalog with one line per Worker (its newest) and the checkpoint."""
@@ -715,7 +796,11 @@ class FsRuntimeStore(FsStoreBase):
         try:
             if self._failed is None:
                 await self.sync()
-                self.checkpoint()
+                while self._slice_done is not None:
+                    await self._slice_done.wait()
+                staged, compact = self._stage_all()
+                await anyio.to_thread.run_sync(self._write_slice, staged, True, compact)
+                self._passed(compact is not None)
                 for segment in self._segments:
                     segment.log.close()
                 self._catalog.close()

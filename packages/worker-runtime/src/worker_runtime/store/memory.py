@@ -59,6 +59,9 @@ class MemoryStore:
     async def sync(self) -> None:
         """Nothing to flush."""
 
+    async def maintain(self) -> None:
+        """Nothing to keep up."""
+
     def read_events(self, after: int, limit: int, worker_id: str | None) -> list[Event] | None:
         """The in-memory backlog is all there is."""
         return None
