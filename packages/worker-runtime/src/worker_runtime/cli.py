@@ -15,40 +15,33 @@ import ipaddress
 import logging
 import os
 import secrets
-import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
 import anyio
-from anyio.abc import TaskStatus
 
 from .errors import MissingExtraError, WorkerRuntimeError
 from .models import ID_RULE, Limits, is_valid_id
 from .profiles import ProfileError, Profiles
 from .secretfile import SecretFileError, write_secret
 
-#: Shared with the Workspace Backend's process (yoi_workspace_server.cli). ``bind_socket``,
-#: ``configure_logging``, ``serve_until_signalled`` and ``run_until_stopped`` are thin wrappers
-#: kept for it: serving lives in :mod:`worker_runtime.http` (``serve``, ``run``).
+#: The argument helpers are shared with the Workspace Backend's process
+#: (yoi_workspace_server.cli); serving itself lives in :mod:`worker_runtime.http`.
 __all__ = [
     "Bind",
     "StartError",
     "add_limit_arguments",
-    "bind_socket",
-    "configure_logging",
     "main",
     "parse_bind",
     "positive_float",
     "positive_int",
-    "run_until_stopped",
     "runtime_limits",
-    "serve_until_signalled",
     "serving_limits",
     "write_generated_token",
 ]
@@ -369,9 +362,8 @@ def _remove_if_ours(path: Path, token: str) -> None:
         pass
 
 
-# Shared with the Workspace Backend's process until it imports them from worker_runtime.http:
-# thin wrappers over the http extra (imported when called, so that this module and
-# ``yoi-runtime --help`` work without it).
+# The http extra, imported when called, so that this module and ``yoi-runtime --help`` work
+# without it.
 
 
 def bind_socket(bind: Bind) -> socket.socket:
@@ -390,52 +382,6 @@ def configure_logging(level: str) -> None:
     from .http import configure_logging as configure
 
     configure(level)
-
-
-async def serve_until_signalled(
-    app: Any,
-    sock: socket.socket,
-    *,
-    on_signal: Callable[[], Awaitable[None]],
-    announce: str,
-    limits: Any = None,
-) -> None:
-    """Serve ``app`` on ``sock`` until SIGTERM or SIGINT (:func:`worker_runtime.http.serve`);
-    the signal handlers are in place before ``announce`` is printed, and ``on_signal()`` runs
-    while the server still answers. New code uses :func:`worker_runtime.http.run`."""
-    from .http import serve
-
-    stop = anyio.Event()
-    async with anyio.create_task_group() as tg:
-
-        async def watch_signals(
-            *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-        ) -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                task_status.started()
-                async for signum in signals:
-                    log.info("received %s: shutting down", signal.Signals(signum).name)
-                    stop.set()
-                    return
-
-        await tg.start(watch_signals)
-        print(announce, flush=True)
-        await serve(app, sock, limits=limits, stop=stop, on_stop=on_signal)
-        tg.cancel_scope.cancel()
-
-
-def run_until_stopped(
-    prog: str, serve: Callable[..., Awaitable[None]], *args: Any, sock: socket.socket
-) -> int:
-    """Run ``serve(*args)`` on the event loop (uvloop when installed); the exit code: 1 with a
-    one-line message for a :class:`StartError`, else 0. Closes ``sock`` either way. New code
-    uses :func:`worker_runtime.http.run`."""
-    from .http import run
-
-    async def main(stop: anyio.Event) -> None:
-        await serve(*args)
-
-    return _exit_code(prog, lambda: run(main, sock=sock))
 
 
 def _exit_code(prog: str, start: Callable[[], None]) -> int:

@@ -21,25 +21,27 @@ import logging
 import socket
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote
+
+import anyio
 
 from worker_runtime import Profiles, WorkerRuntimeError
 from worker_runtime.cli import (
     Bind,
     StartError,
     add_limit_arguments,
-    bind_socket,
-    configure_logging,
     parse_bind,
     positive_float,
     positive_int,
-    run_until_stopped,
     runtime_limits,
-    serve_until_signalled,
     serving_limits,
 )
+from worker_runtime.http import bind_socket, configure_logging
+from worker_runtime.http import run as run_process
+from worker_runtime.http import serve as serve_app
 from worker_runtime.secretfile import SecretFileError, write_secret
 
 from ._transport import ReplyLimits
@@ -223,23 +225,23 @@ async def run(
     token: str,
     config: Config,
     sock: socket.socket,
-    where: str = "",
+    where: str,
+    stop: anyio.Event,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; then close the embedded Runtime, end the remote sources'
-    streams, and stop."""
+    """Serve until ``stop`` (SIGTERM/SIGINT); then close the embedded Runtime and end the
+    remote sources' streams while the server still answers, and stop."""
     settings = settings_of(args, token, config)
     try:
         async with Backend(settings) as backend:
             url = args.bind.url(sock.getsockname()[1])
-            await serve_until_signalled(
-                backend.app,
-                sock,
-                on_signal=backend.shut_down,
-                announce=f"yoi workspace backend listening on {url}\n"
+            print(
+                f"yoi workspace backend listening on {url}\n"
                 f"open the console: {console_link(settings.public_url or url, token)}\n"
                 f"{where}",
-                limits=serving_limits(args),
+                flush=True,
             )
+            limits = serving_limits(args)
+            await serve_app(backend.app, sock, limits=limits, stop=stop, on_stop=backend.shut_down)
     except WorkerRuntimeError as exc:
         raise StartError(exc.message) from None
 
@@ -287,7 +289,7 @@ def serve(args: argparse.Namespace, prog: str) -> int:
         _check_trust_settings(args, config)
         args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         token, where = browser_token(args)
-        sock = bind_socket(args.bind)
+        sock = bind_socket(args.bind.host, args.bind.port)
     except StartError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
@@ -304,10 +306,14 @@ def serve(args: argparse.Namespace, prog: str) -> int:
         )
     record = _write_url_record(args.data_dir, args.bind, sock.getsockname()[1])
     try:
-        return run_until_stopped(prog, run, args, token, config, sock, where, sock=sock)
+        run_process(partial(run, args, token, config, sock, where), sock=sock)
+    except StartError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
     finally:
         if record is not None:
             record.unlink(missing_ok=True)
+    return 0
 
 
 URL_RECORD_NAME = "backend.json"
