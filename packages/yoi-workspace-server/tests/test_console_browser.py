@@ -331,6 +331,44 @@ def test_two_tabs_each_keep_one_stream_and_see_the_same_turn(ui: Any, backend: B
     other.close()
 
 
+def test_workers_screen_shows_last_activity_from_the_summary(ui: Any, backend: Backend) -> None:
+    """Each Worker row shows the summary's last_activity_at; a turn moves it live (and the row
+    to the top), and after a reload the row shows the stored value, the turn's last event."""
+    quiet = backend.create_worker(profile="fast", name="quiet")
+    busy = backend.create_worker(profile="fast", name="active")
+
+    def summary(worker_id: str) -> str:
+        rows = backend.api("GET", "/api/workers")["workers"]
+        return str(next(w for w in rows if w["worker_id"] == worker_id)["last_activity_at"])
+
+    def shown(worker_id: str) -> str:
+        selector = f"[data-worker-id='{worker_id}'] [data-testid=last-activity]"
+        return str(ui.get_attribute(selector, "data-at"))
+
+    ui.goto(f"{backend.url}/")
+    ui.wait_for_selector(f"[data-testid=worker-row][data-worker-id='{busy}']")
+    wait_state(ui, "live")
+    before = summary(busy)
+    assert shown(busy) == before
+    assert shown(quiet) == summary(quiet)
+    base = f"/api/runtimes/backend-internal/workers/{busy}"
+    backend.api("POST", f"{base}/input", {"content": "make some activity"})
+    ui.wait_for_function(
+        "([id, at]) => document.querySelector(`[data-worker-id='${id}'] "
+        "[data-testid=last-activity]`)?.dataset.at > at",
+        arg=[busy, before],
+    )
+    ui.wait_for_selector(f"[data-testid=worker-row][data-worker-id='{busy}'][data-status=idle]")
+    ui.reload()
+    ui.wait_for_selector(f"[data-testid=worker-row][data-worker-id='{busy}']")
+    after = summary(busy)
+    assert after > before
+    assert after >= backend.transcript(busy)[-1]["at"]  # turn_completed follows the reply
+    assert shown(busy) == after
+    first = ui.get_attribute("[data-testid=worker-row]", "data-worker-id")
+    assert first == busy
+
+
 # -- safety and usability --------------------------------------------------------------------
 
 PAYLOADS = [
