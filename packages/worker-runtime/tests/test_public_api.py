@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -58,8 +59,15 @@ def test_importing_the_core_pulls_in_no_web_or_server_module() -> None:
         f"bad = [m for m in {forbidden!r} if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
+    # Without coverage.py's subprocess measurement (scripts/check), which imports sqlite3.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
     )
     assert result.stdout.strip() == ""
 
@@ -76,8 +84,15 @@ def test_missing_extra_error_is_raised_when_a_dependency_is_blocked() -> None:
         "except ImportError:\n"
         "    print(MissingExtraError('http-server'))\n"
     )
+    # Without coverage.py's subprocess measurement (scripts/check), which imports sqlite3.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
     )
     assert "pip install 'worker-runtime[http-server]'" in result.stdout
 
@@ -94,7 +109,14 @@ def test_the_fs_store_without_its_extra_names_the_install_command() -> None:
         "except worker_runtime.MissingExtraError as exc:\n"
         "    print(exc.install_command)\n"
     )
+    # Without coverage.py's subprocess measurement (scripts/check), which imports sqlite3.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
     )
     assert result.stdout.strip() == "pip install 'worker-runtime[fs-store]'"
