@@ -80,7 +80,8 @@ class Hostile:
     def mode(self, commands: str | None = None, events: str | None = None) -> None:
         for which, mode in (("commands", commands), ("events", events)):
             if mode is not None:
-                httpx.put(f"{self.url}/_mode/{which}/{mode}", timeout=5).raise_for_status()
+                # Generous: under load the hostile server may still be busy with its last act.
+                httpx.put(f"{self.url}/_mode/{which}/{mode}", timeout=30).raise_for_status()
 
 
 @contextmanager

@@ -16,6 +16,8 @@ import anyio
 import httpx
 import pytest
 
+from yoi_workspace_server.cursors import unwrap_cursor
+
 pytestmark = pytest.mark.anyio
 
 
@@ -133,3 +135,31 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_an_expired_cursor_names_the_oldest_event_as_a_backend_cursor() -> None:
+    """A Worker stream resumed from a cursor the Runtime no longer holds is 410
+    cursor_expired whose ``details.oldest_cursor`` is a Backend cursor of that runtime (it
+    resumes the stream), never the Runtime's own cursor."""
+    limits = _h.Limits(event_backlog=4, runtime_event_window=4)
+    async with served_backend(runtime_limits=limits) as (_, c):
+        worker = (await c.post(f"{EMB}/workers", json={})).json()["worker"]
+        wid, cursor = worker["worker_id"], worker["last_cursor"]
+        assert (
+            await c.post(f"{EMB}/workers/{wid}/input", json={"content": "a b c d e f"})
+        ).is_success
+        with anyio.fail_after(10):
+            while (await c.get(f"{EMB}/workers/{wid}")).json()["worker"]["status"] != "idle":
+                await anyio.sleep(0.01)
+        body = error(
+            await c.get(f"{EMB}/workers/{wid}/events", params={"cursor": cursor}),
+            410,
+            "cursor_expired",
+        )
+        oldest = body["details"]["oldest_cursor"]
+        assert oldest.startswith("b1.")
+        assert unwrap_cursor("backend-internal", oldest) != oldest
+        async with c.stream(
+            "GET", f"{EMB}/workers/{wid}/events", params={"cursor": oldest}
+        ) as resumed:
+            assert resumed.status_code == 200

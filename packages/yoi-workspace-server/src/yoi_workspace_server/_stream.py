@@ -33,7 +33,7 @@ from worker_runtime import CursorMalformed, CursorUnknown, Event, WorkerRuntimeE
 from worker_runtime.events import notice
 from worker_runtime.models import is_valid_id
 
-from .cursors import wrap_cursor
+from .cursors import wrap_cursor, wrap_error_cursors
 from .registry import RuntimeRegistry
 from .sources import SourceEvents
 
@@ -140,7 +140,11 @@ async def open_sources(
     opened: list[Opened] = []
     try:
         for source in sources:
-            events = await source.open_events(worker_id, start.positions.get(source.runtime_id))
+            try:
+                events = await source.open_events(worker_id, start.positions.get(source.runtime_id))
+            except BaseException as exc:
+                wrap_error_cursors(source.runtime_id, exc)
+                raise
             opened.append((source.runtime_id, events))
     except BaseException:
         for _, events in opened:

@@ -54,6 +54,7 @@ from .cursors import (
     for_browser,
     unwrap_cursor,
     wrap_cursor,
+    wrap_error_cursors,
 )
 from .registry import RemoteRecord, RuntimeRegistry
 from .responses import (
@@ -383,8 +384,9 @@ def create_backend_app(
         streams.acquire(s)
         try:
             events = await s.open_events(wid, inner)  # errors here are plain HTTP errors
-        except BaseException:
+        except BaseException as exc:
             streams.release(s)
+            wrap_error_cursors(runtime_id, exc)
             raise
 
         async def close() -> None:

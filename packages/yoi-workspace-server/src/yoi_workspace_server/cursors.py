@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from worker_runtime import (
     CancelAck,
+    CursorExpired,
     CursorMalformed,
     CursorUnknown,
     InputAck,
@@ -65,6 +66,16 @@ def wrap_cursor(runtime_id: str, cursor: str) -> BackendCursor:
     """The Backend cursor of ``runtime_id``'s cursor ``cursor``."""
     raw = f"{runtime_id}\n{cursor}".encode()
     return BackendCursor(_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("="))
+
+
+def wrap_error_cursors(runtime_id: str, error: BaseException) -> None:
+    """Give ``error`` Backend cursors in place of ``runtime_id``'s: the one error that names
+    a cursor, ``cursor_expired``, carries the oldest retained event as
+    ``details.oldest_cursor``, which a browser must only see as a Backend cursor."""
+    if isinstance(error, CursorExpired):
+        oldest = error.details.get("oldest_cursor")
+        if isinstance(oldest, str) and oldest:
+            error.details["oldest_cursor"] = wrap_cursor(runtime_id, oldest)
 
 
 def unwrap_cursor(runtime_id: str, cursor: str) -> str:
