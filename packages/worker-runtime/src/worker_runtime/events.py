@@ -494,12 +494,21 @@ class EventLog:
 def _approx_size(value: Any, depth: int = 0) -> int:
     """A cheap estimate of an event's retained bytes: its strings' lengths plus a small
     per-item overhead (nesting deeper than a few levels is counted flat)."""
-    if isinstance(value, str):
-        return 56 + len(value)
     if isinstance(value, dict):
         if depth > 4:
             return 64 * len(value)
-        return 64 + sum(48 + len(k) + _approx_size(v, depth + 1) for k, v in value.items())
+        size = 64
+        for key, item in value.items():  # the hot path: a flat dict of short scalars
+            size += 48 + len(key)
+            if type(item) is str:
+                size += 56 + len(item)
+            elif isinstance(item, dict | list | tuple | str):
+                size += _approx_size(item, depth + 1)
+            else:
+                size += 32
+        return size
+    if isinstance(value, str):
+        return 56 + len(value)
     if isinstance(value, list | tuple):
         if depth > 4:
             return 64 * len(value)
