@@ -2,24 +2,19 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from worker_runtime import RuntimeStore
+
 from . import helpers
 
-#: The modules whose behaviour must hold on every store.
-BOTH_STORES = {
-    "test_turns",
-    "test_cancel_stop",
-    "test_events",
-    "test_workers",
-    "test_transcript",
-    "test_concurrency",
-    "test_execution",
-}
-HAVE_FS = importlib.util.find_spec("orjson") is not None
+#: The stores a test that takes ``store_kind`` (or a fixture built on it) runs against: the
+#: fs store only where its extra is installed.
+STORE_KINDS = ["memory", "fs"] if importlib.util.find_spec("orjson") is not None else ["memory"]
 
 
 @pytest.fixture
@@ -27,29 +22,31 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    if module in BOTH_STORES and "store_kind" in metafunc.fixturenames:
-        kinds = ["memory", "fs"] if HAVE_FS else ["memory"]
-        metafunc.parametrize("store_kind", kinds)
+@pytest.fixture(params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The kind of store the test runs against; taking it runs the test once per kind."""
+    kind: str = request.param
+    return kind
 
 
 @pytest.fixture
-def store_kind() -> str:
-    return "memory"
+def store_factory(store_kind: str, tmp_path: Path) -> Callable[[], RuntimeStore | None]:
+    """Makes a fresh store of ``store_kind`` on each call (None: the Runtime's memory store);
+    fs stores each get their own directory under ``tmp_path``."""
+    if store_kind == "memory":
+        return lambda: None
+    from worker_runtime.store.fs import FsRuntimeStore
+
+    counter = itertools.count()
+    return lambda: FsRuntimeStore(tmp_path / f"store-{next(counter)}", fsync="never")
 
 
-@pytest.fixture(autouse=True)
-def _runtime_store(store_kind: str, tmp_path: Path) -> Iterator[None]:
-    """Point the helpers' open_runtime at a fresh store of the parametrized kind."""
-    if store_kind == "fs":
-        from worker_runtime.store.fs import FsRuntimeStore
+@pytest.fixture
+def open_runtime(store_factory: Callable[[], RuntimeStore | None]) -> helpers.OpenRuntime:
+    """``helpers.open_runtime`` on a fresh store of ``store_kind``: a test that takes it must
+    hold on every store."""
 
-        counter = itertools.count()
-        helpers.STORE_FACTORY = lambda: FsRuntimeStore(
-            tmp_path / f"store-{next(counter)}", fsync="never"
-        )
-    else:
-        helpers.STORE_FACTORY = None
-    yield
-    helpers.STORE_FACTORY = None
+    def bound(**options: Any) -> helpers.RuntimeContext:
+        return helpers.open_runtime(store=store_factory(), **options)
+
+    return bound

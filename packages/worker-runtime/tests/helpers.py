@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from worker_runtime import (
@@ -17,8 +17,10 @@ from worker_runtime import (
 )
 from worker_runtime.testing import ScriptedBackend
 
-#: Set per test by conftest: makes the store each open_runtime uses (None: memory).
-STORE_FACTORY: Callable[[], RuntimeStore] | None = None
+#: What ``open_runtime`` returns: a context manager holding a started Runtime.
+RuntimeContext = AbstractAsyncContextManager[Runtime]
+#: ``open_runtime`` with its store already chosen (the conftest's ``open_runtime`` fixture).
+OpenRuntime = Callable[..., RuntimeContext]
 
 SCRIPTED = Profile(name="scripted", provider="scripted", model="script-1")
 SLOW_ECHO = Profile(name="slow-echo", provider="echo", chunk_delay_ms=20)
@@ -33,7 +35,9 @@ async def open_runtime(
     profiles: list[Profile] | None = None,
     default: str | None = None,
     backends: Mapping[str, ExecutionBackend] | None = None,
+    store: RuntimeStore | None = None,
 ) -> AsyncIterator[Runtime]:
+    """A started Runtime with the scripted and slow-echo profiles, on ``store`` (None: memory)."""
     named = [SCRIPTED, SLOW_ECHO, *(profiles or [])]
     all_backends: dict[str, ExecutionBackend] = dict(backends or {})
     if scripted is not None:
@@ -43,7 +47,7 @@ async def open_runtime(
         limits=limits or Limits(shutdown_grace_s=0.2),
         profiles=Profiles(named, default=default),
         backends=all_backends,
-        store=STORE_FACTORY() if STORE_FACTORY is not None else None,
+        store=store,
     ) as runtime:
         yield runtime
 

@@ -8,12 +8,14 @@ import pytest
 from worker_runtime import Limits, RuntimeUnavailable, WorkerStopped
 from worker_runtime.testing import EventCapture, ScriptedBackend, ScriptedTurn
 
-from .helpers import create, open_runtime
+from .helpers import OpenRuntime, create
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_cancel_mid_echo_commits_partial_text_and_returns_to_idle() -> None:
+async def test_cancel_mid_echo_commits_partial_text_and_returns_to_idle(
+    open_runtime: OpenRuntime,
+) -> None:
     """Cancelling a slow echo turn mid-way emits the partial assistant message and
     turn_cancelled, the ack names the turn and carries turn_cancelled's cursor, and the Worker
     is idle."""
@@ -39,7 +41,7 @@ async def test_cancel_mid_echo_commits_partial_text_and_returns_to_idle() -> Non
         assert (await rt.get_worker(w.worker_ref)).overview.turns.cancelled == 1
 
 
-async def test_cancel_really_cancels_the_backend_call() -> None:
+async def test_cancel_really_cancels_the_backend_call(open_runtime: OpenRuntime) -> None:
     """Cancelling a turn whose backend hangs cancels the backend's own task, and the next
     queued input then runs."""
     backend = ScriptedBackend(ScriptedTurn.hang_after(), ScriptedTurn.reply("next"))
@@ -58,7 +60,7 @@ async def test_cancel_really_cancels_the_backend_call() -> None:
         assert "message_completed" not in cap.kinds[:1]
 
 
-async def test_cancel_before_the_turn_task_runs_still_cancels_it() -> None:
+async def test_cancel_before_the_turn_task_runs_still_cancels_it(open_runtime: OpenRuntime) -> None:
     """A cancel issued right after the input ack, before the turn's task ran, cancels it."""
     backend = ScriptedBackend(ScriptedTurn.hang_after())
     async with open_runtime(scripted=backend) as rt:
@@ -69,7 +71,7 @@ async def test_cancel_before_the_turn_task_runs_still_cancels_it() -> None:
         assert (await rt.get_worker(w.worker_ref)).status == "idle"
 
 
-async def test_cancel_is_idempotent() -> None:
+async def test_cancel_is_idempotent(open_runtime: OpenRuntime) -> None:
     """With no turn in flight, or a turn_id that already ended, cancel acks
     cancelled_turn_id=null with the head cursor and emits nothing."""
     async with open_runtime() as rt:
@@ -88,7 +90,9 @@ async def test_cancel_is_idempotent() -> None:
         assert idle.cursor == (await rt.get_worker(w.worker_ref)).last_cursor
 
 
-async def test_cancel_of_another_turn_id_leaves_the_running_turn_alone() -> None:
+async def test_cancel_of_another_turn_id_leaves_the_running_turn_alone(
+    open_runtime: OpenRuntime,
+) -> None:
     """A cancel naming a turn that is not in flight changes nothing."""
     backend = ScriptedBackend(ScriptedTurn.hang_after())
     async with open_runtime(scripted=backend) as rt:
@@ -99,7 +103,7 @@ async def test_cancel_of_another_turn_id_leaves_the_running_turn_alone() -> None
         assert ack.status == "running"
 
 
-async def test_stop_discards_the_queue_and_is_idempotent() -> None:
+async def test_stop_discards_the_queue_and_is_idempotent(open_runtime: OpenRuntime) -> None:
     """Stop cancels the running turn, discards each queued input with input_discarded, emits
     worker_stopped once, and a second stop returns the same ack."""
     backend = ScriptedBackend(default=ScriptedTurn.hang_after("partial"))
@@ -130,7 +134,9 @@ async def test_stop_discards_the_queue_and_is_idempotent() -> None:
         assert len(backend.requests) == 1  # the queued inputs never ran
 
 
-async def test_a_stopped_worker_refuses_input_and_cancel_is_a_no_op() -> None:
+async def test_a_stopped_worker_refuses_input_and_cancel_is_a_no_op(
+    open_runtime: OpenRuntime,
+) -> None:
     """Input to a stopped Worker is worker_stopped; cancel on it changes nothing."""
     async with open_runtime() as rt:
         w = await create(rt)
@@ -145,7 +151,7 @@ async def test_a_stopped_worker_refuses_input_and_cancel_is_a_no_op() -> None:
         assert summary.counts.stopped == 1
 
 
-async def test_concurrent_stops_return_one_ack() -> None:
+async def test_concurrent_stops_return_one_ack(open_runtime: OpenRuntime) -> None:
     """Concurrent stops of one Worker all return the same ack and emit one worker_stopped."""
     backend = ScriptedBackend(default=ScriptedTurn.hang_after())
     async with open_runtime(scripted=backend) as rt:
@@ -165,7 +171,9 @@ async def test_concurrent_stops_return_one_ack() -> None:
         assert cap.kinds.count("worker_stopped") == 1
 
 
-async def test_close_interrupts_turns_that_outlast_the_grace_period() -> None:
+async def test_close_interrupts_turns_that_outlast_the_grace_period(
+    open_runtime: OpenRuntime,
+) -> None:
     """On close, a turn that finishes within the grace period completes, one that outlasts it
     is interrupted (no transcript entry), queued inputs do not start, and commands are then
     runtime_unavailable."""

@@ -11,14 +11,14 @@ import pytest
 from worker_runtime import WorkerBusy, WorkerRuntimeError
 from worker_runtime.testing import ScriptedBackend, ScriptedTurn
 
-from .helpers import create, open_runtime
+from .helpers import OpenRuntime, create
 
 pytestmark = pytest.mark.anyio
 
 TERMINAL = {"turn_completed", "turn_failed", "turn_cancelled", "turn_interrupted"}
 
 
-async def test_mixed_concurrent_commands_keep_every_invariant() -> None:
+async def test_mixed_concurrent_commands_keep_every_invariant(open_runtime: OpenRuntime) -> None:
     """Under hundreds of interleaved inputs (reject and enqueue), system inputs and cancels,
     every started turn ends exactly once, turns never overlap, transcript sequences are
     contiguous, and the Worker ends idle with counters that match its events."""
@@ -80,7 +80,7 @@ async def test_mixed_concurrent_commands_keep_every_invariant() -> None:
         assert page.total_items == detail.transcript_len
 
 
-async def test_commands_racing_a_stop_see_a_stopped_worker() -> None:
+async def test_commands_racing_a_stop_see_a_stopped_worker(open_runtime: OpenRuntime) -> None:
     """Inputs racing a stop are either accepted before it (and then discarded or cancelled)
     or refused as worker_stopped/worker_busy; none runs after worker_stopped."""
     backend = ScriptedBackend(default=ScriptedTurn.hang_after())

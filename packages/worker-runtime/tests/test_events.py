@@ -14,12 +14,13 @@ from worker_runtime import (
     CursorUnknown,
     Event,
     Limits,
+    RuntimeStore,
     WorkerNotFound,
 )
 from worker_runtime.testing import EventCapture
 
 from . import helpers
-from .helpers import create, open_runtime
+from .helpers import OpenRuntime, create
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +35,9 @@ async def _turn(rt, ref, text: str = "one two three") -> str:  # type: ignore[no
     raise AssertionError("the turn did not complete")
 
 
-async def test_runtime_started_opens_the_log_and_every_event_has_the_wire_shape() -> None:
+async def test_runtime_started_opens_the_log_and_every_event_has_the_wire_shape(
+    open_runtime: OpenRuntime,
+) -> None:
     """The log starts with runtime_started {incarnation, recovered_turns}, and events carry
     {cursor, kind, runtime_id, worker_id, turn_id, at, data}."""
     async with open_runtime(default="slow-echo") as rt:
@@ -48,7 +51,7 @@ async def test_runtime_started_opens_the_log_and_every_event_has_the_wire_shape(
         assert first["at"].endswith("Z")
 
 
-async def test_resume_from_a_cursor_is_gap_free_and_exact() -> None:
+async def test_resume_from_a_cursor_is_gap_free_and_exact(open_runtime: OpenRuntime) -> None:
     """Subscribing from any cursor delivers exactly the events after it, in order, once."""
     async with open_runtime() as rt:
         w = await create(rt)
@@ -66,7 +69,7 @@ async def test_resume_from_a_cursor_is_gap_free_and_exact() -> None:
             assert seen == cursors[index + 1 :]
 
 
-async def test_no_cursor_means_new_events_only() -> None:
+async def test_no_cursor_means_new_events_only(open_runtime: OpenRuntime) -> None:
     """A subscription without a cursor starts with events emitted after it was opened."""
     async with open_runtime() as rt:
         w = await create(rt)
@@ -77,7 +80,9 @@ async def test_no_cursor_means_new_events_only() -> None:
         assert cap.events[0].cursor == ack.cursor
 
 
-async def test_worker_subscription_carries_only_that_workers_events() -> None:
+async def test_worker_subscription_carries_only_that_workers_events(
+    open_runtime: OpenRuntime,
+) -> None:
     """A per-Worker subscription delivers one Worker's events only, while the runtime-wide one
     sees both Workers in log order."""
     async with open_runtime() as rt:
@@ -97,7 +102,7 @@ async def test_worker_subscription_carries_only_that_workers_events() -> None:
         assert len(set(positions)) == len(positions)
 
 
-async def test_cursor_errors_are_typed() -> None:
+async def test_cursor_errors_are_typed(open_runtime: OpenRuntime) -> None:
     """A non-cursor is cursor_malformed, another incarnation's cursor or one beyond the head
     is cursor_unknown, and an unknown Worker is worker_not_found, all before any event."""
     async with open_runtime() as rt1, open_runtime() as rt2:
@@ -122,10 +127,11 @@ async def test_expired_is_reported_only_for_a_proven_gap(store_kind: str, tmp_pa
     """Once the backlog (memory) or the retained log (fs, pruned by retention) has dropped the
     events after a cursor, resuming from it is cursor_expired with details.oldest_cursor; a
     cursor whose events are all retained is not."""
+    store: RuntimeStore | None = None
     if store_kind == "fs":
         from worker_runtime.store.fs import FsRuntimeStore
 
-        helpers.STORE_FACTORY = lambda: FsRuntimeStore(
+        store = FsRuntimeStore(
             tmp_path / "pruned",
             fsync="never",
             segment_max_events=4,
@@ -133,7 +139,7 @@ async def test_expired_is_reported_only_for_a_proven_gap(store_kind: str, tmp_pa
             checkpoint_interval_s=0,
         )
     limits = Limits(runtime_event_window=16, event_backlog=8, shutdown_grace_s=0.2)
-    async with open_runtime(limits=limits) as rt:
+    async with helpers.open_runtime(limits=limits, store=store) as rt:
         w = await create(rt)
         quiet = await create(rt)
         old = w.last_cursor
@@ -155,7 +161,9 @@ async def test_expired_is_reported_only_for_a_proven_gap(store_kind: str, tmp_pa
         assert first.kind == "input_accepted"
 
 
-async def test_a_slow_subscriber_blocks_nobody_and_never_skips(store_kind: str) -> None:
+async def test_a_slow_subscriber_blocks_nobody_and_never_skips(
+    open_runtime: OpenRuntime, store_kind: str
+) -> None:
     """A subscriber that stops reading does not slow the Runtime or a fast subscriber. When it
     falls behind the memory backlog it gets a resync_required notice and its stream ends; with
     the fs store it catches up from disk instead, missing nothing."""
@@ -182,7 +190,7 @@ async def test_a_slow_subscriber_blocks_nobody_and_never_skips(store_kind: str) 
             assert caught_up == [e.cursor for e in fast.events]
 
 
-async def test_a_lagging_subscriber_catches_up_from_the_backlog() -> None:
+async def test_a_lagging_subscriber_catches_up_from_the_backlog(open_runtime: OpenRuntime) -> None:
     """A subscriber that is behind but still inside the backlog receives every event it
     missed, in order."""
     async with open_runtime() as rt:
@@ -199,7 +207,7 @@ async def test_a_lagging_subscriber_catches_up_from_the_backlog() -> None:
         await lagging.aclose()
 
 
-async def test_read_events_pages_the_log() -> None:
+async def test_read_events_pages_the_log(open_runtime: OpenRuntime) -> None:
     """read_events returns bounded pages that continue from next_cursor until the head."""
     async with open_runtime() as rt:
         w = await create(rt)
@@ -218,7 +226,7 @@ async def test_read_events_pages_the_log() -> None:
         assert {e["worker_id"] for e in worker_only.events} == {w.worker_id}
 
 
-async def test_subscribers_are_counted_and_released_on_close() -> None:
+async def test_subscribers_are_counted_and_released_on_close(open_runtime: OpenRuntime) -> None:
     """Open subscriptions show in the Runtime summary and closing one releases it at once."""
     async with open_runtime() as rt:
         subs = [rt.subscribe() for _ in range(5)]
@@ -228,7 +236,7 @@ async def test_subscribers_are_counted_and_released_on_close() -> None:
         assert (await rt.summary()).subscribers == 0
 
 
-async def test_a_hundred_subscribers_each_receive_every_event() -> None:
+async def test_a_hundred_subscribers_each_receive_every_event(open_runtime: OpenRuntime) -> None:
     """With 100 concurrent subscribers, each receives every event of a turn in order."""
     async with open_runtime() as rt:
         w = await create(rt)
@@ -254,7 +262,7 @@ async def test_a_hundred_subscribers_each_receive_every_event() -> None:
         assert results[0].count("output_delta") == 5
 
 
-async def test_ready_hands_over_the_read_ahead_events_once() -> None:
+async def test_ready_hands_over_the_read_ahead_events_once(open_runtime: OpenRuntime) -> None:
     """Subscription.ready() returns the events already read that would come next, in order;
     the iterator then goes on after them, so each event is delivered exactly once."""
     async with open_runtime() as rt:

@@ -9,7 +9,7 @@ from worker_runtime.execution import ContextMessage
 from worker_runtime.execution.echo import split_words
 from worker_runtime.testing import EventCapture, ScriptedBackend
 
-from .helpers import create, open_runtime
+from .helpers import OpenRuntime, create
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +43,7 @@ async def test_echo_streams_the_last_user_message_and_counts_words() -> None:
     assert items[-1] == TurnUsage(input_tokens=9, output_tokens=3)
 
 
-async def test_a_system_prompt_leads_the_context() -> None:
+async def test_a_system_prompt_leads_the_context(open_runtime: OpenRuntime) -> None:
     """A profile's system prompt is the first message of every turn's context."""
     backend = ScriptedBackend()
     terse = Profile(name="terse", provider="scripted", system_prompt="Be terse.")
@@ -60,7 +60,9 @@ async def test_a_system_prompt_leads_the_context() -> None:
         assert failed.data["error"]["code"] == "provider_error"
 
 
-async def test_echo_usage_stays_exact_over_many_turns_with_a_system_prompt() -> None:
+async def test_echo_usage_stays_exact_over_many_turns_with_a_system_prompt(
+    open_runtime: OpenRuntime,
+) -> None:
     """Turn after turn, echo's input_tokens equals the words of the system prompt plus every
     transcript entry up to and including the turn's input."""
     prompted = Profile(name="prompted", provider="echo", system_prompt="be very brief")

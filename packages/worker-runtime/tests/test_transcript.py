@@ -6,12 +6,14 @@ import pytest
 
 from worker_runtime import InvalidInput, Limits, LimitTooLarge
 
-from .helpers import create, open_runtime
+from .helpers import OpenRuntime, create
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_transcript_pages_are_bounded_and_continue_with_next_start() -> None:
+async def test_transcript_pages_are_bounded_and_continue_with_next_start(
+    open_runtime: OpenRuntime,
+) -> None:
     """Pages hold at most `limit` items, next_start continues them, and a start past the end
     returns no items and next_start null."""
     async with open_runtime() as rt:
@@ -37,7 +39,7 @@ async def test_transcript_pages_are_bounded_and_continue_with_next_start() -> No
         }
 
 
-async def test_limits_over_the_maximum_are_refused_never_clamped() -> None:
+async def test_limits_over_the_maximum_are_refused_never_clamped(open_runtime: OpenRuntime) -> None:
     """A limit above max_transcript_items is limit_too_large; bad start or limit values are
     invalid_input."""
     async with open_runtime(limits=Limits(max_transcript_items=10)) as rt:
@@ -53,7 +55,9 @@ async def test_limits_over_the_maximum_are_refused_never_clamped() -> None:
             await rt.read_transcript(w.worker_ref, start=-1)
 
 
-async def test_transcript_cursor_hands_off_to_a_subscription_with_no_gap() -> None:
+async def test_transcript_cursor_hands_off_to_a_subscription_with_no_gap(
+    open_runtime: OpenRuntime,
+) -> None:
     """Reading the transcript and then subscribing from its cursor misses nothing: the next
     turn's events all arrive, starting with its input."""
     async with open_runtime() as rt:

@@ -14,14 +14,16 @@ from worker_runtime import (
 )
 from worker_runtime.testing import EventCapture, ScriptedBackend, ScriptedTurn
 
-from .helpers import create, open_runtime
+from .helpers import OpenRuntime, create
 
 pytestmark = pytest.mark.anyio
 
 TERMINAL = {"turn_completed", "turn_failed", "turn_cancelled", "turn_interrupted"}
 
 
-async def test_echo_turn_emits_events_in_order_and_leaves_a_transcript() -> None:
+async def test_echo_turn_emits_events_in_order_and_leaves_a_transcript(
+    open_runtime: OpenRuntime,
+) -> None:
     """A user input yields input_accepted, turn_started, one output_delta per word,
     message_completed and turn_completed, and the transcript holds the user and assistant
     entries."""
@@ -57,7 +59,7 @@ async def test_echo_turn_emits_events_in_order_and_leaves_a_transcript() -> None
         assert detail.overview.last_cursor == completed.cursor
 
 
-async def test_echo_usage_counts_the_whole_context() -> None:
+async def test_echo_usage_counts_the_whole_context(open_runtime: OpenRuntime) -> None:
     """Echo's input_tokens counts the words of every message sent for the turn, so a second
     turn also counts the first exchange."""
     async with open_runtime() as rt:
@@ -70,7 +72,7 @@ async def test_echo_usage_counts_the_whole_context() -> None:
         assert second.data["usage"] == {"input_tokens": 5, "output_tokens": 1}
 
 
-async def test_system_input_adds_context_without_starting_a_turn() -> None:
+async def test_system_input_adds_context_without_starting_a_turn(open_runtime: OpenRuntime) -> None:
     """System input is appended to the transcript, starts no turn, and is accepted even while
     a turn runs; the next turn's context carries it."""
     backend = ScriptedBackend(ScriptedTurn.hang_after("x"), ScriptedTurn.reply("ok"))
@@ -94,7 +96,7 @@ async def test_system_input_adds_context_without_starting_a_turn() -> None:
         ]
 
 
-async def test_failed_turn_commits_an_error_entry() -> None:
+async def test_failed_turn_commits_an_error_entry(open_runtime: OpenRuntime) -> None:
     """A typed backend failure ends the turn with turn_failed {error: {code, message}} and an
     error transcript entry, and the Worker is idle again."""
     backend = ScriptedBackend(ScriptedTurn.fail(ProviderAuthFailed("the key was rejected"), "a"))
@@ -116,7 +118,9 @@ async def test_failed_turn_commits_an_error_entry() -> None:
         assert detail.overview.turns.failed == 1
 
 
-async def test_unexpected_backend_exception_is_a_typed_failure_without_internals() -> None:
+async def test_unexpected_backend_exception_is_a_typed_failure_without_internals(
+    open_runtime: OpenRuntime,
+) -> None:
     """A backend that raises a plain exception fails the turn as internal_error, and the
     exception's text does not leak into the event."""
 
@@ -134,7 +138,7 @@ async def test_unexpected_backend_exception_is_a_typed_failure_without_internals
         assert "passwd" not in str(failed.data)
 
 
-async def test_busy_reject_names_the_active_turn() -> None:
+async def test_busy_reject_names_the_active_turn(open_runtime: OpenRuntime) -> None:
     """User input to a running Worker with on_busy=reject fails with worker_busy naming the
     active turn."""
     backend = ScriptedBackend(ScriptedTurn.hang_after())
@@ -147,7 +151,9 @@ async def test_busy_reject_names_the_active_turn() -> None:
         assert info.value.status == 409
 
 
-async def test_enqueue_runs_inputs_in_order_and_respects_the_bound() -> None:
+async def test_enqueue_runs_inputs_in_order_and_respects_the_bound(
+    open_runtime: OpenRuntime,
+) -> None:
     """Enqueued inputs are acknowledged as queued, refused past max_queued_inputs, and run in
     order after the active turn."""
     backend = ScriptedBackend(default=ScriptedTurn.reply("r", delay_s=0.001))
@@ -174,7 +180,9 @@ async def test_enqueue_runs_inputs_in_order_and_respects_the_bound() -> None:
         assert [m.content for m in backend.requests[1].messages] == ["in0", "r", "in1"]
 
 
-async def test_fifty_concurrent_inputs_under_reject_accept_exactly_one() -> None:
+async def test_fifty_concurrent_inputs_under_reject_accept_exactly_one(
+    open_runtime: OpenRuntime,
+) -> None:
     """Of 50 concurrent user inputs with on_busy=reject, exactly one is accepted and the rest
     get worker_busy."""
     backend = ScriptedBackend(ScriptedTurn.hang_after())
@@ -200,7 +208,9 @@ async def test_fifty_concurrent_inputs_under_reject_accept_exactly_one() -> None
         assert detail.active_turn_id == accepted[0]
 
 
-async def test_fifty_concurrent_inputs_under_enqueue_fill_the_queue_in_order() -> None:
+async def test_fifty_concurrent_inputs_under_enqueue_fill_the_queue_in_order(
+    open_runtime: OpenRuntime,
+) -> None:
     """Of 50 concurrent enqueued inputs, one runs, max_queued_inputs are queued, the rest get
     worker_busy, and the accepted ones run in acknowledgement order."""
     backend = ScriptedBackend(default=ScriptedTurn.reply("ok"))
@@ -228,7 +238,9 @@ async def test_fifty_concurrent_inputs_under_enqueue_fill_the_queue_in_order() -
         assert ran == [turn for _, turn in sorted(accepted)]
 
 
-async def test_idempotency_key_with_same_body_returns_the_first_ack() -> None:
+async def test_idempotency_key_with_same_body_returns_the_first_ack(
+    open_runtime: OpenRuntime,
+) -> None:
     """The same idempotency key with the same body returns the first ack and starts nothing
     new; with another body it is idempotency_conflict."""
     async with open_runtime() as rt:
@@ -257,7 +269,9 @@ async def test_idempotency_key_with_same_body_returns_the_first_ack() -> None:
         {},
     ],
 )
-async def test_bad_input_bodies_are_invalid_input(body: dict[str, object]) -> None:
+async def test_bad_input_bodies_are_invalid_input(
+    open_runtime: OpenRuntime, body: dict[str, object]
+) -> None:
     """Blank, mistyped, unknown-field or NUL-carrying input is invalid_input and changes
     nothing."""
     async with open_runtime() as rt:
@@ -268,7 +282,7 @@ async def test_bad_input_bodies_are_invalid_input(body: dict[str, object]) -> No
         assert (await rt.get_worker(w.worker_ref)).transcript_len == 0
 
 
-async def test_content_over_max_input_bytes_is_invalid_input() -> None:
+async def test_content_over_max_input_bytes_is_invalid_input(open_runtime: OpenRuntime) -> None:
     """Content over limits.max_input_bytes (counted in UTF-8 bytes) is invalid_input."""
     async with open_runtime(limits=Limits(max_input_bytes=8)) as rt:
         w = await create(rt)

@@ -18,14 +18,16 @@ from worker_runtime import (
 )
 from worker_runtime.models import is_valid_id
 
-from .helpers import create, open_runtime
+from .helpers import OpenRuntime, create
 
 pytestmark = pytest.mark.anyio
 
 HOSTILE_IDS = ["../x", "..", ".hidden", "a/b", "a\\b", "a\x00b", "", "x" * 121, "é" * 10, "a b"]
 
 
-async def test_create_list_and_detail_carry_the_workers_authority() -> None:
+async def test_create_list_and_detail_carry_the_workers_authority(
+    open_runtime: OpenRuntime,
+) -> None:
     """A created Worker has a generated id and a ref {runtime_id, worker_id}; list and detail
     report the same ref, its profile and status."""
     async with open_runtime() as rt:
@@ -45,7 +47,7 @@ async def test_create_list_and_detail_carry_the_workers_authority() -> None:
         assert detail.overview.turns.total == 0
 
 
-async def test_worker_ids_are_unique_and_names_are_not_authority() -> None:
+async def test_worker_ids_are_unique_and_names_are_not_authority(open_runtime: OpenRuntime) -> None:
     """Two Workers with the same name get different ids, and each is addressed by its id."""
     async with open_runtime() as rt:
         a = await rt.create_worker({"name": "same"})
@@ -55,7 +57,7 @@ async def test_worker_ids_are_unique_and_names_are_not_authority() -> None:
         assert (await rt.get_worker(b.worker_ref)).transcript_len == 0
 
 
-async def test_a_ref_of_another_runtime_is_wrong_runtime() -> None:
+async def test_a_ref_of_another_runtime_is_wrong_runtime(open_runtime: OpenRuntime) -> None:
     """Every Worker operation rejects a ref whose runtime_id is not this Runtime's."""
     async with open_runtime() as rt:
         w = await rt.create_worker()
@@ -74,7 +76,7 @@ async def test_a_ref_of_another_runtime_is_wrong_runtime() -> None:
             rt.subscribe(worker=foreign)
 
 
-async def test_unknown_worker_is_worker_not_found() -> None:
+async def test_unknown_worker_is_worker_not_found(open_runtime: OpenRuntime) -> None:
     """A well-formed id that names no Worker is worker_not_found (404)."""
     async with open_runtime() as rt:
         with pytest.raises(WorkerNotFound) as info:
@@ -83,7 +85,7 @@ async def test_unknown_worker_is_worker_not_found() -> None:
 
 
 @pytest.mark.parametrize("bad", HOSTILE_IDS)
-async def test_hostile_worker_ids_are_invalid_input(bad: str) -> None:
+async def test_hostile_worker_ids_are_invalid_input(open_runtime: OpenRuntime, bad: str) -> None:
     """Ids with dots-first, separators, NUL, spaces, unicode or over 120 chars are refused as
     invalid_input and never looked up."""
     async with open_runtime() as rt:
@@ -99,7 +101,7 @@ def test_hostile_runtime_ids_are_refused(bad: str) -> None:
         Runtime(runtime_id=bad)
 
 
-async def test_names_are_untrusted_text() -> None:
+async def test_names_are_untrusted_text(open_runtime: OpenRuntime) -> None:
     """Unicode names are kept verbatim; blank names, control characters and names over the
     limit are invalid_input and create nothing."""
     async with open_runtime() as rt:
@@ -111,7 +113,9 @@ async def test_names_are_untrusted_text() -> None:
         assert (await rt.summary()).counts.workers == 1
 
 
-async def test_create_with_initial_input_starts_a_turn_in_the_same_step() -> None:
+async def test_create_with_initial_input_starts_a_turn_in_the_same_step(
+    open_runtime: OpenRuntime,
+) -> None:
     """initial_input is accepted with the create: the Worker's first events are worker_created,
     input_accepted and turn_started."""
     async with open_runtime() as rt:
@@ -122,7 +126,7 @@ async def test_create_with_initial_input_starts_a_turn_in_the_same_step() -> Non
         assert kinds == ["worker_created", "input_accepted", "turn_started"]
 
 
-async def test_a_rejected_initial_input_creates_nothing() -> None:
+async def test_a_rejected_initial_input_creates_nothing(open_runtime: OpenRuntime) -> None:
     """A create whose initial input is invalid fails and leaves no Worker and no event."""
     async with open_runtime() as rt:
         before = (await rt.read_events(limit=1000)).events
@@ -134,7 +138,9 @@ async def test_a_rejected_initial_input_creates_nothing() -> None:
         assert (await rt.read_events(limit=1000)).events == before
 
 
-async def test_profiles_that_do_not_exist_or_cannot_run_leave_nothing_behind() -> None:
+async def test_profiles_that_do_not_exist_or_cannot_run_leave_nothing_behind(
+    open_runtime: OpenRuntime,
+) -> None:
     """An unknown profile is profile_not_found; a profile whose provider has no backend in
     this Runtime is unsupported_operation; neither creates a Worker."""
     from worker_runtime import Profile
@@ -153,7 +159,7 @@ async def test_profiles_that_do_not_exist_or_cannot_run_leave_nothing_behind() -
         assert (await rt.summary()).counts.workers == 0
 
 
-async def test_create_idempotency_returns_the_same_worker() -> None:
+async def test_create_idempotency_returns_the_same_worker(open_runtime: OpenRuntime) -> None:
     """A create repeated with the same idempotency key and body returns the same Worker; with
     another body it is idempotency_conflict."""
     async with open_runtime() as rt:
@@ -165,7 +171,7 @@ async def test_create_idempotency_returns_the_same_worker() -> None:
         assert (await rt.summary()).counts.workers == 1
 
 
-async def test_list_pages_filters_and_bounds() -> None:
+async def test_list_pages_filters_and_bounds(open_runtime: OpenRuntime) -> None:
     """Listing pages in creation order with next_after, filters by status, and refuses limits
     over the maximum and unknown cursors."""
     async with open_runtime() as rt:
