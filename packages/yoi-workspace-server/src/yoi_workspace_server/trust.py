@@ -56,7 +56,9 @@ from ._trustheaders import (
     client_of,
     error_headers,
     header,
-    session_ids,
+)
+from ._trustheaders import (
+    session_ids as session_ids,  # re-exported: session_api
 )
 from ._trusthosts import (
     _DEFAULT_PORTS,
