@@ -46,7 +46,11 @@ async def serve_app(
     base URL. On exit ``before_stop`` runs, open connections are cut when
     ``abort_connections``, then the server stops."""
     sock = free_socket(port)
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+    # A bounded graceful shutdown: a stream whose connection was cut must not keep the server
+    # (and the test) waiting for its task to notice.
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=3
+    )
     server = _Server(config)
     try:
         async with anyio.create_task_group() as tg:

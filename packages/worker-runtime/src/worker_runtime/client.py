@@ -15,12 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 try:
     import httpx
@@ -31,15 +30,21 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
     raise MissingExtraError("event-stream") from exc
 
 import anyio
-from pydantic import BaseModel, ValidationError
 
-from .api import EventStream, RuntimeAPI
-from .errors import (
-    RuntimeUnavailable,
-    WorkerRuntimeError,
-    error_from_envelope,
+from ._clientevents import _ClientEvents
+from ._clientwire import (
+    _bad_reply,
+    _error_of,
+    _event_of,
+    _json_of,
+    _params,
+    _parse,
+    _unavailable,
+    _worker_path,
 )
-from .events import Event, decode_cursor, notice
+from .api import EventStream, RuntimeAPI
+from .errors import RuntimeUnavailable
+from .events import Event, notice
 from .models import (
     CancelAck,
     CreateWorkerRequest,
@@ -52,21 +57,16 @@ from .models import (
     TranscriptPage,
     WorkerDetail,
     WorkerPage,
-    require_id,
 )
 
 __all__ = ["RuntimeClient"]
 
 log = logging.getLogger("worker_runtime.client")
 
-M = TypeVar("M", bound=BaseModel)
-
 #: How many delivered cursors a stream remembers to drop repeats after a reconnect.
 _SEEN_CURSORS = 4096
 #: How many parsed request URLs a client keeps (paths differ by worker_id).
 _URL_CACHE = 4096
-#: What an event kind looks like (``turn_started``, ``output_delta`` …).
-_KIND = re.compile(r"[a-z][a-z0-9_.]{0,63}")
 
 
 class RuntimeClient:
@@ -374,131 +374,6 @@ class RuntimeClient:
         return body
 
 
-class _ClientEvents:
-    """The :class:`~worker_runtime.api.EventStream` of :meth:`RuntimeClient.events`."""
-
-    def __init__(self, stream: AsyncGenerator[Event | None, None]) -> None:
-        self._stream = stream
-
-    async def __aenter__(self) -> _ClientEvents:
-        try:
-            await anext(self._stream)  # None: connected
-        except BaseException:
-            await self._stream.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stream.aclose()
-
-    def __aiter__(self) -> _ClientEvents:
-        return self
-
-    async def __anext__(self) -> Event:
-        while True:
-            event = await anext(self._stream)
-            if event is not None:  # None only when not entered: the connection opened
-                return event
-
-
 def _conforms(client: RuntimeClient) -> RuntimeAPI:
     """mypy checks here that :class:`RuntimeClient` implements ``RuntimeAPI``."""
     return client
-
-
-def _worker_path(worker_id: str, action: str | None = None) -> str:
-    # Refuse what is not an id before anything goes on the wire; ids need no escaping.
-    segment = require_id(worker_id, "worker_id")
-    return f"/v1/workers/{segment}" + (f"/{action}" if action else "")
-
-
-def _params(**values: Any) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None}
-
-
-def _unavailable(reason: str) -> RuntimeUnavailable:
-    message = {
-        "timeout": "the Runtime did not answer in time",
-        "unreachable": "the Runtime cannot be reached",
-    }[reason]
-    return RuntimeUnavailable(message, details={"reason": reason})
-
-
-def _bad_reply() -> RuntimeUnavailable:
-    """What a reply that is not what the protocol says becomes: the Runtime is unusable
-    (for now), whatever it sent."""
-    return RuntimeUnavailable(
-        "the Runtime answered with a reply that is not valid", details={"reason": "bad_reply"}
-    )
-
-
-def _json_of(response: httpx.Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
-        raise _bad_reply() from None
-
-
-def _error_of(response: httpx.Response) -> WorkerRuntimeError:
-    if response.status_code in (502, 503, 504):
-        unreachable = RuntimeUnavailable(
-            f"the Runtime answered {response.status_code}", details={"reason": "unreachable"}
-        )
-    else:
-        unreachable = _bad_reply()
-    try:
-        body = _json_of(response)
-    except RuntimeUnavailable:
-        return unreachable
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return error_from_envelope(body)
-    return unreachable
-
-
-def _parse(model: type[M], value: Any, key: str | None = None) -> M:
-    """``value`` (or its ``key`` member) as a ``model``; anything else is ``bad_reply``."""
-    if key is not None:
-        if not isinstance(value, dict):
-            raise _bad_reply()
-        value = value.get(key)
-    try:
-        return model.model_validate(value)
-    except (ValidationError, RecursionError):
-        raise _bad_reply() from None
-
-
-def _event_of(data: str) -> Event:
-    try:
-        raw = json.loads(data)
-        cursor = raw["cursor"]
-        position = decode_cursor(cursor)[1] if cursor is not None else -1
-        # The shape, checked: a remote is not trusted to send what the protocol says.
-        if not (
-            isinstance(raw["kind"], str)
-            and _KIND.fullmatch(raw["kind"])  # it becomes an SSE `event:` line again
-            and isinstance(raw["runtime_id"], str)
-            and isinstance(raw["worker_id"], str | None)
-            and isinstance(raw["turn_id"], str | None)
-            and isinstance(raw["at"], str)
-            and isinstance(raw["data"], dict)
-        ):
-            raise TypeError
-        return Event(
-            position=position,
-            cursor=cursor,
-            kind=raw["kind"],
-            runtime_id=raw["runtime_id"],
-            worker_id=raw["worker_id"],
-            turn_id=raw["turn_id"],
-            at=raw["at"],
-            data=raw["data"],
-        )
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, WorkerRuntimeError):
-        raise RuntimeUnavailable(
-            "the Runtime sent an event that is not valid", details={"reason": "bad_reply"}
-        ) from None

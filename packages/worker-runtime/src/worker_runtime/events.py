@@ -19,124 +19,21 @@ silently.
 from __future__ import annotations
 
 import bisect
-import secrets
-import string
-import time
 import weakref
 from collections import deque
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 
-from .errors import CursorExpired, CursorMalformed, CursorUnknown
+from ._cursors import decode_cursor as decode_cursor  # re-exported: the client
+from ._cursors import encode_cursor as encode_cursor  # re-exported: the store reader
+from ._cursors import new_incarnation as new_incarnation  # re-exported: the stores
+from ._event import Event, _approx_size, notice, now_rfc3339
+from ._eventdata import EventKind  # the one definition of the kinds
+from ._subscription import Subscription, _Gap
+from .errors import CursorExpired, CursorUnknown
 
 __all__ = ["Event", "EventKind", "Subscription", "notice", "now_rfc3339"]
-
-from ._eventdata import EventKind  # the one definition of the kinds
-
-_INCARNATION_ALPHABET: Final = string.ascii_lowercase + string.digits
-_INCARNATION_LEN: Final = 16
-
-
-_stamp_second = -1
-_stamp_prefix = ""
-
-
-def now_rfc3339() -> str:
-    """The current time as RFC 3339 UTC with microseconds and a ``Z`` suffix."""
-    global _stamp_second, _stamp_prefix
-    now = time.time()
-    second = int(now)
-    if second != _stamp_second:
-        _stamp_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _stamp_second = second
-    return f"{_stamp_prefix}.{int((now - second) * 1_000_000):06d}Z"
-
-
-def new_incarnation() -> str:
-    """A fresh random incarnation id (16 lowercase alphanumerics)."""
-    return "".join(secrets.choice(_INCARNATION_ALPHABET) for _ in range(_INCARNATION_LEN))
-
-
-def encode_cursor(incarnation: str, position: int) -> str:
-    return f"{incarnation}-{position:x}"
-
-
-def decode_cursor(cursor: str) -> tuple[str, int]:
-    """Split a cursor into ``(incarnation, position)``; :class:`CursorMalformed` if it is not
-    one."""
-    incarnation, sep, pos = cursor.partition("-")
-    if (
-        not sep
-        or len(incarnation) != _INCARNATION_LEN
-        or not incarnation.isascii()
-        or not incarnation.isalnum()
-        or not 0 < len(pos) <= 16
-        or any(c not in string.hexdigits for c in pos)
-    ):
-        raise CursorMalformed("not a cursor", details={"cursor": cursor[:200]})
-    return incarnation, int(pos, 16)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One entry of the event log.
-
-    ``position`` orders events inside one incarnation and is for the Runtime's own use; clients
-    use ``cursor``. Stream notices (``resync_required``, ``runtime_shutdown``) are ``diagnostic``
-    events that are not part of the log: their ``cursor`` is ``None``.
-    """
-
-    position: int
-    cursor: str | None
-    kind: str  # an EventKind; str, as a client may read kinds a newer Runtime adds
-    runtime_id: str
-    worker_id: str | None
-    turn_id: str | None
-    at: str
-    data: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The wire shape: ``{cursor, kind, runtime_id, worker_id, turn_id, at, data}``."""
-        return {
-            "cursor": self.cursor,
-            "kind": self.kind,
-            "runtime_id": self.runtime_id,
-            "worker_id": self.worker_id,
-            "turn_id": self.turn_id,
-            "at": self.at,
-            "data": self.data,
-        }
-
-
-def notice(
-    runtime_id: str,
-    worker_id: str | None,
-    code: str,
-    message: str,
-    *,
-    position: int = -1,
-    **details: Any,
-) -> Event:
-    """A stream notice (``resync_required``, ``runtime_shutdown``, ``runtime_unavailable`` …):
-    a ``diagnostic`` event that is not part of any log, so it has no cursor."""
-    return Event(
-        position,
-        None,
-        "diagnostic",
-        runtime_id,
-        worker_id,
-        None,
-        now_rfc3339(),
-        {"severity": "warning", "code": code, "message": message, **details},
-    )
-
-
-class _Gap(Exception):
-    """The backlog no longer holds the next event a reader needs."""
 
 
 class _Signal:
@@ -491,112 +388,5 @@ class EventLog:
         return notice(self.runtime_id, worker_id, code, message, position=self._visible)
 
 
-def _approx_size(value: Any, depth: int = 0) -> int:
-    """A cheap estimate of an event's retained bytes: its strings' lengths plus a small
-    per-item overhead (nesting deeper than a few levels is counted flat)."""
-    if isinstance(value, dict):
-        if depth > 4:
-            return 64 * len(value)
-        size = 64
-        for key, item in value.items():  # the hot path: a flat dict of short scalars
-            size += 48 + len(key)
-            if type(item) is str:
-                size += 56 + len(item)
-            elif isinstance(item, dict | list | tuple | str):
-                size += _approx_size(item, depth + 1)
-            else:
-                size += 32
-        return size
-    if isinstance(value, str):
-        return 56 + len(value)
-    if isinstance(value, list | tuple):
-        if depth > 4:
-            return 64 * len(value)
-        return 56 + sum(8 + _approx_size(v, depth + 1) for v in value)
-    return 32
-
-
 def _position(event: Event) -> int:
     return event.position
-
-
-class Subscription:
-    """An async iterator over the events after a cursor, runtime-wide or for one Worker.
-
-    Use it as ``async with runtime.subscribe(...) as events: async for event in events``. It
-    ends after a ``resync_required`` notice (it fell behind the backlog) or a
-    ``runtime_shutdown`` notice (the Runtime closed); closing it frees it at once.
-    """
-
-    _BATCH: Final = 512
-
-    def __init__(self, log: EventLog, position: int, worker_id: str | None) -> None:
-        self._log = log
-        self._position = position
-        self._worker_id = worker_id
-        self._batch: list[Event] = []
-        self._index = 0
-        self.closed = False
-
-    @property
-    def worker_id(self) -> str | None:
-        return self._worker_id
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Event:
-        while True:
-            if self._index < len(self._batch):
-                event = self._batch[self._index]
-                self._index += 1
-                return event
-            if self.closed:
-                raise StopAsyncIteration
-            log = self._log
-            try:
-                batch = await log.read_after_async(self._position, self._BATCH, self._worker_id)
-            except _Gap:
-                self.closed = True
-                return log.notice(
-                    "resync_required",
-                    "this subscriber fell behind the retained backlog; re-read the "
-                    "transcript and subscribe again from its cursor",
-                    self._worker_id,
-                )
-            if batch:
-                self._batch = batch
-                self._index = 0
-                self._position = batch[-1].position
-                continue
-            if log.closed:
-                self.closed = True
-                return log.notice("runtime_shutdown", "the Runtime is shutting down", None)
-            await log.wait(self._worker_id)
-
-    def ready(self) -> list[Event]:
-        """The events already read from the log that the iterator would yield next without
-        waiting (possibly none); they count as delivered. Lets a consumer that writes to a
-        socket send a run of events at once."""
-        batch, index = self._batch, self._index
-        if index >= len(batch):
-            return []
-        self._index = len(batch)
-        return batch[index:]
-
-    async def aclose(self) -> None:
-        """Stop the subscription and release it."""
-        self.closed = True
-        self._batch = []
-        self._index = 0
-
-    async def __aenter__(self) -> Subscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

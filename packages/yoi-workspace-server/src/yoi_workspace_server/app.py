@@ -11,38 +11,31 @@ a remote runtime. Nothing here ever returns a store path, a runtime URL or a tok
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import sqlite3
-import unicodedata
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Annotated, Literal
 
 import anyio
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp
 
 from worker_runtime import (
     CreateWorkerRequest,
-    Event,
     InputRequest,
     InvalidInput,
     RuntimeUnavailable,
-    WorkerRuntimeError,
 )
-from worker_runtime.events import notice
 from worker_runtime.http import DirectRoute, install_error_handlers, validate_body
-from worker_runtime.http.stream import SseResponse, encode_event
+from worker_runtime.http.stream import SseResponse
 from worker_runtime.models import require_id
 
 from . import __version__
+from ._bodies import CancelBody, RegisterRuntime, StopBody, _header_text
 from ._console import ConsoleFiles
 from ._openapi import body, describe
-from ._stream import MAX_CURSOR_CHARS, CompositeCursor, merged_messages, open_sources, utf8
+from ._stream import MAX_CURSOR_CHARS, CompositeCursor, merged_messages, open_sources
+from ._streamroutes import _messages, _parse_kinds, _StreamSlots
 from .cursors import (
     BrowserCancelAck,
     BrowserInputAck,
@@ -53,7 +46,6 @@ from .cursors import (
     BrowserWorkerSummary,
     for_browser,
     unwrap_cursor,
-    wrap_cursor,
     wrap_error_cursors,
 )
 from .registry import RemoteRecord, RuntimeRegistry
@@ -76,7 +68,7 @@ from .responses import (
 from .session_api import install_session_routes
 from .sessions import FailedLogins, Sessions
 from .settings import BackendSettings
-from .sources import Source, SourceEvents
+from .sources import Source
 from .trust import TrustBoundary, TrustSettings
 
 __all__ = ["BackendSettings", "create_backend_app"]
@@ -84,51 +76,6 @@ __all__ = ["BackendSettings", "create_backend_app"]
 log = logging.getLogger("yoi_workspace_server.app")
 
 _CURSOR_PREFIX = "b1."
-
-
-#: Bidirectional formatting characters (Trojan Source): they reorder how text is shown.
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _printable(value: str) -> str:
-    """Refuse control characters (C0, DEL, C1), line separators and bidi overrides."""
-    for ch in value:
-        if ch in _BIDI or unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
-            raise ValueError("must not contain control or bidirectional formatting characters")
-    return value
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RegisterRuntime(_Body):
-    runtime_id: Annotated[str, Field(min_length=1, max_length=120)]
-    display_name: (
-        Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)] | None
-    ) = None
-    base_url: Annotated[str, Field(min_length=1, max_length=2000)]
-    token: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
-
-
-class StopBody(_Body):
-    reason: Annotated[str, Field(max_length=1000)] | None = None
-
-
-class CancelBody(_Body):
-    turn_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    reason: Annotated[str, Field(max_length=1000)] | None = None
-
-
-def _header_text(value: str | None) -> str | None:
-    """A header as the client sent it: Starlette decodes headers as Latin-1, browsers send
-    UTF-8."""
-    if value is None:
-        return None
-    try:
-        return value.encode("latin-1").decode("utf-8", "replace")
-    except UnicodeEncodeError:
-        return value
 
 
 def create_backend_app(
@@ -400,80 +347,3 @@ def create_backend_app(
         )
 
     return boundary
-
-
-_KIND = re.compile(r"^[a-z_]{1,40}$")
-
-
-def _parse_kinds(kinds: str | None) -> frozenset[str] | None:
-    """``kinds=a,b``: the event kinds wanted (stream notices always pass)."""
-    if kinds is None:
-        return None
-    names = frozenset(k.strip() for k in kinds.split(",") if k.strip())
-    if not names or len(names) > 32 or not all(_KIND.match(k) for k in names):
-        raise InvalidInput(
-            "kinds must be a comma-separated list of event kinds", details={"field": "kinds"}
-        )
-    return names
-
-
-def _replace_surrogates(event: Event) -> Event:
-    """``event`` with every lone surrogate in its text replaced by U+FFFD."""
-    clean = json.loads(utf8(json.dumps(event.to_dict(), ensure_ascii=False)))
-    return replace(
-        event,
-        kind=clean["kind"],
-        worker_id=clean["worker_id"],
-        turn_id=clean["turn_id"],
-        at=clean["at"],
-        data=clean["data"],
-    )
-
-
-class _StreamSlots:
-    """Open browser streams, counted against the Backend's cap and each remote's."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.open = 0
-
-    def acquire(self, *sources: Source) -> None:
-        """One browser stream, fed by ``sources``; those with a ``stream_cap`` count it."""
-        if self.open >= self.cap:
-            raise _too_many_streams(self.cap)
-        capped = [s for s in sources if s.stream_cap is not None]
-        for s in capped:
-            if s.stream_cap is not None and s.open_streams >= s.stream_cap:
-                raise _too_many_streams(s.stream_cap, per_runtime=True)
-        for s in capped:
-            s.open_streams += 1
-        self.open += 1
-
-    def release(self, *sources: Source) -> None:
-        self.open -= 1
-        for s in sources:
-            if s.stream_cap is not None:
-                s.open_streams -= 1
-
-
-def _too_many_streams(cap: int, per_runtime: bool = False) -> RuntimeUnavailable:
-    where = "to this runtime" if per_runtime else "on this Backend"
-    return RuntimeUnavailable(
-        f"too many open event streams {where}; retry later",
-        details={"reason": "too_many_streams", "max_streams": cap},
-    )
-
-
-async def _messages(runtime_id: str, worker_id: str, events: SourceEvents) -> AsyncIterator[bytes]:
-    """The source's events, encoded with Backend cursors."""
-    try:
-        async for event in events:
-            cursor = None if event.cursor is None else wrap_cursor(runtime_id, event.cursor)
-            try:
-                yield encode_event(event, cursor)
-            except UnicodeEncodeError:  # a lone surrogate from a remote: U+FFFD instead
-                yield encode_event(_replace_surrogates(event), cursor)
-    except WorkerRuntimeError as exc:
-        # A remote refused the stream once it started (e.g. cursor_expired): say so, then end.
-        log.info("stream of runtime %s ended: %s", runtime_id, exc.code)
-        yield encode_event(notice(runtime_id, worker_id, exc.code, exc.message))

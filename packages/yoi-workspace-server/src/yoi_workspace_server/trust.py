@@ -31,12 +31,8 @@ HTML the :data:`HTML_CSP`. No ``Access-Control-*`` header ever leaves (no CORS).
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
-from collections.abc import MutableMapping
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
 import anyio
 
@@ -52,6 +48,26 @@ from worker_runtime.http._guard import (
     send_error,
 )
 
+from ._trustheaders import (
+    HTML_CSP,
+    SESSION_COOKIE,
+    _secured,
+    bearer_of,
+    client_of,
+    error_headers,
+    header,
+)
+from ._trustheaders import (
+    session_ids as session_ids,  # re-exported: session_api
+)
+from ._trusthosts import (
+    _DEFAULT_PORTS,
+    DEFAULT_ALLOWED_HOSTS,
+    TrustSettings,
+    _origin_of,
+    _split_host_header,
+    normalize_host,
+)
 from .errors import HostNotAllowed, OriginNotAllowed, TooManyRequests, UnsupportedMediaType
 from .sessions import FailedLogins, SessionInfo, Sessions
 
@@ -69,128 +85,13 @@ __all__ = [
 
 log = logging.getLogger("yoi_workspace_server.trust")
 
-SESSION_COOKIE = "yoi_session"
-DEFAULT_ALLOWED_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-HTML_CSP = "default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'"
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _BODY_METHODS = _WRITES
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_COMMON_HEADERS = (
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"cross-origin-resource-policy", b"same-origin"),
-)
-_SET_BY_US = frozenset(
-    {
-        b"x-content-type-options",
-        b"referrer-policy",
-        b"x-frame-options",
-        b"cross-origin-resource-policy",
-    }
-)
-
-
-def normalize_host(name: str) -> str | None:
-    """A host name or address as the allow-list compares it: lower case, no brackets, no
-    trailing dot; ``None`` when it is not a plausible host."""
-    name = name.strip().lower()
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-        try:
-            return str(ipaddress.IPv6Address(name))
-        except ValueError:
-            return None
-    name = name.rstrip(".")
-    if not name or any(c in name for c in "/@?#[]\\ \t%") or ":" in name:
-        try:
-            return str(ipaddress.IPv6Address(name))
-        except ValueError:
-            return None
-    return name
-
-
-def _split_host_header(value: str) -> tuple[str, int | None] | None:
-    """``(host, port)`` of a ``Host`` header value (port ``None`` when absent)."""
-    value = value.strip()
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            return None
-        host, rest = value[: end + 1], value[end + 1 :]
-    else:
-        host, colon, port_text = value.partition(":")
-        rest = colon + port_text
-    port: int | None = None
-    if rest:
-        if not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6:
-            return None
-        port = int(rest[1:])
-    normalized = normalize_host(host)
-    return (normalized, port) if normalized else None
-
-
-def _origin_of(url: str) -> tuple[str, str, int] | None:
-    """``(scheme, host, port)`` of an origin or URL, default ports filled in."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
-    host = normalize_host(f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname)
-    if host is None:
-        return None
-    return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme]
 
 
 def is_protected(path: str) -> bool:
     """Whether ``path`` needs credentials: all of ``/api`` (and the OpenAPI document)."""
     return path == "/api" or path.startswith("/api/") or path == "/openapi.json"
-
-
-@dataclass(frozen=True)
-class TrustSettings:
-    """``token``: the browser token. ``bound_host``: the host the Backend listens on.
-    ``allowed_hosts``: ``--allowed-host`` names. ``public_url``: the address browsers use
-    when a TLS reverse proxy is in front (its host is allowed, its origin is the Backend's
-    own, and ``https`` makes the session cookie ``Secure``)."""
-
-    token: str
-    bound_host: str = "127.0.0.1"
-    allowed_hosts: tuple[str, ...] = ()
-    public_url: str | None = None
-    max_body_bytes: int = 1024 * 1024
-    hosts: frozenset[str] = field(init=False)
-    public_origin: tuple[str, str, int] | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        hosts = set(DEFAULT_ALLOWED_HOSTS)
-        for name in (self.bound_host, *self.allowed_hosts):
-            normalized = normalize_host(f"[{name}]" if ":" in name.strip("[]") else name)
-            if normalized is None:
-                raise ValueError(f"not a host name: {name!r}")
-            hosts.add(normalized)
-        public = None
-        if self.public_url is not None:
-            public = _origin_of(self.public_url)
-            if public is None:
-                raise ValueError("the public URL must be an http(s) URL with a host")
-            hosts.add(public[1])
-        object.__setattr__(self, "hosts", frozenset(hosts))
-        object.__setattr__(self, "public_origin", public)
-
-    @property
-    def secure_cookies(self) -> bool:
-        return self.public_origin is not None and self.public_origin[0] == "https"
-
-    def __repr__(self) -> str:
-        return (
-            f"TrustSettings(token='***', bound_host={self.bound_host!r}, "
-            f"allowed_hosts={self.allowed_hosts!r}, public_url={self.public_url!r})"
-        )
 
 
 @dataclass(frozen=True)
@@ -201,40 +102,6 @@ class Auth:
     method: str | None = None
     session_id: str | None = None
     session: SessionInfo | None = None
-
-
-def header(scope: Scope, name: bytes) -> list[str]:
-    return [v.decode("latin-1") for k, v in scope["headers"] if k == name]
-
-
-def session_ids(scope: Scope) -> list[str]:
-    """Every ``yoi_session`` value of the request's cookies."""
-    found = []
-    for value in header(scope, b"cookie"):
-        for pair in value.split(";"):
-            name, sep, v = pair.strip().partition("=")
-            if sep and name == SESSION_COOKIE and v:
-                found.append(v.strip('"'))
-    return found
-
-
-def bearer_of(scope: Scope) -> str | None:
-    """The credentials of an ``Authorization: Bearer …`` header (the scheme matched in any
-    case, RFC 7235); ``""`` for any other or repeated Authorization header; ``None`` with none."""
-    values = header(scope, b"authorization")
-    if not values:
-        return None
-    if len(values) > 1:
-        return ""
-    scheme, _, credentials = values[0].strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return ""
-    return credentials.strip()
-
-
-def client_of(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
 
 
 class TrustBoundary:
@@ -445,36 +312,6 @@ class TrustBoundary:
             await send(message)
 
         return wrapped
-
-
-def _secured(message: Message, api: bool) -> MutableMapping[str, Any]:
-    headers: list[tuple[bytes, bytes]] = []
-    html = False
-    for name, value in message.get("headers", ()):
-        lower = name.lower()
-        if lower in _SET_BY_US or lower.startswith(b"access-control-"):
-            continue
-        if lower == b"content-security-policy" or (api and lower == b"cache-control"):
-            continue
-        if lower == b"content-type" and value.lower().startswith(b"text/html"):
-            html = True
-        headers.append((name, value))
-    headers.extend(_COMMON_HEADERS)
-    if api:
-        headers.append((b"cache-control", b"no-store"))
-    if html:
-        headers.append((b"content-security-policy", HTML_CSP.encode()))
-    return {**message, "headers": headers}
-
-
-def error_headers(error: WorkerRuntimeError) -> tuple[tuple[bytes, bytes], ...]:
-    """The headers a refusal carries besides the envelope (``WWW-Authenticate`` on a 401,
-    ``Retry-After`` on a 429)."""
-    if isinstance(error, Unauthorized):
-        return ((b"www-authenticate", b"Bearer"),)
-    if isinstance(error, TooManyRequests):
-        return ((b"retry-after", str(error.details.get("retry_after_s", 60)).encode()),)
-    return ()
 
 
 async def _send_error(send: Send, error: WorkerRuntimeError) -> None:
