@@ -63,6 +63,10 @@ async def serve_app(
                 if before_stop is not None:
                     await before_stop()
                 if abort_connections:
+                    # As in a crash: no new connection is accepted (a client must not
+                    # reconnect to a server that is going away), then the open ones are cut.
+                    for listener in server.servers:
+                        listener.close()
                     for connection in list(server.server_state.connections):
                         connection.transport.abort()
                 server.should_exit = True
