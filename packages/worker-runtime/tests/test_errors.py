@@ -8,7 +8,7 @@ import worker_runtime
 from worker_runtime import errors
 from worker_runtime.errors import error_class_for_code, error_from_envelope
 
-SPEC_TABLE = {
+CONTRACT_TABLE = {
     "unauthorized": 401,
     "invalid_input": 400,
     "limit_too_large": 400,
@@ -31,9 +31,9 @@ SPEC_TABLE = {
 }
 
 
-@pytest.mark.parametrize(("code", "status"), sorted(SPEC_TABLE.items()))
+@pytest.mark.parametrize(("code", "status"), sorted(CONTRACT_TABLE.items()))
 def test_every_spec_code_has_one_class_with_its_status(code: str, status: int) -> None:
-    """Each error code of the SPEC table maps to a class with that HTTP status."""
+    """Each error code of the contract's table maps to a class with that HTTP status."""
     cls = error_class_for_code(code)
     assert cls.code == code
     assert cls.status == status

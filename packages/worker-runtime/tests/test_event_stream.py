@@ -1,4 +1,4 @@
-"""The SSE event stream (SPEC §4, §7) served by uvicorn on a real socket."""
+"""The SSE event stream (contract §4, §7) served by uvicorn on a real socket."""
 
 from __future__ import annotations
 

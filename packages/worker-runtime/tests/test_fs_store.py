@@ -74,8 +74,8 @@ def worker_dir(root: Path) -> Path:
 
 
 async def test_layout_and_bounded_reads_on_the_fs_store(tmp_path: Path) -> None:
-    """Creating a Worker and running turns writes the SPEC layout (runtime record, worker
-    record and state, segmented JSONL log with its pointer, transcript and overview), and
+    """Creating a Worker and running turns writes the layout of contract §5 (runtime record,
+    worker record and state, segmented JSONL log with its pointer, transcript and overview), and
     transcript pages read back exactly."""
     root = tmp_path / "store"
     async with fs_runtime(root) as rt:

@@ -1,4 +1,4 @@
-"""The REST command API, in process: every endpoint and every error code of SPEC §6."""
+"""The REST command API, in process: every endpoint and every error code of contract §6."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ async def test_runtime_summary_and_diagnostics() -> None:
 
 async def test_worker_lifecycle_over_rest() -> None:
     """Create (201), list, detail, input, transcript, cancel and stop work end to end with
-    the SPEC shapes."""
+    the contract's shapes."""
     async with client() as c:
         created = await c.post(
             "/v1/workers", json={"name": "rest", "initial_input": {"content": "hi"}}

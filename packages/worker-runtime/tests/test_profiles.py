@@ -35,8 +35,8 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_a_profiles_file_loads_and_resolves_selectors(tmp_path: Path) -> None:
-    """The SPEC example file loads; runtime_default resolves to its default, named and builtin
-    selectors to their profiles."""
+    """The example profiles file of contract §9 loads; runtime_default resolves to its
+    default, named and builtin selectors to their profiles."""
     profiles = Profiles.from_toml(_write(tmp_path, GOOD))
     assert profiles.resolve(RuntimeDefaultProfile(kind="runtime_default")).name == "slow-echo"
     gpt = profiles.resolve(NamedProfile(kind="named", name="gpt"))

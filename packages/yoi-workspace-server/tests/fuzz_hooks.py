@@ -12,7 +12,7 @@ import schemathesis
 def no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
     """No 5xx, except the one the contract names for a request no fuzzer can avoid:
     ``DELETE /api/runtimes/backend-internal`` (the embedded runtime, whose id the document
-    gives as the example) is 501 ``unsupported_operation`` (SPEC: not offered by this
+    gives as the example) is 501 ``unsupported_operation`` (the contract: not offered by this
     source)."""
     if response.status_code < 500:
         return None

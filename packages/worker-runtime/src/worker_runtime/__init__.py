@@ -2,6 +2,9 @@
 
 The core has no web framework or server dependency. Optional parts live behind extras and raise
 :class:`MissingExtraError` (naming the pip command) when their extra is missing.
+
+Section references in docstrings ("contract §3") are to the product contract,
+``docs/contract.md`` in the repository.
 """
 
 from .api import EventStream, RuntimeAPI

@@ -1,4 +1,4 @@
-"""The kinds of event and the typed shape of each kind's ``data`` (SPEC §3).
+"""The kinds of event and the typed shape of each kind's ``data`` (contract §3).
 
 :data:`EventKind` names every kind once; the Runtime builds each event's ``data`` as the
 ``TypedDict`` of its kind, so a field that is missing or misspelled is a type error.
@@ -10,7 +10,7 @@ from typing import Any, Final, Literal, NotRequired, TypedDict
 
 __all__ = ["TERMINAL_KINDS", "EventData", "EventKind"]
 
-#: Every kind of event in the log (SPEC §3); stream notices are ``diagnostic`` events.
+#: Every kind of event in the log (contract §3); stream notices are ``diagnostic`` events.
 EventKind = Literal[
     "runtime_started",
     "worker_created",

@@ -1,4 +1,4 @@
-"""``yoi-runtime``: one Runtime served over HTTP (SPEC §8).
+"""``yoi-runtime``: one Runtime served over HTTP (contract §8).
 
 Bad flags exit 2 with a one-line reason; other start failures (port in use, store locked or
 corrupt, unreadable token or profiles) exit 1 with a clear message and no traceback. SIGTERM

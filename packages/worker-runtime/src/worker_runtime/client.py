@@ -1,6 +1,6 @@
 """An async client for a ``yoi-runtime`` process (``event-stream`` extra: httpx + httpx-sse).
 
-:class:`RuntimeClient` covers every REST command of SPEC §6 and the event stream of §7. Errors
+:class:`RuntimeClient` covers every REST command of contract §6 and the event stream of §7. Errors
 come back as the same exception classes the library raises, chosen by the envelope's ``code``;
 a Runtime that cannot be reached is :class:`~worker_runtime.RuntimeUnavailable` with
 ``details.reason`` ``unreachable`` or ``timeout``.

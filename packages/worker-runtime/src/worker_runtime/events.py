@@ -1,4 +1,4 @@
-"""The runtime-wide event log, its cursors, and subscriptions (SPEC §3–§4).
+"""The runtime-wide event log, its cursors, and subscriptions (contract §3–§4).
 
 Every change is an :class:`Event` in one ordered log. The log keeps a bounded backlog in memory:
 a runtime-wide window of the newest ``runtime_event_window`` events (and at most about

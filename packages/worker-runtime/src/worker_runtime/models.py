@@ -1,4 +1,4 @@
-"""The Runtime's request and response shapes (SPEC §1–§3, §6).
+"""The Runtime's request and response shapes (contract §1–§3, §6).
 
 Requests are strict (unknown fields and wrong types are ``invalid_input``); responses are plain
 models whose field names are the wire names.
@@ -51,17 +51,17 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 WorkerStatus = Literal["idle", "running", "stopped"]
 
 
-#: What the id rule of SPEC §1 asks, in the words of every error that enforces it.
+#: What the id rule of contract §1 asks, in the words of every error that enforces it.
 ID_RULE = "1-120 characters of [A-Za-z0-9._:-], not starting with '.'"
 
 
 def is_valid_id(value: str) -> bool:
-    """Whether ``value`` follows the id rule of SPEC §1."""
+    """Whether ``value`` follows the id rule of contract §1."""
     return _ID_RE.fullmatch(value) is not None
 
 
 def require_id(value: object, field: str) -> str:
-    """``value`` if it is an id (SPEC §1), else ``invalid_input`` naming ``field``."""
+    """``value`` if it is an id (contract §1), else ``invalid_input`` naming ``field``."""
     if not isinstance(value, str) or not is_valid_id(value):
         raise InvalidInput(f"{field} must be {ID_RULE}", details={"field": field})
     return value
@@ -109,7 +109,7 @@ class WorkerRef(BaseModel):
 
 
 class InputRequest(_Request):
-    """Input to a Worker (SPEC §2). ``user`` input starts a turn; ``system`` input only adds
+    """Input to a Worker (contract §2). ``user`` input starts a turn; ``system`` input only adds
     context."""
 
     kind: Literal["user", "system"] = "user"

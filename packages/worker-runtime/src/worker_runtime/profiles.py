@@ -1,4 +1,4 @@
-"""Profiles: which execution backend and model a Worker uses (SPEC §9, §11).
+"""Profiles: which execution backend and model a Worker uses (contract §9, §11).
 
 A profile is chosen by a selector: ``{"kind": "runtime_default"}``, ``{"kind": "builtin",
 "name"}`` or ``{"kind": "named", "name"}``. Builtin profiles ship with the Runtime; named

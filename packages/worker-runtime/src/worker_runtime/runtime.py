@@ -1,4 +1,4 @@
-"""The Runtime: the authority over its Workers (SPEC §1–§4).
+"""The Runtime: the authority over its Workers (contract §1–§4).
 
 A Runtime is used as an async context manager, which owns the task group its turns run in::
 

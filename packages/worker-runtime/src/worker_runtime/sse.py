@@ -1,4 +1,4 @@
-"""The Server-Sent Events wire format of yoi's event streams (SPEC §7), framework-free.
+"""The Server-Sent Events wire format of yoi's event streams (contract §7), framework-free.
 
 The Runtime's stream and the Workspace Backend's stream both write these bytes; only the
 ``event-stream`` extra serves them. A stream is:

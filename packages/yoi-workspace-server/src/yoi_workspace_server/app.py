@@ -1,4 +1,4 @@
-"""The browser-facing API of the Workspace Backend (SPEC §10), all under ``/api``.
+"""The browser-facing API of the Workspace Backend (contract §10), all under ``/api``.
 
 Routes are runtime-scoped (``/api/runtimes/{runtime_id}/workers/{worker_id}/…``): the pair
 runtime_id + worker_id is the authority, so two runtimes may hold the same worker_id. One

@@ -1,4 +1,4 @@
-"""Execution backends: what produces a turn's assistant output (SPEC §9).
+"""Execution backends: what produces a turn's assistant output (contract §9).
 
 An execution backend is a small async interface: given a :class:`TurnRequest` (the Worker's
 context and profile) it yields :class:`TextDelta` items as the model streams, then at most one

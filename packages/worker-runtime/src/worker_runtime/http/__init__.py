@@ -1,9 +1,10 @@
 """The REST command API of a Runtime, and the serving loop of yoi's processes
 (``http-server`` extra).
 
-- :func:`create_app` serves one :class:`~worker_runtime.Runtime` over HTTP: the commands of
-  SPEC §6 under ``/v1``, ``/healthz``, the event stream (SPEC §7, ``event-stream`` extra) and
-  the OpenAPI document at ``/openapi.json``. It returns a :class:`RuntimeApp`, a typed ASGI app.
+- :func:`create_app` serves one :class:`~worker_runtime.Runtime` over HTTP: the commands
+  of contract §6 under ``/v1``, ``/healthz``, the event stream (contract §7, ``event-stream``
+  extra) and the OpenAPI document at ``/openapi.json``. It returns a :class:`RuntimeApp`, a
+  typed ASGI app.
 - :func:`serve` (async) serves any ASGI app on a bound socket within :class:`ServingLimits`
   until a stop event is set; :func:`run` (sync) owns the event loop and SIGTERM/SIGINT of a
   process. Both ``yoi-runtime`` and ``yoi-workspace-server`` use them, with

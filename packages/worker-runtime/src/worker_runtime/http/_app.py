@@ -1,4 +1,4 @@
-"""The REST app: thin handlers over the Runtime's public API (SPEC §6), as Starlette routes.
+"""The REST app: thin handlers over the Runtime's public API (contract §6), as Starlette routes.
 
 Each handler parses the request, calls one public :class:`~worker_runtime.Runtime` method and
 serializes its result. Worker semantics live in the Runtime, never here. Bodies are validated by

@@ -15,7 +15,7 @@ __all__ = ["HttpSettings", "ServingLimits"]
 class HttpSettings:
     """How the REST app is served. ``token`` is required on every route but ``/healthz``.
 
-    ``event_stream``: mount the SSE routes (SPEC §7) — ``None`` mounts them when the
+    ``event_stream``: mount the SSE routes (contract §7) — ``None`` mounts them when the
     ``event-stream`` extra is installed, ``True`` requires it, ``False`` leaves them out.
     ``heartbeat_s`` is the idle heartbeat interval, ``max_streams`` the cap on open streams
     (503 above it), ``retry_ms`` the reconnect hint sent at the start of each stream.

@@ -1,4 +1,4 @@
-"""The event stream (SPEC §7, ``event-stream`` extra): Server-Sent Events over the Runtime's
+"""The event stream (contract §7, ``event-stream`` extra): Server-Sent Events over the Runtime's
 own subscriptions, in a router of its own so that a Runtime can serve commands without it.
 :class:`SseResponse` serves the same stream format (:mod:`worker_runtime.sse`, whose
 :func:`encode_event` is re-exported here) for other servers (the Workspace Backend).
@@ -138,7 +138,7 @@ def _cursor(request: Request) -> str | None:
 
 
 def stream_operations(runtime: Runtime, settings: HttpSettings) -> list[Operation]:
-    """The two SSE routes of SPEC §7 over ``runtime``'s subscriptions."""
+    """The two SSE routes of contract §7 over ``runtime``'s subscriptions."""
     streams = _Streams(settings.max_streams)
     sse = {
         "description": "A Server-Sent Events stream (`text/event-stream`).",

@@ -1,4 +1,4 @@
-"""The store interface of the Runtime (SPEC §5) and its in-memory implementation.
+"""The store interface of the Runtime (contract §5) and its in-memory implementation.
 
 The Runtime keeps its working state in memory and writes through a store. The event log is the
 source of truth: a store records events in log order (``append_events``) and derives each

@@ -1,4 +1,4 @@
-"""Runtime sources: what the registry routes to (SPEC §10).
+"""Runtime sources: what the registry routes to (contract §10).
 
 Each source is a :class:`~worker_runtime.RuntimeAPI` (``source.api``) plus its ``info()`` and
 capabilities (:mod:`.base`):

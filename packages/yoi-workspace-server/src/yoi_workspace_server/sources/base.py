@@ -77,7 +77,7 @@ class SourceDiagnostic(BaseModel):
 
 
 class RuntimeInfo(BaseModel):
-    """What every source reports (SPEC §10), with its summary: the Worker counts (as of the
+    """What every source reports (contract §10), with its summary: the Worker counts (as of the
     last successful health check for a remote; ``None`` before one)."""
 
     runtime_id: str
