@@ -205,7 +205,7 @@ class FsRuntimeStore(FsStoreBase):
 
     def _open(self, runtime_id: str, limits: Limits) -> StoreOpened:
         self._key_capacity = limits.max_idempotency_keys
-        self._fp = Failpoints.from_env()
+        self._fp = Failpoints.from_env(hooks=self._fp)
         with io_errors("opening the store"):
             self.root.mkdir(mode=self._dir_mode, parents=True, exist_ok=True)
             self._lock()
@@ -214,8 +214,8 @@ class FsRuntimeStore(FsStoreBase):
                 clean = self._open_record(runtime_id, limits)
                 for d in (self._events_dir, self._workers_dir):
                     d.mkdir(mode=self._dir_mode, exist_ok=True)
-                head = self._open_segments()
                 checkpoint = self._checkpoint_position = self._read_checkpoint()
+                head = self._open_segments(checkpoint)
                 recovered = self._open_workers(clean=clean, checkpoint=checkpoint)
                 logged = head
                 head = self._check_log_length(head, checkpoint)
@@ -623,6 +623,11 @@ class FsRuntimeStore(FsStoreBase):
                 self._checkpointed_one()
             if finish:
                 self._fp.hit("recovery.checkpoint" if self._recovering else "checkpoint.finish")
+                if durable:
+                    # The active segment's index up to the pass's position is trusted by the
+                    # next open (it scans only what follows): it is synced before the
+                    # checkpoint names that position. Rolled segments were synced at the roll.
+                    self._segments[-1].log.fsync_files()
                 self._catalog.mark(self._pass_position, durable=durable)
                 atomic_write_json(
                     self._events_dir / "checkpoint.json",
@@ -787,7 +792,8 @@ class FsRuntimeStore(FsStoreBase):
 
     @property
     def failpoints(self) -> Failpoints:
-        """The store's fault-injection points (armed at open; tests add hooks after it)."""
+        """The store's fault-injection points (armed at open; a test's hooks, added before or
+        after it, are kept)."""
         return self._fp
 
     async def close(self) -> None:
