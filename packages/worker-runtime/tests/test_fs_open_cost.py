@@ -15,6 +15,8 @@ import pytest
 pytest.importorskip("orjson", reason="the fs-store extra is not installed")
 
 from worker_runtime import Limits
+from worker_runtime.events import Event
+from worker_runtime.store import WorkerRecord
 from worker_runtime.store.fs import FsRuntimeStore
 
 pytestmark = pytest.mark.anyio
@@ -148,3 +150,50 @@ async def test_an_index_that_does_not_match_the_checkpoint_falls_back_to_a_whole
     assert positions(store) == list(range(1, BEFORE + AFTER + 1))
     await store.close()
     assert index.stat().st_size == 8 * (BEFORE + AFTER)
+
+
+def created(position: int, worker_id: str) -> Event:
+    return Event(position, f"inc-{position:x}", "worker_created", "uni", worker_id, None, "t", {})
+
+
+def noted(position: int, worker_id: str, sequence: int) -> Event:
+    data = {"input_kind": "system", "content": f"n{sequence}", "transcript_sequence": sequence}
+    return Event(position, f"inc-{position:x}", "input_accepted", "uni", worker_id, None, "t", data)
+
+
+def delta(position: int, worker_id: str) -> Event:
+    return Event(position, f"inc-{position:x}", "output_delta", "uni", worker_id, "t1", "t", {})
+
+
+async def test_without_the_catalog_no_worker_is_replayed_from_its_creation(
+    tmp_path: Path,
+) -> None:
+    """With the catalog gone, Workers with no event but their creation are rebuilt from that
+    event and a Worker with only output events from the state.json the checkpoint gave it:
+    the open replays nothing the checkpoint covered (the segments between are unreadable
+    and are never read), and every state is right."""
+    store = FsRuntimeStore(tmp_path, segment_max_events=50)
+    await store.open(runtime_id="uni", limits=Limits())
+    ids = [f"w{i}" for i in range(7)]
+    for i, wid in enumerate(ids):
+        store.add_worker(WorkerRecord(wid, wid, {}, "t", i, i + 1))
+    store.append_events([created(i + 1, wid) for i, wid in enumerate(ids)])
+    store.append_events([delta(8, "w6"), delta(9, "w6")])
+    store.append_events([noted(p, "w5", p - 9) for p in range(10, 210)])
+    await store.sync()
+    await store.close()
+    assert (tmp_path / "workers" / "w-w6" / "state.json").exists()
+    assert not (tmp_path / "workers" / "w-w0" / "state.json").exists()
+    (tmp_path / "catalog.jsonl").unlink()
+    segments = sorted((tmp_path / "events").glob("*.jsonl"))
+    for middle in segments[1:-1]:  # what a replay from position 1 would have to read
+        middle.write_bytes(b"x" * middle.stat().st_size)
+    again = FsRuntimeStore(tmp_path, segment_max_events=50)
+    opened = await again.open(runtime_id="uni", limits=Limits())
+    assert "store.catalog_rebuilt" in [d.code for d in opened.diagnostics]
+    states = {w.record.worker_id: w.state for w in opened.workers}
+    assert [states[w].position for w in ids[:5]] == [1, 2, 3, 4, 5]
+    assert [states[w].last_cursor for w in ids[:5]] == [f"inc-{p:x}" for p in range(1, 6)]
+    assert states["w5"].transcript_len == 200
+    assert states["w6"].position == 9
+    await again.close()

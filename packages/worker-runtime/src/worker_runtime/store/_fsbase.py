@@ -629,6 +629,8 @@ class FsStoreBase:
                     files.state = WorkerState.from_json(snapshot["state"])
                     files.checkpointed = files.state.position
                     sizes = snapshot["files"]
+                elif files.created <= checkpoint:
+                    self._state_from_creation(entry, files)
                 if not clean or snapshot is None:
                     self._cut_to_checkpoint(worker_id, files, sizes)
             except FileNotFoundError:
@@ -658,6 +660,35 @@ class FsStoreBase:
             )
         records.sort(key=lambda r: r.ordinal)
         return records
+
+    def _state_from_creation(self, entry: Path, files: WorkerFiles) -> None:
+        """A Worker without state.json that the checkpoint covered had no event but its
+        creation then (any later one gives it a state.json, and its position a line of its
+        own events file): its state is its worker_created event, read where its record says,
+        instead of a replay of the log from there. Anything else (projection files, a
+        pruned or unexpected event) leaves it to that replay."""
+        for name in ("events.jsonl", "events.idx", "transcript.jsonl"):
+            try:
+                if os.lstat(entry / name).st_size:
+                    return
+            except FileNotFoundError:
+                continue
+        found = self._read_range(files.created, files.created)
+        if len(found) != 1 or found[0].kind != "worker_created":
+            return
+        event = found[0]
+        if event.worker_id != files.state.worker_id:
+            return
+        files.state.apply(
+            event.position,
+            event.kind,
+            event.turn_id,
+            event.cursor or "",
+            event.at,
+            event.data,
+            keys=self._key_capacity,
+        )
+        files.checkpointed = files.state.position
 
     def _ensure_cut(self, files: WorkerFiles) -> None:
         """Cut a Worker's projection files back to its checkpoint, once, before they are

@@ -589,8 +589,15 @@ class FsRuntimeStore(FsStoreBase):
         except OSError as exc:
             self._fail(exc)
         changed = bool(appended) or files.state.position != files.checkpointed
-        # A Worker with no entries needs no files but its record: the catalog holds its state.
-        own = changed and bool(files.state.transcript_len or files.state.status != "idle")
+        # A Worker with no event but its creation needs no files but its record: the catalog
+        # holds its state, and without the catalog its worker_created event alone rebuilds it.
+        # Any later event gives it a state.json, so that a lost or distrusted catalog never
+        # means replaying the log from its creation.
+        own = changed and bool(
+            files.state.transcript_len
+            or files.state.status != "idle"
+            or files.state.position > files.created
+        )
         line = entry_line(worker_id, files.record_json, snapshot["state"], snapshot["files"])
         files.catalog_line = line
         files.checkpointed = files.state.position
