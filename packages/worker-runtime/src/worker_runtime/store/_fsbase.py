@@ -585,6 +585,7 @@ class FsStoreBase:
                 "Workers' own files and the event log",
             )
         on_disk: set[str] = set()
+        created: list[WorkerFiles] = []  # Workers whose state is their worker_created event
         for name in names:
             worker_id = decode_id(name)
             if worker_id is None:
@@ -620,7 +621,7 @@ class FsStoreBase:
                 )
                 files.record_json = raw
                 self._dirty.add(worker_id)  # its catalog line is written by the next checkpoint
-                sizes = {"transcript": [0, 0], "events": [0, 0]}
+                sizes: dict[str, list[int]] | None = {"transcript": [0, 0], "events": [0, 0]}
                 try:
                     snapshot = read_json(entry / "state.json")
                 except FileNotFoundError:
@@ -629,9 +630,10 @@ class FsStoreBase:
                     files.state = WorkerState.from_json(snapshot["state"])
                     files.checkpointed = files.state.position
                     sizes = snapshot["files"]
-                elif files.created <= checkpoint:
-                    self._state_from_creation(entry, files)
-                if not clean or snapshot is None:
+                elif files.created <= checkpoint and self._no_projection(entry):
+                    created.append(files)  # its files are empty: nothing to cut
+                    sizes = None
+                if sizes is not None and (not clean or snapshot is None):
                     self._cut_to_checkpoint(worker_id, files, sizes)
             except FileNotFoundError:
                 self._diagnose(
@@ -651,6 +653,7 @@ class FsStoreBase:
                 continue
             self._workers[worker_id] = files
             records.append(record)
+        self._states_from_creation(created)
         for worker_id in sorted(catalog.keys() - on_disk):
             self._diagnose(
                 "warning",
@@ -661,34 +664,54 @@ class FsStoreBase:
         records.sort(key=lambda r: r.ordinal)
         return records
 
-    def _state_from_creation(self, entry: Path, files: WorkerFiles) -> None:
-        """A Worker without state.json that the checkpoint covered had no event but its
-        creation then (any later one gives it a state.json, and its position a line of its
-        own events file): its state is its worker_created event, read where its record says,
-        instead of a replay of the log from there. Anything else (projection files, a
-        pruned or unexpected event) leaves it to that replay."""
-        for name in ("events.jsonl", "events.idx", "transcript.jsonl"):
+    @staticmethod
+    def _no_projection(entry: Path) -> bool:
+        """Whether a Worker's directory holds no projection lines (only its record)."""
+        for name in ("events.jsonl", "events.idx", "transcript.jsonl", "transcript.idx"):
             try:
                 if os.lstat(entry / name).st_size:
-                    return
+                    return False
             except FileNotFoundError:
                 continue
-        found = self._read_range(files.created, files.created)
-        if len(found) != 1 or found[0].kind != "worker_created":
-            return
-        event = found[0]
-        if event.worker_id != files.state.worker_id:
-            return
-        files.state.apply(
-            event.position,
-            event.kind,
-            event.turn_id,
-            event.cursor or "",
-            event.at,
-            event.data,
-            keys=self._key_capacity,
-        )
-        files.checkpointed = files.state.position
+        return True
+
+    def _states_from_creation(self, workers: list[WorkerFiles]) -> None:
+        """Workers without state.json that the checkpoint covered, and with no projection
+        lines, had no event but their creation then (any later one gives a Worker a
+        state.json and a line of its own events file): each one's state is its
+        worker_created event, read where its record says (nearby positions in one read),
+        instead of a replay of the log from there. A Worker whose event is not found there
+        (pruned, unexpected) is left to that replay."""
+        wanted = {files.created: files for files in workers}
+        positions = sorted(wanted)
+        i = 0
+        while i < len(positions):
+            j = i
+            while (
+                j + 1 < len(positions)
+                and positions[j + 1] - positions[j] <= 64
+                and positions[j + 1] - positions[i] < 4096
+            ):
+                j += 1
+            for event in self._read_range(positions[i], positions[j]):
+                files = wanted.get(event.position)
+                if (
+                    files is None
+                    or event.kind != "worker_created"
+                    or event.worker_id != files.state.worker_id
+                ):
+                    continue
+                files.state.apply(
+                    event.position,
+                    event.kind,
+                    event.turn_id,
+                    event.cursor or "",
+                    event.at,
+                    event.data,
+                    keys=self._key_capacity,
+                )
+                files.checkpointed = files.state.position
+            i = j + 1
 
     def _ensure_cut(self, files: WorkerFiles) -> None:
         """Cut a Worker's projection files back to its checkpoint, once, before they are
