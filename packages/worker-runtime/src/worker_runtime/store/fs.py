@@ -10,7 +10,8 @@ Layout (ids are encoded into path components, see ``_fsfiles.encode_id``)::
     <root>/events/checkpoint.json        every projection reflects the log up to here
     <root>/workers/<enc>/worker.json     worker record (name, resolved profile, creation)
     <root>/workers/<enc>/state.json      status, active turn, queue, counters (checkpoint;
-                                         like the files below, only once it has entries)
+                                         like the files below, only once it has an event
+                                         after its creation)
     <root>/workers/<enc>/overview.json   overview/usage projection (checkpoint)
     <root>/workers/<enc>/transcript.jsonl|.idx   transcript projection, with offset index
     <root>/workers/<enc>/events.jsonl|.idx   positions of the Worker's events in the log
