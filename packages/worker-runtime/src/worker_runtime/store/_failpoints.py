@@ -37,6 +37,7 @@ POINTS = (
 #: Points where a test may run a hook of its own in the process (:meth:`Failpoints.on`),
 #: e.g. to hold a disk read and see that the event loop keeps serving meanwhile.
 HOOK_POINTS = (
+    "recovery.parse",  # the open parsing one record of the active segment's tail
     "read.events",  # reading events from disk (a cursor resumed, a subscription catching up)
     "read.history",  # reading a recovered Worker's conversation for its first turn
     "checkpoint.slice",  # writing a checkpoint slice's fsyncs and snapshots
@@ -66,8 +67,12 @@ class Failpoints:
             self._armed[name] = int(nth) if nth else 1
 
     @classmethod
-    def from_env(cls) -> Failpoints:
-        return cls(os.environ.get(ENV))
+    def from_env(cls, hooks: Failpoints | None = None) -> Failpoints:
+        """The points ``YOI_STORE_FAILPOINTS`` arms, keeping the hooks of ``hooks``."""
+        armed = cls(os.environ.get(ENV))
+        if hooks is not None:
+            armed._hooks.update(hooks._hooks)
+        return armed
 
     def on(self, name: str, hook: Callable[[], None] | None) -> None:
         """Run ``hook`` (in whatever thread reaches the point) each time point ``name`` of

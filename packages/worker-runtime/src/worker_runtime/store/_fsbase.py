@@ -26,7 +26,6 @@ from ._fsfiles import (
     atomic_write_json,
     decode_id,
     open_file,
-    read_bytes,
     read_json,
 )
 from ._projection import WorkerState, transcript_entry
@@ -301,7 +300,7 @@ class FsStoreBase:
             self.root / "runtime.json", self._record, durable=True, mode=self._file_mode
         )
 
-    def _open_segments(self) -> int:
+    def _open_segments(self, checkpoint: int) -> int:
         firsts = sorted(int(p.stem) for p in self._events_dir.glob("*.jsonl") if p.stem.isdigit())
         self._segments = [Segment(self._events_dir, first, self._file_mode) for first in firsts]
         if not self._segments:
@@ -311,7 +310,7 @@ class FsStoreBase:
             return 0
         self._oldest = self._segments[0].first
         active = self._segments[-1]
-        head = self._recover_segment(active)
+        head = self._recover_segment(active, checkpoint)
         self._write_active_pointer()
         return head
 
@@ -323,22 +322,65 @@ class FsStoreBase:
             mode=self._file_mode,
         )
 
-    def _recover_segment(self, segment: Segment) -> int:
-        """Scan the active segment: truncate a torn tail, quarantine bad records (the records
-        after them still load), rebuild its index. Returns the position of its last event."""
+    def _trusted_prefix(self, segment: Segment, checkpoint: int) -> tuple[int, int]:
+        """``(records, bytes)`` of the active segment that the last checkpoint covered and
+        that need no scan: its records up to the checkpoint's position, whose index entries
+        were synced before checkpoint.json named it. They are trusted only if the index entry
+        of the checkpoint's own record points at a line boundary where that record is, whole;
+        otherwise ``(0, 0)``: the whole segment is scanned, as after a damaged index."""
+        keep = checkpoint - segment.first + 1
+        if keep <= 0:
+            return 0, 0
+        offsets = segment.log.offsets(keep - 1, 2)
+        if not offsets:
+            return 0, 0
+        begin = offsets[0]
+        probe = segment.log.read_span_raw(max(0, begin - 1), begin + (1 << 20))
+        if begin > 0:
+            if probe[:1] != b"\n":
+                return 0, 0
+            probe = probe[1:]
+        end = probe.find(b"\n")
+        if end < 0:
+            return 0, 0
         try:
-            raw = read_bytes(segment.log.data_path)
-        except FileNotFoundError:
-            raw = b""
-        lines = list(segment.log.scan())
+            record = orjson.loads(probe[:end])
+        except orjson.JSONDecodeError:
+            return 0, 0
+        if not isinstance(record, dict) or record.get("p") != checkpoint:
+            return 0, 0
+        after = begin + end + 1
+        if len(offsets) == 2 and offsets[1] != after:
+            return 0, 0
+        return keep, after
+
+    def _recover_segment(self, segment: Segment, checkpoint: int) -> int:
+        """Scan the active segment after what the last checkpoint covered: truncate a torn
+        tail, quarantine bad records (the records after them still load), rebuild its index.
+        Returns the position of its last event. The cost grows with the events after the
+        checkpoint, not with the segment's length."""
+        kept, begin = self._trusted_prefix(segment, checkpoint)
+        # An index the checkpoint's record did not match is rebuilt whole, whatever its length.
+        distrusted = kept == 0 and checkpoint >= segment.first
+        raw = segment.log.read_from(begin)
+        lines: list[tuple[int, bytes]] = []
+        offset = begin
+        for piece in raw.split(b"\n"):
+            if piece:
+                lines.append((offset, piece))
+            offset += len(piece) + 1
         good: list[tuple[bytes, bool]] = []
-        expected = segment.first
+        starts: list[int] = []  # the data offset of each good line, while none is rewritten
+        expected = segment.first + kept
         torn = quarantined = explained = gap = False
+        end = begin + len(raw)  # the data file's size once a torn tail is cut
         for i, (offset, line) in enumerate(lines):
+            self._fp.hit("recovery.parse")
             try:
                 record = orjson.loads(line)
                 if record == PLACEHOLDER:  # a slot kept empty by an earlier repair
                     good.append((line + b"\n", True))
+                    starts.append(offset)
                     expected += 1
                     continue
                 if not isinstance(record, dict) or not isinstance(record.get("p"), int):
@@ -349,6 +391,7 @@ class FsStoreBase:
             except (orjson.JSONDecodeError, ValueError) as exc:
                 if i == len(lines) - 1:
                     torn = True  # the last record was being written when the process died
+                    end = offset
                     break
                 self._quarantine(segment.log.data_path, offset, line, str(exc))
                 quarantined = explained = True
@@ -368,10 +411,12 @@ class FsStoreBase:
                 good.append((b'{"quarantined":true}\n', True))
                 expected += 1
             good.append((line + b"\n", True))
+            starts.append(offset)
             expected += 1
         if not torn and raw and not raw.endswith(b"\n"):
             torn = True
             good.pop()
+            end = starts.pop()
             expected -= 1
         if torn:
             self._diagnose(
@@ -381,8 +426,13 @@ class FsStoreBase:
             )
         if quarantined:
             self._fp.hit("recovery.quarantine")
-        if torn or quarantined or gap or segment.log.count != len(good):
-            segment.log.rewrite(good, durable=True)
+        if quarantined or gap:
+            # Records move: the segment is rewritten whole, atomically (its trusted prefix
+            # as it is on disk).
+            prefix = segment.log.read_span(0, begin)
+            segment.log.rewrite([(line + b"\n", True) for line in prefix] + good, durable=True)
+        elif torn or distrusted or segment.log.count != kept + len(good):
+            segment.log.reindex_tail(end, kept, starts, durable=True)
         if torn:
             self._fp.hit("recovery.truncate")
         return expected - 1
@@ -535,6 +585,7 @@ class FsStoreBase:
                 "Workers' own files and the event log",
             )
         on_disk: set[str] = set()
+        created: list[WorkerFiles] = []  # Workers whose state is their worker_created event
         for name in names:
             worker_id = decode_id(name)
             if worker_id is None:
@@ -570,7 +621,7 @@ class FsStoreBase:
                 )
                 files.record_json = raw
                 self._dirty.add(worker_id)  # its catalog line is written by the next checkpoint
-                sizes = {"transcript": [0, 0], "events": [0, 0]}
+                sizes: dict[str, list[int]] | None = {"transcript": [0, 0], "events": [0, 0]}
                 try:
                     snapshot = read_json(entry / "state.json")
                 except FileNotFoundError:
@@ -579,7 +630,10 @@ class FsStoreBase:
                     files.state = WorkerState.from_json(snapshot["state"])
                     files.checkpointed = files.state.position
                     sizes = snapshot["files"]
-                if not clean or snapshot is None:
+                elif files.created <= checkpoint and self._no_projection(entry):
+                    created.append(files)  # its files are empty: nothing to cut
+                    sizes = None
+                if sizes is not None and (not clean or snapshot is None):
                     self._cut_to_checkpoint(worker_id, files, sizes)
             except FileNotFoundError:
                 self._diagnose(
@@ -599,6 +653,7 @@ class FsStoreBase:
                 continue
             self._workers[worker_id] = files
             records.append(record)
+        self._states_from_creation(created)
         for worker_id in sorted(catalog.keys() - on_disk):
             self._diagnose(
                 "warning",
@@ -608,6 +663,55 @@ class FsStoreBase:
             )
         records.sort(key=lambda r: r.ordinal)
         return records
+
+    @staticmethod
+    def _no_projection(entry: Path) -> bool:
+        """Whether a Worker's directory holds no projection lines (only its record)."""
+        for name in ("events.jsonl", "events.idx", "transcript.jsonl", "transcript.idx"):
+            try:
+                if os.lstat(entry / name).st_size:
+                    return False
+            except FileNotFoundError:
+                continue
+        return True
+
+    def _states_from_creation(self, workers: list[WorkerFiles]) -> None:
+        """Workers without state.json that the checkpoint covered, and with no projection
+        lines, had no event but their creation then (any later one gives a Worker a
+        state.json and a line of its own events file): each one's state is its
+        worker_created event, read where its record says (nearby positions in one read),
+        instead of a replay of the log from there. A Worker whose event is not found there
+        (pruned, unexpected) is left to that replay."""
+        wanted = {files.created: files for files in workers}
+        positions = sorted(wanted)
+        i = 0
+        while i < len(positions):
+            j = i
+            while (
+                j + 1 < len(positions)
+                and positions[j + 1] - positions[j] <= 64
+                and positions[j + 1] - positions[i] < 4096
+            ):
+                j += 1
+            for event in self._read_range(positions[i], positions[j]):
+                files = wanted.get(event.position)
+                if (
+                    files is None
+                    or event.kind != "worker_created"
+                    or event.worker_id != files.state.worker_id
+                ):
+                    continue
+                files.state.apply(
+                    event.position,
+                    event.kind,
+                    event.turn_id,
+                    event.cursor or "",
+                    event.at,
+                    event.data,
+                    keys=self._key_capacity,
+                )
+                files.checkpointed = files.state.position
+            i = j + 1
 
     def _ensure_cut(self, files: WorkerFiles) -> None:
         """Cut a Worker's projection files back to its checkpoint, once, before they are

@@ -314,17 +314,68 @@ class IndexedLog:
             raw = f.read(end - begin)
         return [line for line in raw.split(b"\n") if line]
 
-    def scan(self) -> Iterator[tuple[int, bytes]]:
-        """Every line of the data file with its offset (a torn last line included)."""
+    def read_span_raw(self, begin: int, end: int) -> bytes:
+        """The data file's bytes from offset ``begin`` up to ``end`` (fewer at its end)."""
+        if end <= begin:
+            return b""
         try:
-            raw = read_bytes(self.data_path)
+            fd = open_file(self.data_path, os.O_RDONLY)
         except FileNotFoundError:
-            return
-        offset = 0
+            return b""
+        with os.fdopen(fd, "rb") as f:
+            f.seek(begin)
+            return f.read(end - begin)
+
+    def scan(self, begin: int = 0) -> Iterator[tuple[int, bytes]]:
+        """Every line of the data file from byte ``begin`` (a line boundary) with its offset
+        (a torn last line included)."""
+        raw = self.read_from(begin)
+        offset = begin
         for line in raw.split(b"\n"):
             if line:
                 yield offset, line
             offset += len(line) + 1
+
+    def read_from(self, begin: int) -> bytes:
+        """The data file's bytes from offset ``begin`` to its end (empty when it is missing)."""
+        try:
+            fd = open_file(self.data_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return b""
+        with os.fdopen(fd, "rb") as f:
+            f.seek(begin)
+            return f.read()
+
+    def reindex_tail(
+        self, data_bytes: int, keep: int, offsets: list[int], *, durable: bool
+    ) -> None:
+        """A repair that rewrites no record: cut the data file to ``data_bytes`` (dropping a
+        torn last line) and its index to its first ``keep`` entries followed by ``offsets``.
+        Each step leaves files a later open repairs the same way, so a crash between them
+        loses nothing."""
+        self.close()
+        have = _size(self.data_path)
+        if have is not None and have > data_bytes:
+            os.truncate(self.data_path, data_bytes)
+            if durable:
+                fd = open_file(self.data_path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fd = open_file(self.index_path, os.O_RDWR | os.O_CREAT, self.mode)
+        try:
+            os.ftruncate(fd, keep * 8)
+            body = b"".join(_OFFSET.pack(o) for o in offsets)
+            view = memoryview(body)
+            at = keep * 8
+            while view:
+                written = os.pwrite(fd, view, at)
+                view, at = view[written:], at + written
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def rewrite(self, lines: list[tuple[bytes, bool]], *, durable: bool) -> None:
         """Replace the data file and its index with ``lines`` (a repair), atomically."""

@@ -10,7 +10,8 @@ Layout (ids are encoded into path components, see ``_fsfiles.encode_id``)::
     <root>/events/checkpoint.json        every projection reflects the log up to here
     <root>/workers/<enc>/worker.json     worker record (name, resolved profile, creation)
     <root>/workers/<enc>/state.json      status, active turn, queue, counters (checkpoint;
-                                         like the files below, only once it has entries)
+                                         like the files below, only once it has an event
+                                         after its creation)
     <root>/workers/<enc>/overview.json   overview/usage projection (checkpoint)
     <root>/workers/<enc>/transcript.jsonl|.idx   transcript projection, with offset index
     <root>/workers/<enc>/events.jsonl|.idx   positions of the Worker's events in the log
@@ -205,7 +206,7 @@ class FsRuntimeStore(FsStoreBase):
 
     def _open(self, runtime_id: str, limits: Limits) -> StoreOpened:
         self._key_capacity = limits.max_idempotency_keys
-        self._fp = Failpoints.from_env()
+        self._fp = Failpoints.from_env(hooks=self._fp)
         with io_errors("opening the store"):
             self.root.mkdir(mode=self._dir_mode, parents=True, exist_ok=True)
             self._lock()
@@ -214,8 +215,8 @@ class FsRuntimeStore(FsStoreBase):
                 clean = self._open_record(runtime_id, limits)
                 for d in (self._events_dir, self._workers_dir):
                     d.mkdir(mode=self._dir_mode, exist_ok=True)
-                head = self._open_segments()
                 checkpoint = self._checkpoint_position = self._read_checkpoint()
+                head = self._open_segments(checkpoint)
                 recovered = self._open_workers(clean=clean, checkpoint=checkpoint)
                 logged = head
                 head = self._check_log_length(head, checkpoint)
@@ -589,8 +590,15 @@ class FsRuntimeStore(FsStoreBase):
         except OSError as exc:
             self._fail(exc)
         changed = bool(appended) or files.state.position != files.checkpointed
-        # A Worker with no entries needs no files but its record: the catalog holds its state.
-        own = changed and bool(files.state.transcript_len or files.state.status != "idle")
+        # A Worker with no event but its creation needs no files but its record: the catalog
+        # holds its state, and without the catalog its worker_created event alone rebuilds it.
+        # Any later event gives it a state.json, so that a lost or distrusted catalog never
+        # means replaying the log from its creation.
+        own = changed and bool(
+            files.state.transcript_len
+            or files.state.status != "idle"
+            or files.state.position > files.created
+        )
         line = entry_line(worker_id, files.record_json, snapshot["state"], snapshot["files"])
         files.catalog_line = line
         files.checkpointed = files.state.position
@@ -623,6 +631,11 @@ class FsRuntimeStore(FsStoreBase):
                 self._checkpointed_one()
             if finish:
                 self._fp.hit("recovery.checkpoint" if self._recovering else "checkpoint.finish")
+                if durable:
+                    # The active segment's index up to the pass's position is trusted by the
+                    # next open (it scans only what follows): it is synced before the
+                    # checkpoint names that position. Rolled segments were synced at the roll.
+                    self._segments[-1].log.fsync_files()
                 self._catalog.mark(self._pass_position, durable=durable)
                 atomic_write_json(
                     self._events_dir / "checkpoint.json",
@@ -787,7 +800,8 @@ class FsRuntimeStore(FsStoreBase):
 
     @property
     def failpoints(self) -> Failpoints:
-        """The store's fault-injection points (armed at open; tests add hooks after it)."""
+        """The store's fault-injection points (armed at open; a test's hooks, added before or
+        after it, are kept)."""
         return self._fp
 
     async def close(self) -> None:
