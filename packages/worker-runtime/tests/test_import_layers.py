@@ -6,7 +6,7 @@ The layers (docs/architecture.md draws them):
    events, profiles, execution, the store protocol, the memory store and the projection);
 1. the fs store: every other module under ``worker_runtime.store`` (the ``fs-store`` extra);
 2. the Runtime's process and its client: ``worker_runtime.http``, ``worker_runtime.client``,
-   ``worker_runtime.cli``;
+   ``worker_runtime.cli`` and their private parts (``worker_runtime._cli*``, ``_client*``);
 3. the Workspace Backend: ``yoi_workspace_server``;
 4. the terminal client: ``yoi``.
 
@@ -41,7 +41,7 @@ def layer(module: str) -> int | None:
         return 3
     if top != "worker_runtime":
         return None
-    if module.startswith(("worker_runtime.http", "worker_runtime.client", "worker_runtime.cli")):
+    if module.startswith(("worker_runtime.http", "worker_runtime.cli", "worker_runtime._cli")):
         return 2
     if module.startswith("worker_runtime.store.") and module not in CORE_STORE:
         # A name imported from the store package itself (``from . import X``) stays core.
@@ -102,6 +102,8 @@ def test_the_layers_are_what_the_docstring_says() -> None:
     assert layer("worker_runtime.store.view") == 1
     assert layer("worker_runtime.http._app") == 2
     assert layer("worker_runtime.client") == 2
+    assert layer("worker_runtime._clientwire") == 2
+    assert layer("worker_runtime._cliargs") == 2
     assert layer("yoi_workspace_server.app") == 3
     assert layer("yoi.cli") == 4
     assert layer("httpx") is None
