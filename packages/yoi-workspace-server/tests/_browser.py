@@ -241,6 +241,34 @@ window.EventSource = class extends NativeEventSource {
     super.close();
   }
 };
+// The console reads its stream through fetch(): count those connections the same way, from
+// the request until its body ends, fails or is aborted.
+const nativeFetch = window.fetch;
+window.fetch = function (input, init) {
+  const url = typeof input === 'string' ? input : input.url;
+  if (!url.includes('/api/events')) return nativeFetch.call(this, input, init);
+  window.__streamsLive += 1; window.__streamsOpened += 1;
+  window.__streamsMax = Math.max(window.__streamsMax, window.__streamsLive);
+  let open = true;
+  const ended = () => { if (open) { open = false; window.__streamsLive -= 1; } };
+  if (init && init.signal) init.signal.addEventListener('abort', ended);
+  return nativeFetch.call(this, input, init).then((response) => {
+    if (!response.ok || !response.body) { ended(); return response; }
+    const reader = response.body.getReader();
+    const body = new ReadableStream({
+      async pull(controller) {
+        try {
+          const { done, value } = await reader.read();
+          if (done) { ended(); controller.close(); } else { controller.enqueue(value); }
+        } catch (error) { ended(); controller.error(error); }
+      },
+      cancel(reason) { ended(); return reader.cancel(reason); },
+    });
+    return new Response(body, {
+      status: response.status, statusText: response.statusText, headers: response.headers,
+    });
+  }, (error) => { ended(); throw error; });
+};
 window.__cspViolations = [];
 document.addEventListener('securitypolicyviolation', (e) => {
   window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
@@ -302,7 +330,8 @@ def new_context(browser: Any, backend_url: str, **options: Any) -> tuple[Any, Wa
 
 
 def stream_counts(page: Any) -> dict[str, int]:
-    """The page's EventSource connections: ``live`` now, ``max`` at once, ``opened`` ever."""
+    """The page's event-stream connections (EventSource or the console's fetch reader):
+    ``live`` now, ``max`` at once, ``opened`` ever."""
     return dict(
         page.evaluate(
             "({live: window.__streamsLive, max: window.__streamsMax, "

@@ -4,12 +4,13 @@
 //
 // Connection state is the connection's, never the Worker's:
 //   live          the stream is open
-//   reconnecting  the connection dropped; EventSource retries with Last-Event-ID (the
+//   reconnecting  the connection dropped; the reader retries with Last-Event-ID (the
 //                 Backend's composite cursor), so nothing is lost or repeated
 //   resync        the stream cannot resume (cursor_expired, resync_required, a refused
 //                 reconnect): the view re-reads what it shows and opens again from there
 
 import { onFrame } from './dom.js';
+import { FetchEventSource } from './sse.js';
 
 const KINDS = [
   'runtime_started', 'worker_created', 'input_accepted', 'input_discarded', 'turn_started',
@@ -18,8 +19,8 @@ const KINDS = [
 ];
 const RESYNC_CODES = new Set(['resync_required', 'cursor_expired', 'cursor_unknown']);
 const SEEN_MAX = 20000;
-// A browser dispatches every message of a network chunk in one task; the handler only queues
-// the message's text (O(1) per message). The queue is drained once per animation frame (the
+// The stream is read through fetch() (sse.js), which hands over the messages of one network
+// chunk at a time; the handler only queues the message's text (O(1) per message). The queue is drained once per animation frame (the
 // first message after an idle frame at once), for at most DRAIN_MS a frame: parsing, dedup
 // and the view's work never make one long task, however many messages arrive together.
 const DRAIN_MS = 8;
@@ -59,7 +60,7 @@ export class TabStream {
       if (value) query.set(key, value);
     }
     if (view.cursor) query.set('cursor', view.cursor);
-    const source = new EventSource(`/api/events?${query}`);
+    const source = new FetchEventSource(`/api/events?${query}`);
     this.source = source;
     this.setState('reconnecting'); // until the Backend answers
     source.onopen = () => {
@@ -68,7 +69,7 @@ export class TabStream {
     };
     source.onerror = () => {
       if (this.source !== source) return;
-      if (source.readyState === EventSource.CLOSED) {
+      if (source.readyState === FetchEventSource.CLOSED) {
         // Refused (HTTP error: cursor_expired, unauthorized, …): re-read, then open again.
         this.resync('stream_refused');
       } else {
