@@ -10,7 +10,8 @@ import worker_runtime
 EXPECTED = {
     "BUILTIN_PROFILES", "CancelAck", "Conflict", "ContextMessage", "CreateWorkerRequest",
     "CursorExpired", "CursorMalformed", "CursorUnknown", "Diagnostic", "EchoBackend", "Event",
-    "EventPage", "EventStream", "ExecutionBackend", "ExecutionError", "IdempotencyConflict", "InputAck",
+    "EventPage", "EventStream", "ExecutionBackend", "ExecutionError", "IdempotencyConflict",
+    "InputAck",
     "InputRequest", "InternalError", "InvalidInput", "LimitTooLarge", "Limits", "MemoryStore",
     "MethodNotAllowed", "MissingExtraError", "NotFound", "PayloadTooLarge", "Profile",
     "ProfileEntry", "ProfileError", "ProfileInfo", "ProfileNotFound", "Profiles",
