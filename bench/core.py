@@ -139,7 +139,8 @@ async def memory_per_worker(count: int) -> tuple[float, float]:
     """Bytes per idle Worker (tracemalloc), and the baseline bytes per plain summary dict."""
     gc.collect()
     tracemalloc.start()
-    async with Runtime(runtime_id="bench") as runtime:
+    # limits.max_workers (default 10,000) would refuse the rest of the Workers.
+    async with Runtime(runtime_id="bench", limits=Limits(max_workers=count)) as runtime:
         before = tracemalloc.get_traced_memory()[0]
         for _ in range(count):
             await runtime.create_worker()
