@@ -8,7 +8,6 @@ import pytest
 
 from worker_runtime import InputRequest, Limits, MemoryStore, RuntimeUnavailable
 from worker_runtime.events import Event
-from worker_runtime.store._fsfiles import StoreIOError
 
 from .parts import open_parts
 
@@ -22,7 +21,8 @@ class FailingStore(MemoryStore):
 
     def append_events(self, events: Sequence[Event]) -> None:
         if self.fail:
-            raise StoreIOError("injected write failure")
+            # What a store raises for an I/O fault (the fs store's StoreIOError is one).
+            raise RuntimeUnavailable("injected write failure", details={"reason": "store_io"})
         super().append_events(events)
 
 
