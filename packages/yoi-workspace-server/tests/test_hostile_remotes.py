@@ -198,7 +198,7 @@ def test_a_hostile_remote_costs_only_itself(tmp_path: Path) -> None:
         hostile("good-b") as good,
         # A 4 MiB cap (not the 16 MiB default) keeps inflating the bomb well inside the
         # deadline on a loaded machine.
-        backend(tmp_path / "b", "--remote-deadline-s", "2", "--max-reply-bytes", str(4 << 20)) as b,
+        backend(tmp_path / "b", "--remote-deadline-s", "4", "--max-reply-bytes", str(4 << 20)) as b,
     ):
         assert b.register(bad).status_code == 201
         assert b.register(good).status_code == 201
