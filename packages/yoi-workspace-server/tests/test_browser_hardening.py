@@ -5,7 +5,6 @@ session and login routes."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import sqlite3
 import subprocess
@@ -14,7 +13,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import uvicorn
@@ -26,21 +24,8 @@ from starlette.routing import Route
 from yoi_workspace_server.sessions import FailedLogins, Sessions
 from yoi_workspace_server.trust import HTML_CSP, TrustBoundary, TrustSettings
 
+from . import _boundary as _h
 
-def _load_helpers() -> Any:
-    path = Path(__file__).with_name("_boundary.py")
-    spec = importlib.util.spec_from_file_location("yoi_ws_tests_boundary", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-_h = _load_helpers()
 EMB, Backend, backend, error, workers = _h.EMB, _h.Backend, _h.backend, _h.error, _h.workers
 
 

@@ -4,34 +4,20 @@ read-only local store root."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from . import _asgi as _h
+
 pytestmark = pytest.mark.anyio
 
 
-def _load_helpers() -> Any:
-    path = Path(__file__).with_name("_asgi.py")
-    spec = importlib.util.spec_from_file_location("yoi_ws_tests_asgi", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-_h = _load_helpers()
 EMB, backend, error, register = _h.EMB, _h.backend, _h.error, _h.register
 
 

@@ -4,9 +4,7 @@ final ``runtime_shutdown`` when a remote is removed or the Backend shuts down.""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,23 +16,11 @@ import pytest
 
 from yoi_workspace_server.cursors import unwrap_cursor
 
+from . import _asgi as _h
+
 pytestmark = pytest.mark.anyio
 
 
-def _load_helpers() -> Any:
-    path = Path(__file__).with_name("_asgi.py")
-    spec = importlib.util.spec_from_file_location("yoi_ws_tests_asgi", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-_h = _load_helpers()
 EMB, backend, error, register = _h.EMB, _h.backend, _h.error, _h.register
 
 

@@ -4,7 +4,6 @@ refusal with its exact status and code."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
 import stat
@@ -12,23 +11,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
+from . import _boundary as _h
 
-def _load_helpers() -> Any:
-    path = Path(__file__).with_name("_boundary.py")
-    spec = importlib.util.spec_from_file_location("yoi_ws_tests_boundary", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-_h = _load_helpers()
 EMB, Backend, backend, error, workers = _h.EMB, _h.Backend, _h.backend, _h.error, _h.workers
 
 
