@@ -70,6 +70,20 @@ def require_chromium() -> None:
     pytest.skip(message)
 
 
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium through Playwright's sync API, closed on exit (the sync API holds an
+    event loop while it runs: a test module stops it before the next module's async tests)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

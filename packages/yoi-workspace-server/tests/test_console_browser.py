@@ -12,11 +12,10 @@ import pytest
 
 from ._browser import (
     BROWSER_TOKEN,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Backend,
     api_entries,
     backend_process,
+    chromium,
     entries,
     new_context,
     require_chromium,
@@ -25,19 +24,16 @@ from ._browser import (
 )
 
 require_chromium()
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 LONG = " ".join(f"word{i}" for i in range(60))  # 60 deltas of 60 ms: a turn of ~3.6 s
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One Chromium for the module (Playwright's sync API holds an event loop while it runs:
-    it must be stopped before the next module's async tests)."""
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    """One Chromium for the module."""
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 
 from ._browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REMOTE_TOKEN,
     api_entries,
     backend_process,
+    chromium,
     entries,
     free_port,
     new_context,
@@ -28,17 +27,16 @@ from ._browser import (
 )
 
 require_chromium()
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 LONG = " ".join(f"word{i}" for i in range(200))  # ~12 s at 60 ms a delta
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    """One Chromium for the module."""
+    with chromium() as launched:
+        yield launched
 
 
 def wait_for(page: Any, script: str, arg: Any = None, timeout: float = 20_000) -> None:

@@ -18,11 +18,10 @@ import httpx
 import pytest
 
 from ._browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REMOTE_TOKEN,
     Backend,
     api_entries,
+    chromium,
     entries,
     free_port,
     new_context,
@@ -35,7 +34,7 @@ from ._browser import (
 )
 
 require_chromium()
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 RUNTIME = "remote-m"
 
@@ -54,10 +53,9 @@ RECORD_STATES = """
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    """One Chromium for the module."""
+    with chromium() as launched:
+        yield launched
 
 
 def register(backend: Backend, port: int) -> str:
