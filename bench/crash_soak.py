@@ -17,6 +17,7 @@ about 10 minutes). ``--kills``, ``--workers``, ``--seed``; ``--quick`` is 20 kil
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import re
 import shutil
@@ -181,7 +182,7 @@ def main(args: argparse.Namespace) -> None:
         acked = sum(len(v) for v in state["acked"].values())
         ordered = sorted(recoveries)
         p50 = statistics.median(ordered) * 1000
-        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+        p99 = ordered[math.ceil(len(ordered) * 0.99) - 1] * 1000  # nearest rank
         rows += [
             Row("seed", seed, ""),
             Row("kills (SIGKILL)", args.kills, ""),
@@ -196,6 +197,8 @@ def main(args: argparse.Namespace) -> None:
             Row("recovery p99 (minus empty start)", p99, "ms", target="< 500", ok=p99 < 500),
         ]
     finally:
+        if args.keep:
+            shutil.copytree(work / "data", args.keep, symlinks=True)
         shutil.rmtree(work, ignore_errors=True)
     report("crash_soak", rows)
 
@@ -206,6 +209,7 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="20 kills, 100 Workers")
+    parser.add_argument("--keep", type=Path, help="copy the data dir here at the end (to profile)")
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.kills, arguments.workers = 20, 100

@@ -3,6 +3,7 @@ it is consistent with the checkpoint and the Workers on disk, rebuilt when stale
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -91,3 +92,43 @@ async def test_a_catalog_from_before_a_crash_is_caught_up_by_replay(tmp_path: Pa
     assert ledger.run(seed + 1000, ops=0).verified  # seeds of this form checkpoint rarely too
     async with Runtime(runtime_id="loop", store=FsRuntimeStore(ledger.root)) as rt:
         assert "store.catalog_rebuilt" not in [d.code for d in await rt.diagnostics()]
+
+
+def newest_lines_bytes(path: Path) -> int:
+    """Bytes of the newest catalog line of each Worker (what an open needs)."""
+    newest: dict[str, int] = {}
+    for line in path.read_bytes().splitlines():
+        item = json.loads(line)
+        if "w" in item:
+            newest[item["w"]] = len(line) + 1
+    return sum(newest.values())
+
+
+async def test_the_catalog_stays_bounded_by_bytes_when_busy_workers_carry_many_keys(
+    tmp_path: Path,
+) -> None:
+    """Workers whose checkpointed state carries hundreds of idempotency keys, checkpointed
+    again and again, do not grow the catalog past twice what its newest lines hold plus a
+    mebibyte (an open reads the whole file), and every key still answers after a restart."""
+    root = tmp_path / "store"
+    store = FsRuntimeStore(root, checkpoint_interval_s=3600)
+    async with Runtime(runtime_id="cat", store=store) as rt:
+        workers = [await rt.create_worker() for _ in range(3)]
+        for round_ in range(40):
+            for w in workers:
+                for i in range(10):
+                    key = f"{w.worker_id}-{round_}-{i}-".ljust(200, "k")
+                    body = {"content": f"n{round_}.{i}", "kind": "system", "idempotency_key": key}
+                    await rt.send_input(w.worker_ref, body)
+            store.checkpoint()
+            catalog = root / "catalog.jsonl"
+            assert catalog.stat().st_size <= 2 * newest_lines_bytes(catalog) + (1 << 20) + (
+                newest_lines_bytes(catalog)  # the lines this checkpoint appended
+            )
+    async with rt_on(root) as rt:
+        w = workers[0]
+        key = f"{w.worker_id}-39-9-".ljust(200, "k")
+        again = await rt.send_input(
+            w.worker_ref, {"content": "n39.9", "kind": "system", "idempotency_key": key}
+        )
+        assert again.transcript_sequence == 400

@@ -199,10 +199,11 @@ def test_a_store_of_another_runtime_id_exits_1_naming_both(tmp_path: Path) -> No
 
 
 def test_without_the_extra_the_process_names_the_install_command() -> None:
-    """With FastAPI unavailable, yoi-runtime exits 1 with the MissingExtraError message."""
+    """With uvicorn (of the http-server extra) unavailable, yoi-runtime exits 1 with the
+    MissingExtraError message."""
     code = (
         "import sys\n"
-        "sys.modules['fastapi'] = None\n"
+        "sys.modules['uvicorn'] = None\n"
         "from worker_runtime.cli import main\n"
         "sys.exit(main(['--bind', '127.0.0.1:0']))\n"
     )

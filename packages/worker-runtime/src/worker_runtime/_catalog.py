@@ -3,14 +3,13 @@ rebuilding a Worker from what a store recovered."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterator
 
 from pydantic import ValidationError
 
 from ._checks import check_limit
-from ._worker import IdempotencyCache, Turn, Worker
+from ._worker import Deferred, IdempotencyCache, Turn, Worker
 from .errors import InvalidInput, WorkerNotFound, WrongRuntime
 from .models import InputAck, Limits, WorkerPage, WorkerRef, WorkerStatus, WorkerSummary
 from .profiles import Profile
@@ -124,7 +123,7 @@ class Catalog:
         from here the Runtime applies its events); a diagnostic if its record is invalid."""
         record = recovered.record
         try:
-            key = json.dumps(record.profile, sort_keys=True, default=str)
+            key = repr(record.profile)  # equal records share one Profile (a cache key only)
             profile = self._profiles.get(key)
             if profile is None:
                 profile = self._profiles[key] = Profile.model_validate(record.profile)
@@ -145,18 +144,25 @@ class Catalog:
             self.creates.put(state.create_key[0], state.create_key[1], w.worker_id)
         if state.input_keys:
             w.acks = IdempotencyCache(self._limits.max_idempotency_keys)
-            ref = w.ref(self._runtime_id)
+            ref, status = w.ref(self._runtime_id), state.status
             for key, body, turn_id, queued, sequence, cursor in state.input_keys:
-                ack = InputAck(
-                    worker_ref=ref,
-                    turn_id=turn_id,
-                    queued=queued,
-                    transcript_sequence=sequence,
-                    cursor=cursor,
-                    status=state.status,
-                )
+                ack = Deferred(_restored_ack, ref, turn_id, queued, sequence, cursor, status)
                 w.acks.put(key, body, ack)
         if state.status != "stopped" and state.active_turn_id is not None:
             w.turn = Turn(state.active_turn_id, state.active_input_sequence, 0.0, 0)
         self._add(w)
         return w
+
+
+def _restored_ack(
+    ref: WorkerRef, turn_id: str, queued: bool, sequence: int, cursor: str, status: WorkerStatus
+) -> InputAck:
+    """The acknowledgement a restored idempotency key answers with (built when retried)."""
+    return InputAck(
+        worker_ref=ref,
+        turn_id=turn_id,
+        queued=queued,
+        transcript_sequence=sequence,
+        cursor=cursor,
+        status=status,
+    )

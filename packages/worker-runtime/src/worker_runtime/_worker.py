@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
 import anyio
@@ -73,15 +74,22 @@ class IdempotencyCache(Generic[T]):
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._items: OrderedDict[str, tuple[str, T]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[str, T | Deferred[T]]] = OrderedDict()
 
     def get(self, key: str) -> tuple[str, T] | None:
-        return self._items.get(key)
+        prior = self._items.get(key)
+        if prior is None:
+            return None
+        value = prior[1]
+        if isinstance(value, Deferred):
+            value = value.build()
+            self._items[key] = (prior[0], value)  # built once; its place in the order stays
+        return prior[0], value
 
     def answer(self, key: str, request: BaseModel) -> T | None:
         """The first answer to ``key``, if it is known; ``idempotency_conflict`` if it
         answered another body."""
-        prior = self._items.get(key)
+        prior = self.get(key)
         if prior is None:
             return None
         if prior[0] != fingerprint(request):
@@ -91,10 +99,25 @@ class IdempotencyCache(Generic[T]):
             )
         return prior[1]
 
-    def put(self, key: str, fingerprint: str, value: T) -> None:
+    def put(self, key: str, fingerprint: str, value: T | Deferred[T]) -> None:
+        """Remember ``value`` (or a :class:`Deferred` one, built when the key is first asked
+        for again: a restart restores up to ``capacity`` keys per Worker, most never retried)."""
         self._items[key] = (fingerprint, value)
         if len(self._items) > self._capacity:
             self._items.popitem(last=False)
+
+
+class Deferred(Generic[T]):
+    """An answer built on first use: ``build(*args)``."""
+
+    __slots__ = ("_args", "_build")
+
+    def __init__(self, build: Callable[..., T], *args: Any) -> None:
+        self._build = build
+        self._args = args
+
+    def build(self) -> T:
+        return self._build(*self._args)
 
 
 def fingerprint(model: InputRequest | Any) -> str:

@@ -17,8 +17,10 @@ browsers. Browsers talk to the Workspace Backend, which talks to Runtimes; a bro
 learns a Runtime's URL or token. Every route but ``/healthz`` needs the bearer token.
 """
 
+from typing import TYPE_CHECKING, Any
+
 try:
-    import fastapi  # noqa: F401
+    import starlette  # noqa: F401
     import uvicorn  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     from ..errors import MissingExtraError
@@ -26,12 +28,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise MissingExtraError("http-server") from exc
 
 from ._app import RuntimeApp, create_app, json_response, validate_body, validate_query
-from ._fastapi import DirectRoute, install_error_handlers
 from ._guard import Guard
 from ._logs import configure_logging
 from ._process import BindError, bind_socket, run
 from ._serve import serve
 from .settings import HttpSettings, ServingLimits
+
+if TYPE_CHECKING:
+    from ._fastapi import DirectRoute, install_error_handlers
 
 __all__ = [
     "BindError",
@@ -50,3 +54,17 @@ __all__ = [
     "validate_body",
     "validate_query",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The FastAPI helpers are imported on first use: the Runtime's own app is plain Starlette,
+    so ``yoi-runtime`` starts without importing FastAPI (about half a second)."""
+    if name in ("DirectRoute", "install_error_handlers"):
+        try:
+            from . import _fastapi
+        except ImportError as exc:  # pragma: no cover - the extra names FastAPI
+            from ..errors import MissingExtraError
+
+            raise MissingExtraError("http-server") from exc
+        return getattr(_fastapi, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -573,7 +573,9 @@ class FsStoreBase:
                 if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
             )
         read = read_catalog(self._catalog_path, checkpoint)
-        self._catalog = Catalog(self._catalog_path, read.lines, self._file_mode)
+        self._catalog = Catalog(
+            self._catalog_path, read.lines, self._file_mode, size=read.size, live=read.live
+        )
         catalog = read.entries
         if read.problem is not None:
             catalog = {}

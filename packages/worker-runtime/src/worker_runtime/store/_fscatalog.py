@@ -8,7 +8,10 @@ Worker's own snapshot, then a ``{"checkpoint": P}`` marker, synced, before
 behind ``checkpoint.json``: a catalog whose newest marker is older (restored from a backup,
 damaged), or that has a bad line, is stale; the store then rebuilds it from the Workers' own
 files and says so (``store.catalog_rebuilt``). A torn last line (a crash while appending) is
-dropped. The file is compacted (one line per Worker) when superseded lines dominate.
+dropped. The file is compacted (one line per Worker) when superseded lines dominate, by count
+or by bytes: a busy Worker's line carries its idempotency keys (up to the per-Worker bound), so
+a few such Workers checkpointed often would otherwise grow the file, and the next open's read,
+far past what the newest lines hold.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import orjson
 from ._fsfiles import FILE_MODE, AppendFile, atomic_write_bytes, read_bytes
 
 __all__ = ["Catalog", "CatalogEntry", "read_catalog"]
+
+COMPACT_SLACK_BYTES = 1 << 20
 
 
 @dataclass
@@ -37,6 +42,8 @@ class CatalogRead:
     entries: dict[str, CatalogEntry] = field(default_factory=dict)
     marker: int = -1
     lines: int = 0
+    size: int = 0  # bytes of the lines read
+    live: int = 0  # bytes of the newest line of each Worker
     problem: str | None = None
 
 
@@ -71,6 +78,8 @@ def read_catalog(path: Path, checkpoint: int) -> CatalogRead:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             out.problem = "a line is not a catalog record"
             return out
+    out.size = sum(len(line) + 1 for line in lines)
+    out.live = sum(len(entry.line) for entry in out.entries.values())
     if out.marker < checkpoint:
         out.problem = f"it is older than the checkpoint ({out.marker} < {checkpoint})"
     return out
@@ -79,10 +88,14 @@ def read_catalog(path: Path, checkpoint: int) -> CatalogRead:
 class Catalog:
     """The writer's side: appends entries and markers, compacts."""
 
-    def __init__(self, path: Path, lines: int, mode: int = FILE_MODE) -> None:
+    def __init__(
+        self, path: Path, lines: int, mode: int = FILE_MODE, *, size: int = 0, live: int = 0
+    ) -> None:
         self.path = path
         self.mode = mode
         self.lines = lines
+        self.size = size  # bytes in the file
+        self.live = live  # bytes its newest lines held when it was read or last rewritten
         self._file: AppendFile | None = None
 
     def append(self, line: bytes) -> None:
@@ -90,6 +103,7 @@ class Catalog:
             self._file = AppendFile(self.path, self.mode)
         self._file.write(line)
         self.lines += 1
+        self.size += len(line)
 
     def mark(self, position: int, *, durable: bool) -> None:
         self.append(orjson.dumps({"checkpoint": position}) + b"\n")
@@ -97,7 +111,10 @@ class Catalog:
             self._file.fsync()
 
     def needs_compaction(self, workers: int) -> bool:
-        return self.lines > 2 * workers + 64
+        """Superseded lines outnumber the live ones, or outweigh them by a mebibyte. Each
+        rewrite writes at most what was live plus what was appended since, so the work stays
+        proportional to what checkpoints append."""
+        return self.lines > 2 * workers + 64 or self.size > 2 * self.live + COMPACT_SLACK_BYTES
 
     def rewrite(self, lines: list[bytes], position: int, *, durable: bool) -> None:
         """Replace the catalog with one line per Worker and a marker, atomically."""
@@ -105,6 +122,7 @@ class Catalog:
         body = b"".join(lines) + orjson.dumps({"checkpoint": position}) + b"\n"
         atomic_write_bytes(self.path, body, durable=durable, mode=self.mode)
         self.lines = len(lines) + 1
+        self.size = self.live = len(body)
 
     def close(self) -> None:
         if self._file is not None:
