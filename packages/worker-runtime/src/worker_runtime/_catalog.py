@@ -96,7 +96,7 @@ class Catalog:
         limit = check_limit(limit, 100, self._limits.max_list_workers)
         if status is not None and status not in STATUSES:
             raise InvalidInput(
-                "status must be one of idle, running, stopped", details={"field": "status"}
+                f"status must be one of {', '.join(STATUSES)}", details={"field": "status"}
             )
         start = 0
         if after is not None:

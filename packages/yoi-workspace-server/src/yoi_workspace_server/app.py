@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Annotated, Literal
+from typing import Annotated
 
 import anyio
 from fastapi import FastAPI, Header, Query, Request
@@ -28,7 +28,7 @@ from worker_runtime import (
 )
 from worker_runtime.http import DirectRoute, install_error_handlers, validate_body
 from worker_runtime.http.stream import SseResponse
-from worker_runtime.models import require_id
+from worker_runtime.models import WorkerStatus, require_id
 
 from . import __version__
 from ._bodies import CancelBody, RegisterRuntime, StopBody, _header_text
@@ -260,7 +260,7 @@ def create_backend_app(
     @app.get("/api/runtimes/{runtime_id}/workers")
     async def list_workers(
         runtime_id: str,
-        status: Annotated[Literal["idle", "running", "stopped"] | None, Query()] = None,
+        status: Annotated[WorkerStatus | None, Query()] = None,
         limit: Annotated[int | None, Query(ge=1)] = None,
         after: Annotated[str | None, Query(max_length=200)] = None,
     ) -> Response:
