@@ -21,10 +21,36 @@ from . import StoreDiagnostic
 from ._failpoints import Failpoints
 from ._fsfiles import NOFOLLOW, StoreIOError, atomic_write_json, open_file, read_json
 
-__all__ = ["SCHEMA_VERSION", "FsyncMode", "StoreRoot"]
+__all__ = ["SCHEMA_VERSION", "STORE_MODES", "FsyncMode", "StoreMode", "StoreRoot", "check_modes"]
 
 FsyncMode = Literal["always", "batch", "never"]
 SCHEMA_VERSION = 1
+StoreMode = Literal["private", "group"]
+#: The named permission sets of a store root (``yoi-runtime --store-mode``): ``(file mode,
+#: directory mode)``. ``private`` (the default) is for the Runtime's user alone; ``group``
+#: lets the directory's group read the store (a backup job, a read-only ``FsStoreReader``).
+#: The process umask can only narrow them.
+STORE_MODES: dict[str, tuple[int, int]] = {"private": (0o600, 0o700), "group": (0o640, 0o750)}
+
+
+def check_modes(file_mode: int, dir_mode: int) -> None:
+    """Refuse modes that let anyone but the owner write, or that lock the owner out."""
+    for what, mode, needs in (("file_mode", file_mode, 0o600), ("dir_mode", dir_mode, 0o700)):
+        if not isinstance(mode, int) or isinstance(mode, bool) or mode & ~0o777:
+            raise InvalidInput(f"{what} must be a permission mode such as {oct(needs)}")
+        if mode & 0o022:
+            raise InvalidInput(
+                f"{what} {oct(mode)} lets its group or everyone write to the store; "
+                "only its owner may",
+                details={"field": what},
+            )
+        if mode & needs != needs:
+            raise InvalidInput(
+                f"{what} {oct(mode)} must give its owner at least {oct(needs)}",
+                details={"field": what},
+            )
+    if file_mode & 0o111:
+        raise InvalidInput("file_mode must not make store files executable")
 
 
 class StoreRoot:

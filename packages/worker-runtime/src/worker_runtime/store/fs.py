@@ -40,7 +40,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 try:
     import orjson  # noqa: F401  (the extra's guard: every part below needs it)
@@ -69,40 +68,13 @@ from ._fsfiles import io_errors
 from ._fslog import SegmentedLog
 from ._fsprojections import Projections
 from ._fsreads import StoreReads
-from ._fsroot import FsyncMode, StoreRoot
+from ._fsroot import STORE_MODES, FsyncMode, StoreMode, StoreRoot, check_modes
 
 __all__ = ["STORE_MODES", "FsRuntimeStore", "FsyncMode", "StoreMode"]
 
 #: After an unclean shutdown, positions skip this far ahead, so that no cursor a client saw
 #: for an event that was lost with the OS can ever name a different event.
 UNCLEAN_POSITION_GAP = 1 << 20
-
-StoreMode = Literal["private", "group"]
-#: The named permission sets of a store root (``yoi-runtime --store-mode``): ``(file mode,
-#: directory mode)``. ``private`` (the default) is for the Runtime's user alone; ``group``
-#: lets the directory's group read the store (a backup job, a read-only ``FsStoreReader``).
-#: The process umask can only narrow them.
-STORE_MODES: dict[str, tuple[int, int]] = {"private": (0o600, 0o700), "group": (0o640, 0o750)}
-
-
-def check_modes(file_mode: int, dir_mode: int) -> None:
-    """Refuse modes that let anyone but the owner write, or that lock the owner out."""
-    for what, mode, needs in (("file_mode", file_mode, 0o600), ("dir_mode", dir_mode, 0o700)):
-        if not isinstance(mode, int) or isinstance(mode, bool) or mode & ~0o777:
-            raise InvalidInput(f"{what} must be a permission mode such as {oct(needs)}")
-        if mode & 0o022:
-            raise InvalidInput(
-                f"{what} {oct(mode)} lets its group or everyone write to the store; "
-                "only its owner may",
-                details={"field": what},
-            )
-        if mode & needs != needs:
-            raise InvalidInput(
-                f"{what} {oct(mode)} must give its owner at least {oct(needs)}",
-                details={"field": what},
-            )
-    if file_mode & 0o111:
-        raise InvalidInput("file_mode must not make store files executable")
 
 
 class FsRuntimeStore:
