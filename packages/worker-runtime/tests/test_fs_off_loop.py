@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("orjson", reason="the fs-store extra is not installed")
 
 from worker_runtime import Limits, Profile, Profiles, Runtime
+from worker_runtime.store._fsreads import StoreReads
 from worker_runtime.store.fs import FsRuntimeStore
 from worker_runtime.testing import EventCapture
 
@@ -132,16 +133,16 @@ async def test_a_budgeted_history_is_read_from_the_end_only(tmp_path: Path) -> N
             await rt.send_input(w.worker_ref, {"content": f"note {i} a b c", "kind": "system"})
     store = FsRuntimeStore(tmp_path)
     read: list[int] = []
-    original = FsRuntimeStore._history_upto
+    original = StoreReads.history_upto
 
-    def spy(self: FsRuntimeStore, mark: object, max_tokens: int | None) -> list[object]:
+    def spy(self: StoreReads, mark: object, max_tokens: int | None) -> list[object]:
         out = original(self, mark, max_tokens)  # type: ignore[arg-type]
         read.append(len(out))
         return out  # type: ignore[return-value]
 
     rt = runtime(tmp_path, store)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(FsRuntimeStore, "_history_upto", spy)
+        mp.setattr(StoreReads, "history_upto", spy)
         async with rt, EventCapture(rt, worker=w.worker_ref) as cap:
             await rt.send_input(w.worker_ref, {"content": "now"})
             done = await cap.wait_for("turn_completed")

@@ -42,8 +42,9 @@ from ..models import (
 from ..profiles import Profile
 from ..state import STATUSES, worker_detail, worker_summary
 from . import TranscriptEntry, transcript_page
-from ._fsbase import SCHEMA_VERSION, entry_of
 from ._fsfiles import decode_id, encode_id, io_errors, read_json
+from ._fsroot import SCHEMA_VERSION
+from ._fsworkers import entry_of
 from ._projection import WorkerState, transcript_entry
 
 __all__ = ["FsStoreReader"]
