@@ -29,6 +29,20 @@ EXPECTED = {
 }  # fmt: skip
 
 
+def run_fresh(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter, without coverage.py's subprocess measurement
+    (scripts/test), which imports sqlite3."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
+    )
+
+
 def test_all_is_exactly_the_public_api() -> None:
     """__all__ lists exactly the public names, and each of them exists."""
     assert set(worker_runtime.__all__) == EXPECTED
@@ -61,16 +75,7 @@ def test_importing_the_core_pulls_in_no_web_or_server_module() -> None:
         f"bad = [m for m in {forbidden!r} if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
-    # Without coverage.py's subprocess measurement (scripts/check), which imports sqlite3.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env=env,
-    )
+    result = run_fresh(code)
     assert result.stdout.strip() == ""
 
 
@@ -84,15 +89,7 @@ def test_the_runtime_process_modules_do_not_import_fastapi() -> None:
         "from worker_runtime.http import create_app, serve\n"
         "print('fastapi' in sys.modules)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env=env,
-    )
+    result = run_fresh(code)
     assert result.stdout.strip() == "False"
 
 
@@ -108,16 +105,7 @@ def test_missing_extra_error_is_raised_when_a_dependency_is_blocked() -> None:
         "except ImportError:\n"
         "    print(MissingExtraError('http-server'))\n"
     )
-    # Without coverage.py's subprocess measurement (scripts/check), which imports sqlite3.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env=env,
-    )
+    result = run_fresh(code)
     assert "pip install 'worker-runtime[http-server]'" in result.stdout
 
 
@@ -133,14 +121,5 @@ def test_the_fs_store_without_its_extra_names_the_install_command() -> None:
         "except worker_runtime.MissingExtraError as exc:\n"
         "    print(exc.install_command)\n"
     )
-    # Without coverage.py's subprocess measurement (scripts/check), which imports sqlite3.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env=env,
-    )
+    result = run_fresh(code)
     assert result.stdout.strip() == "pip install 'worker-runtime[fs-store]'"

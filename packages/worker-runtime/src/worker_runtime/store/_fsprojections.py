@@ -225,15 +225,7 @@ class Projections:
                     or event.worker_id != files.state.worker_id
                 ):
                     continue
-                files.state.apply(
-                    event.position,
-                    event.kind,
-                    event.turn_id,
-                    event.cursor or "",
-                    event.at,
-                    event.data,
-                    keys=self.key_capacity,
-                )
+                self._apply(files.state, event)
                 files.checkpointed = files.state.position
             i = j + 1
 
@@ -316,6 +308,13 @@ class Projections:
         if event.position <= state.position:
             return
         self.ensure_cut(files)
+        self._apply(state, event)
+        if event.kind != "worker_created":  # the record holds that position
+            files.pending_positions.append((f"{event.position}\n".encode(), True))
+        files.pending_transcript.extend(transcript_lines(event))
+        self.dirty.add(state.worker_id)
+
+    def _apply(self, state: WorkerState, event: Event) -> None:
         state.apply(
             event.position,
             event.kind,
@@ -325,7 +324,3 @@ class Projections:
             event.data,
             keys=self.key_capacity,
         )
-        if event.kind != "worker_created":  # the record holds that position
-            files.pending_positions.append((f"{event.position}\n".encode(), True))
-        files.pending_transcript.extend(transcript_lines(event))
-        self.dirty.add(state.worker_id)
