@@ -82,11 +82,14 @@ def _approx_size(value: Any, depth: int = 0) -> int:
     if isinstance(value, dict):
         if depth > 4:
             return 64 * len(value)
-        size = 64
+        size = 64 + 48 * len(value)
         for key, item in value.items():  # the hot path: a flat dict of short scalars
-            size += 48 + len(key)
-            if type(item) is str:
+            size += len(key)
+            kind = type(item)
+            if kind is str:
                 size += 56 + len(item)
+            elif kind is int or kind is bool or item is None:
+                size += 32
             elif isinstance(item, dict | list | tuple | str):
                 size += _approx_size(item, depth + 1)
             else:
