@@ -49,12 +49,9 @@ async def call_with_capped_body(
 ) -> None:
     """Read the whole request body, then call ``app`` with it; a body over ``limit`` bytes
     (declared or sent) is ``413 payload_too_large`` and ``app`` is not called."""
-    too_large = PayloadTooLarge(
-        f"the request body is over {limit} bytes", details={"max_body_bytes": limit}
-    )
     declared = content_length(scope)
     if declared is not None and declared > limit:
-        await send_error(send, too_large)
+        await send_error(send, _too_large(limit))
         return
     body = bytearray()
     while True:
@@ -63,7 +60,7 @@ async def call_with_capped_body(
             return
         body += message.get("body", b"")
         if len(body) > limit:
-            await send_error(send, too_large)
+            await send_error(send, _too_large(limit))
             return
         if not message.get("more_body", False):
             break
@@ -77,6 +74,12 @@ async def call_with_capped_body(
         return await receive()
 
     await app(scope, replay, send)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the request body is over {limit} bytes", details={"max_body_bytes": limit}
+    )
 
 
 class Guard:
