@@ -8,18 +8,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 _stamp_second = -1
-_stamp_prefix = ""
+_stamp_format = ""
 
 
 def now_rfc3339() -> str:
     """The current time as RFC 3339 UTC with microseconds and a ``Z`` suffix."""
-    global _stamp_second, _stamp_prefix
-    now = time.time()
-    second = int(now)
+    global _stamp_second, _stamp_format
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
     if second != _stamp_second:
-        _stamp_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        # The format of this second's stamps: its date and time, then the microseconds.
+        stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _stamp_format = stamp + ".%06dZ"
         _stamp_second = second
-    return f"{_stamp_prefix}.{int((now - second) * 1_000_000):06d}Z"
+    return _stamp_format % micro
 
 
 @dataclass(frozen=True, slots=True)
