@@ -134,7 +134,7 @@ class TurnRunner:
             "turn_started",
             w,
             turn_id,
-            {"profile": w.profile.name, "model": w.profile.info.model},
+            {"profile": w.profile.name, "model": w.profile.shown_model},
         )
         if self._idle:
             idle = self._idle.pop()
