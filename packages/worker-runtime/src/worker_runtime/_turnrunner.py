@@ -142,7 +142,7 @@ class TurnRunner:
             idle.wake.set()
         else:
             assert self.tg is not None
-            self.tg.start_soon(self._serve, w, turn, name=f"turn {turn_id}")
+            self.tg.start_soon(self._serve, w, turn, name="turn task")
 
     def start_queued(self, w: Worker) -> bool:
         """Start the Worker's oldest queued input, if any; whether one started."""
