@@ -62,3 +62,4 @@ async def open_parts(
         accepting[0] = False
         for turn in catalog.running():
             turn.scope.cancel()
+        runner.close()

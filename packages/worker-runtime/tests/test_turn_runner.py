@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from worker_runtime import InputRequest, Profile, WorkerBusy, WorkerStopped
+from worker_runtime._turnrunner import IDLE_TASKS
 from worker_runtime.execution import ContextMessage
 from worker_runtime.testing import ScriptedBackend, ScriptedTurn
 
@@ -107,3 +108,21 @@ async def test_a_turn_open_at_a_crash_is_interrupted_once() -> None:
         parts.runner.interrupt_recovered(w)
         parts.runner.interrupt_recovered(w)  # nothing left to interrupt
         assert (w.turn, w.state.interrupted, w.status) == (None, 1, "idle")
+
+
+async def test_turn_tasks_run_later_turns_and_end_when_the_runner_closes() -> None:
+    """Turns started after earlier ones settled, on more Workers than the runner keeps
+    waiting tasks for, all complete in order, and closing the runner lets its task group
+    exit."""
+    with anyio.fail_after(10):
+        async with open_parts() as parts:
+            workers = [parts.new_worker() for _ in range(IDLE_TASKS + 8)]
+            for round_ in (1, 2, 3):
+                acks = [parts.runner.accept(w, InputRequest(content=f"r{round_}")) for w in workers]
+                assert all(not ack.queued for ack in acks)
+                await parts.journal.commit()
+                while any(w.state.completed < round_ for w in workers):
+                    await anyio.sleep(0.01)
+            for w in workers:
+                assert [m.content for m in w.history or []] == ["r1", "r1", "r2", "r2", "r3", "r3"]
+                assert (w.state.turns_total, w.status) == (3, "idle")

@@ -52,12 +52,17 @@ class _ContextView(Sequence[ContextMessage]):
     def __getitem__(self, index: slice) -> list[ContextMessage]: ...
 
     def __getitem__(self, index: int | slice) -> ContextMessage | list[ContextMessage]:
+        size = self._length if self._prompt is None else self._length + 1
         if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+            return [self._at(i) for i in range(*index.indices(size))]
         if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
+            index += size
+        if not 0 <= index < size:
             raise IndexError(index)
+        return self._at(index)
+
+    def _at(self, index: int) -> ContextMessage:
+        """The message at ``index`` (from 0, in range)."""
         if self._prompt is not None:
             if index == 0:
                 return self._prompt
@@ -70,6 +75,13 @@ class _ContextView(Sequence[ContextMessage]):
         history = self._history
         for i in range(self._length):
             yield history[i]
+
+    def __reversed__(self) -> Iterator[ContextMessage]:
+        history = self._history
+        for i in range(self._length - 1, -1, -1):
+            yield history[i]
+        if self._prompt is not None:
+            yield self._prompt
 
     def __repr__(self) -> str:
         return f"ContextView({list(self)!r})"

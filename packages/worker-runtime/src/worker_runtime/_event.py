@@ -8,18 +8,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 _stamp_second = -1
-_stamp_prefix = ""
+_stamp_format = ""
 
 
 def now_rfc3339() -> str:
     """The current time as RFC 3339 UTC with microseconds and a ``Z`` suffix."""
-    global _stamp_second, _stamp_prefix
-    now = time.time()
-    second = int(now)
+    global _stamp_second, _stamp_format
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
     if second != _stamp_second:
-        _stamp_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        # The format of this second's stamps: its date and time, then the microseconds.
+        stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _stamp_format = stamp + ".%06dZ"
         _stamp_second = second
-    return f"{_stamp_prefix}.{int((now - second) * 1_000_000):06d}Z"
+    return _stamp_format % micro
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +83,14 @@ def _approx_size(value: Any, depth: int = 0) -> int:
     if isinstance(value, dict):
         if depth > 4:
             return 64 * len(value)
-        size = 64
+        size = 64 + 48 * len(value)
         for key, item in value.items():  # the hot path: a flat dict of short scalars
-            size += 48 + len(key)
-            if type(item) is str:
+            size += len(key)
+            kind = type(item)
+            if kind is str:
                 size += 56 + len(item)
+            elif kind is int or kind is bool or item is None:
+                size += 32
             elif isinstance(item, dict | list | tuple | str):
                 size += _approx_size(item, depth + 1)
             else:

@@ -27,6 +27,20 @@ log = logging.getLogger("worker_runtime")
 
 _Failure = tuple[str, str, dict[str, Any]]
 
+#: Turn tasks kept waiting for another turn once theirs has settled (waking one costs about
+#: a third of starting a task), at most this many whatever the number of Workers.
+IDLE_TASKS = 16
+
+
+class _IdleTask:
+    """A turn task waiting for its next turn; woken with one, or with none to end."""
+
+    __slots__ = ("next", "wake")
+
+    def __init__(self) -> None:
+        self.wake = anyio.Event()
+        self.next: tuple[Worker, Turn] | None = None
+
 
 class TurnRunner:
     """Accepts input and runs each Worker's turns, one at a time, in the task group it is
@@ -48,6 +62,8 @@ class TurnRunner:
         self._backends = backends
         self._accepting = accepting
         self.tg: TaskGroup | None = None  # set by the Runtime when it starts
+        self._idle: list[_IdleTask] = []
+        self._closing = False
 
     # -- accepting -------------------------------------------------------------------------
 
@@ -118,10 +134,15 @@ class TurnRunner:
             "turn_started",
             w,
             turn_id,
-            {"profile": w.profile.name, "model": w.profile.info.model},
+            {"profile": w.profile.name, "model": w.profile.shown_model},
         )
-        assert self.tg is not None
-        self.tg.start_soon(self._run, w, turn, name=f"turn {turn_id}")
+        if self._idle:
+            idle = self._idle.pop()
+            idle.next = (w, turn)
+            idle.wake.set()
+        else:
+            assert self.tg is not None
+            self.tg.start_soon(self._serve, w, turn, name="turn task")
 
     def start_queued(self, w: Worker) -> bool:
         """Start the Worker's oldest queued input, if any; whether one started."""
@@ -131,6 +152,24 @@ class TurnRunner:
         queued = queue[0]
         self.start(w, queued.turn_id, queued.transcript_sequence, queued.content)
         return True
+
+    async def _serve(self, w: Worker, turn: Turn) -> None:
+        """Run a turn, then wait for the next one among the idle turn tasks, if they are not
+        enough yet (the task ends otherwise, and when the runner closes)."""
+        while True:
+            await self._run(w, turn)
+            if self._closing or len(self._idle) >= IDLE_TASKS:
+                return
+            idle = _IdleTask()
+            self._idle.append(idle)
+            try:
+                await idle.wake.wait()
+            finally:
+                if idle in self._idle:  # cancelled while idle: never hand it a turn
+                    self._idle.remove(idle)
+            if idle.next is None:
+                return
+            w, turn = idle.next
 
     async def _run(self, w: Worker, turn: Turn) -> None:
         parts: list[str] = []
@@ -243,19 +282,28 @@ class TurnRunner:
             )
         self._journal.emit("worker_stopped", w, None, {"reason": reason})
 
-    @staticmethod
-    async def shutdown(running: list[Turn], grace: float) -> None:
+    async def shutdown(self, running: list[Turn], grace: float) -> None:
         """Let running turns finish within ``grace`` seconds, then interrupt the rest
-        (``runtime_shutdown``) and wait until every one has settled."""
-        with anyio.move_on_after(grace):
+        (``runtime_shutdown``), wait until every one has settled, then :meth:`close`."""
+        try:
+            with anyio.move_on_after(grace):
+                for turn in running:
+                    await turn.done.wait()
+            for turn in running:
+                if not turn.done.is_set():
+                    turn.interrupt_reason = "runtime_shutdown"
+                    turn.scope.cancel()
             for turn in running:
                 await turn.done.wait()
-        for turn in running:
-            if not turn.done.is_set():
-                turn.interrupt_reason = "runtime_shutdown"
-                turn.scope.cancel()
-        for turn in running:
-            await turn.done.wait()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """End the idle turn tasks (so the task group can exit); a turn that still settles
+        ends its task."""
+        self._closing = True
+        while self._idle:
+            self._idle.pop().wake.set()
 
     def recover(self, interrupted: Iterable[Worker], workers: Iterable[Worker]) -> None:
         """After a restart: interrupt the turns that were open, then start each idle Worker's

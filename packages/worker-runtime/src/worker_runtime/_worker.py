@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 from pydantic import BaseModel
 
 from ._eventdata import IdempotencyData
@@ -36,6 +37,33 @@ T = TypeVar("T")
 NO_HISTORY: Final[list[ContextMessage]] = []
 
 
+class Once:
+    """A one-shot event (``set``, ``is_set``, ``wait``, as :class:`anyio.Event`) that makes
+    its event only when something waits before it is set: most turns settle unobserved."""
+
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: anyio.Event | None = None
+
+    def set(self) -> None:
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
+
+
 class Turn:
     """A turn that is running. ``scope`` is created with the turn so a cancel that arrives
     before the turn's task first runs still cancels it."""
@@ -58,7 +86,7 @@ class Turn:
         self.context_len = context_len
         self.started = started
         self.scope = anyio.CancelScope()
-        self.done = anyio.Event()
+        self.done = Once()
         self.cancel_reason: str | None = None
         self.interrupt_reason: str | None = None
         self.settled_cursor: str | None = None

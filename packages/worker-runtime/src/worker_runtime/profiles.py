@@ -84,12 +84,17 @@ class Profile(BaseModel):
     @property
     def info(self) -> ProfileInfo:
         """``{name, provider, model}``: what a client may see (never credentials)."""
+        return ProfileInfo(name=self.name, provider=self.provider, model=self.shown_model)
+
+    @property
+    def shown_model(self) -> str | None:
+        """The model as a client may see it (a GGUF file's name, not its path)."""
         model = (
             self.model if self.model is not None else ("echo" if self.provider == "echo" else None)
         )
         if model is not None and self.provider == "llama_cpp":
             model = model.replace("\\", "/").rsplit("/", 1)[-1]  # the file's name, not its path
-        return ProfileInfo(name=self.name, provider=self.provider, model=model)
+        return model
 
 
 #: The profiles that ship with the Runtime. ``echo`` is a deterministic offline backend that

@@ -47,22 +47,25 @@ class EchoBackend:
 
     def _context_words(self, request: TurnRequest) -> int:
         messages = request.messages
+        size = len(messages)
         key = request.worker_ref.worker_id
         start, total = 0, 0
         memo = self._counted.get(key)
         if memo is not None:
             index, last, words = memo
-            if index < len(messages) and messages[index] is last:
+            if index < size and messages[index] is last:
                 start, total = index + 1, words
+        newest = 0  # the words of the last message
         for message in messages[start:]:
-            total += len(message.content.split())
-        if messages:
-            # Remember the last message but one: the last is this turn's input, and a
-            # profile's system prompt (index 0) is rebuilt every turn, so skip it too.
-            index = len(messages) - 2
-            if index >= 1:
-                head = total - len(messages[-1].content.split())
-                self._counted[key] = (index, messages[index], head)
+            newest = len(message.content.split())
+            total += newest
+        # Remember the last message but one: the last is this turn's input, and a profile's
+        # system prompt (index 0) is rebuilt every turn, so skip it too.
+        index = size - 2
+        if index >= 1:
+            if start == size:  # nothing new: the last message was counted before
+                newest = len(messages[-1].content.split())
+            self._counted[key] = (index, messages[index], total - newest)
         return total
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[TextDelta | TurnUsage]:

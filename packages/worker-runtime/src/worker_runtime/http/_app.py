@@ -162,6 +162,14 @@ def validate_body(model: type[M], raw: bytes, *, optional: bool = False) -> M:
         raise invalid_input_from(exc.errors()) from None
 
 
+async def read_body(request: Request) -> bytes:
+    """The request body: the :class:`Guard` has read it whole, under its cap, and hands it to
+    the app as one message (one receive, where ``request.body()`` streams it)."""
+    message = await request.receive()
+    body: bytes = message.get("body", b"")
+    return body
+
+
 def validate_query(model: type[M], params: Mapping[str, str]) -> M:
     """Validate a query string with ``model``; failures are ``invalid_input`` naming the
     parameter (``query.<name>``)."""
@@ -179,7 +187,7 @@ def _operations(runtime: Runtime) -> list[Operation]:
     """The command routes over ``runtime`` (the hot route first: routes match in order)."""
 
     async def send_input(request: Request) -> Response:
-        body = validate_body(InputRequest, await request.body())
+        body = validate_body(InputRequest, await read_body(request))
         ack = await runtime.send_input(runtime.ref(request.path_params["worker_id"]), body)
         return json_response(InputAckResponse(ack=ack))
 
@@ -196,7 +204,7 @@ def _operations(runtime: Runtime) -> list[Operation]:
         return json_response(WorkersResponse(workers=page.workers, next_after=page.next_after))
 
     async def create_worker(request: Request) -> Response:
-        body = validate_body(CreateWorkerRequest, await request.body(), optional=True)
+        body = validate_body(CreateWorkerRequest, await read_body(request), optional=True)
         return json_response(WorkerResponse(worker=await runtime.create_worker(body)), 201)
 
     async def get_worker(request: Request) -> Response:
@@ -204,14 +212,14 @@ def _operations(runtime: Runtime) -> list[Operation]:
         return json_response(WorkerResponse(worker=await runtime.get_worker(ref)))
 
     async def stop_worker(request: Request) -> Response:
-        body = validate_body(StopRequest, await request.body(), optional=True)
+        body = validate_body(StopRequest, await read_body(request), optional=True)
         ref = runtime.ref(request.path_params["worker_id"])
         return json_response(
             StopAckResponse(ack=await runtime.stop_worker(ref, reason=body.reason))
         )
 
     async def cancel(request: Request) -> Response:
-        body = validate_body(CancelRequest, await request.body(), optional=True)
+        body = validate_body(CancelRequest, await read_body(request), optional=True)
         ref = runtime.ref(request.path_params["worker_id"])
         ack = await runtime.cancel(ref, turn_id=body.turn_id, reason=body.reason)
         return json_response(CancelAckResponse(ack=ack))

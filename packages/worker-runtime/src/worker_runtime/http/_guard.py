@@ -49,34 +49,41 @@ async def call_with_capped_body(
 ) -> None:
     """Read the whole request body, then call ``app`` with it; a body over ``limit`` bytes
     (declared or sent) is ``413 payload_too_large`` and ``app`` is not called."""
-    too_large = PayloadTooLarge(
-        f"the request body is over {limit} bytes", details={"max_body_bytes": limit}
-    )
     declared = content_length(scope)
     if declared is not None and declared > limit:
-        await send_error(send, too_large)
+        await send_error(send, _too_large(limit))
         return
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-        body += message.get("body", b"")
-        if len(body) > limit:
-            await send_error(send, too_large)
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            await send_error(send, _too_large(limit))
             return
         if not message.get("more_body", False):
             break
+    body = b"".join(chunks)  # a body sent in one message is not copied
     replayed = False
 
     async def replay() -> Message:
         nonlocal replayed
         if not replayed:
             replayed = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
     await app(scope, replay, send)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the request body is over {limit} bytes", details={"max_body_bytes": limit}
+    )
 
 
 class Guard:
