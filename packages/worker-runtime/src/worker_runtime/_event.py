@@ -121,8 +121,6 @@ def _approx_size(value: Any, depth: int = 0) -> int:
                 size += 56 + len(item)
             elif kind is int or kind is bool or kind is float or item is None:
                 size += 32
-            elif kind is dict:
-                size += _approx_size(item, depth + 1)
             elif isinstance(item, dict | list | tuple | str):
                 size += _approx_size(item, depth + 1)
             else:
