@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ def now_rfc3339() -> str:
     return _stamp_format % micro
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Event:
     """One entry of the event log.
 
@@ -41,6 +42,29 @@ class Event:
     at: str
     data: dict[str, Any]
 
+    def __init__(
+        self,
+        position: int,
+        cursor: str | None,
+        kind: str,
+        runtime_id: str,
+        worker_id: str | None,
+        turn_id: str | None,
+        at: str,
+        data: dict[str, Any],
+    ) -> None:
+        # Each field through its slot's descriptor: the __init__ a frozen dataclass generates
+        # calls object.__setattr__ per field, twice the cost (the log builds one per event).
+        s = _SLOT_SETTERS
+        s[0](self, position)
+        s[1](self, cursor)
+        s[2](self, kind)
+        s[3](self, runtime_id)
+        s[4](self, worker_id)
+        s[5](self, turn_id)
+        s[6](self, at)
+        s[7](self, data)
+
     def to_dict(self) -> dict[str, Any]:
         """The wire shape: ``{cursor, kind, runtime_id, worker_id, turn_id, at, data}``."""
         return {
@@ -52,6 +76,12 @@ class Event:
             "at": self.at,
             "data": self.data,
         }
+
+
+_SLOT_SETTERS: tuple[Callable[[Event, Any], None], ...] = tuple(
+    getattr(Event, f.name).__set__ for f in fields(Event)
+)
+assert len(_SLOT_SETTERS) == 8, "Event.__init__ sets each field"
 
 
 def notice(
@@ -89,7 +119,7 @@ def _approx_size(value: Any, depth: int = 0) -> int:
             kind = type(item)
             if kind is str:
                 size += 56 + len(item)
-            elif kind is int or kind is bool or item is None:
+            elif kind is int or kind is bool or kind is float or item is None:
                 size += 32
             elif isinstance(item, dict | list | tuple | str):
                 size += _approx_size(item, depth + 1)

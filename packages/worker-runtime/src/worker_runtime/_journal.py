@@ -237,7 +237,7 @@ class Journal:
         holds an event the store refused. Once the store has failed (fail-stop), the log alone
         carries the events that tell live subscribers what happened."""
         log_ = self.log
-        raw = cast(dict[str, Any], data)
+        raw = cast("dict[str, Any]", data)  # a string: no alias is built per event
         event = log_.prepare(kind, w.worker_id if w is not None else None, turn_id, raw)
         if self.error is None:
             try:

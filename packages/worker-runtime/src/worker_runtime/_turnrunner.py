@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
+import anyio.lowlevel
+from anyio.abc import AsyncBackend, TaskGroup
 
 from ._context import ContextPolicy
 from ._eventdata import ErrorData, InputAcceptedData, MessageCompletedData
@@ -37,8 +38,8 @@ class _IdleTask:
 
     __slots__ = ("next", "wake")
 
-    def __init__(self) -> None:
-        self.wake = anyio.Event()
+    def __init__(self, wake: anyio.Event) -> None:
+        self.wake = wake
         self.next: tuple[Worker, Turn] | None = None
 
 
@@ -64,6 +65,16 @@ class TurnRunner:
         self.tg: TaskGroup | None = None  # set by the Runtime when it starts
         self._idle: list[_IdleTask] = []
         self._closing = False
+        self._anyio: type[AsyncBackend] | None = None
+
+    def _backend(self) -> type[AsyncBackend]:
+        """The running event loop's anyio backend, looked up once: its factories make each
+        turn's cancel scope and each idle task's wake without ``anyio.CancelScope()`` and
+        ``anyio.Event()`` looking up the running async library every time."""
+        backend = self._anyio
+        if backend is None:
+            backend = self._anyio = anyio.lowlevel.current_token().backend_class
+        return backend
 
     # -- accepting -------------------------------------------------------------------------
 
@@ -129,7 +140,13 @@ class TurnRunner:
     def start(self, w: Worker, turn_id: str, input_sequence: int, content: str) -> None:
         """Start a turn now: its input joins the history and its task starts."""
         context_len = self._context.start(w, content)
-        turn = w.turn = Turn(turn_id, input_sequence, time.monotonic(), context_len)
+        turn = w.turn = Turn(
+            turn_id,
+            input_sequence,
+            time.monotonic(),
+            context_len,
+            self._backend().create_cancel_scope(),
+        )
         self._journal.emit(
             "turn_started",
             w,
@@ -160,7 +177,7 @@ class TurnRunner:
             await self._run(w, turn)
             if self._closing or len(self._idle) >= IDLE_TASKS:
                 return
-            idle = _IdleTask()
+            idle = _IdleTask(self._backend().create_event())
             self._idle.append(idle)
             try:
                 await idle.wake.wait()

@@ -80,12 +80,19 @@ class Turn:
         "turn_id",
     )
 
-    def __init__(self, turn_id: str, input_sequence: int, started: float, context_len: int) -> None:
+    def __init__(
+        self,
+        turn_id: str,
+        input_sequence: int,
+        started: float,
+        context_len: int,
+        scope: anyio.CancelScope | None = None,
+    ) -> None:
         self.turn_id = turn_id
         self.input_sequence = input_sequence
         self.context_len = context_len
         self.started = started
-        self.scope = anyio.CancelScope()
+        self.scope = anyio.CancelScope() if scope is None else scope
         self.done = Once()
         self.cancel_reason: str | None = None
         self.interrupt_reason: str | None = None
