@@ -70,3 +70,12 @@ class Parts:
         for content in contents:
             sequence = files.state.transcript_len + 1
             self.append(note(self.log.appended + 1, worker_id, sequence, content))
+
+    def two_workers(self) -> None:
+        """Workers w1 and w2 with interleaved notes (w1: one, two; w2: other), flushed."""
+        self.worker("w1")
+        self.worker("w2", ordinal=2)
+        self.notes("w1", "one")
+        self.notes("w2", "other")
+        self.notes("w1", "two")
+        self.projections.flush(["w1", "w2"])

@@ -57,12 +57,7 @@ def test_a_lost_transcript_is_rebuilt_from_the_log(tmp_path: Path) -> None:
     """rebuild() writes a Worker's transcript and position files again from its events in the
     log, with a store.transcript_rebuilt diagnostic."""
     parts = Parts(tmp_path)
-    parts.worker("w1")
-    parts.worker("w2", ordinal=2)
-    parts.notes("w1", "one")
-    parts.notes("w2", "other")
-    parts.notes("w1", "two")
-    parts.projections.flush(["w1", "w2"])
+    parts.two_workers()
     files = parts.projections.workers["w1"]
     files.transcript.truncate(0, 0)
     parts.projections.rebuild("w1", files)

@@ -17,12 +17,7 @@ from ._fsparts import Parts
 
 def two_workers(tmp_path: Path) -> tuple[Parts, StoreReads]:
     parts = Parts(tmp_path)
-    parts.worker("w1")
-    parts.worker("w2", ordinal=2)
-    parts.notes("w1", "one")
-    parts.notes("w2", "other")
-    parts.notes("w1", "two")
-    parts.projections.flush(["w1", "w2"])
+    parts.two_workers()
     return parts, StoreReads(parts.root, parts.log, parts.projections)
 
 
