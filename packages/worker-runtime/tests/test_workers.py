@@ -94,6 +94,18 @@ async def test_hostile_worker_ids_are_invalid_input(open_runtime: OpenRuntime, b
         assert info.value.code == "invalid_input"
 
 
+@pytest.mark.parametrize("bad", [["wkr_x"], None, 7, b"wkr_x"])
+async def test_ids_that_are_not_strings_are_invalid_input(
+    open_runtime: OpenRuntime, bad: object
+) -> None:
+    """ref() refuses an id that is not a string (a list, None, a number, bytes) as
+    invalid_input, also once the Runtime holds Workers it could look it up among."""
+    async with open_runtime() as rt:
+        await rt.create_worker()
+        with pytest.raises(InvalidInput):
+            rt.ref(bad)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("bad", ["../x", "a/b", ".x", "x" * 121, "a\x00"])
 def test_hostile_runtime_ids_are_refused(bad: str) -> None:
     """A Runtime cannot be built with a runtime_id outside the id rule."""

@@ -210,7 +210,7 @@ class Runtime:
 
     def ref(self, worker_id: str) -> WorkerRef:
         """A WorkerRef of this Runtime; ``invalid_input`` if ``worker_id`` is not an id."""
-        w = self._catalog.find(worker_id)
+        w = self._catalog.find(worker_id) if type(worker_id) is str else None
         if w is not None:  # a known Worker's id is valid: its ref was made once
             return w.ref(self._runtime_id)
         return WorkerRef(runtime_id=self._runtime_id, worker_id=require_id(worker_id, "worker_id"))

@@ -78,7 +78,7 @@ def read_catalog(path: Path, checkpoint: int) -> CatalogRead:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             out.problem = "a line is not a catalog record"
             return out
-    out.size = sum(len(line) + 1 for line in lines)
+    out.size = sum(len(line) + 1 for line in lines if line)
     out.live = sum(len(entry.line) for entry in out.entries.values())
     if out.marker < checkpoint:
         out.problem = f"it is older than the checkpoint ({out.marker} < {checkpoint})"
