@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +23,7 @@ def now_rfc3339() -> str:
     return _stamp_format % micro
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One entry of the event log.
 
@@ -42,29 +41,6 @@ class Event:
     at: str
     data: dict[str, Any]
 
-    def __init__(
-        self,
-        position: int,
-        cursor: str | None,
-        kind: str,
-        runtime_id: str,
-        worker_id: str | None,
-        turn_id: str | None,
-        at: str,
-        data: dict[str, Any],
-    ) -> None:
-        # Each field through its slot's descriptor: the __init__ a frozen dataclass generates
-        # calls object.__setattr__ per field, twice the cost (the log builds one per event).
-        s = _SLOT_SETTERS
-        s[0](self, position)
-        s[1](self, cursor)
-        s[2](self, kind)
-        s[3](self, runtime_id)
-        s[4](self, worker_id)
-        s[5](self, turn_id)
-        s[6](self, at)
-        s[7](self, data)
-
     def to_dict(self) -> dict[str, Any]:
         """The wire shape: ``{cursor, kind, runtime_id, worker_id, turn_id, at, data}``."""
         return {
@@ -76,12 +52,6 @@ class Event:
             "at": self.at,
             "data": self.data,
         }
-
-
-_SLOT_SETTERS: tuple[Callable[[Event, Any], None], ...] = tuple(
-    getattr(Event, f.name).__set__ for f in fields(Event)
-)
-assert len(_SLOT_SETTERS) == 8, "Event.__init__ sets each field"
 
 
 def notice(

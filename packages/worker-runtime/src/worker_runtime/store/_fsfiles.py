@@ -314,9 +314,10 @@ class IndexedLog:
             raw = f.read(end - begin)
         return [line for line in raw.split(b"\n") if line]
 
-    def read_span_raw(self, begin: int, end: int) -> bytes:
-        """The data file's bytes from offset ``begin`` up to ``end`` (fewer at its end)."""
-        if end <= begin:
+    def read_span_raw(self, begin: int, end: int | None = None) -> bytes:
+        """The data file's bytes from offset ``begin`` up to ``end`` (fewer at its end; to its
+        end without one; empty when it is missing)."""
+        if end is not None and end <= begin:
             return b""
         try:
             fd = open_file(self.data_path, os.O_RDONLY)
@@ -324,27 +325,17 @@ class IndexedLog:
             return b""
         with os.fdopen(fd, "rb") as f:
             f.seek(begin)
-            return f.read(end - begin)
+            return f.read() if end is None else f.read(end - begin)
 
     def scan(self, begin: int = 0) -> Iterator[tuple[int, bytes]]:
         """Every line of the data file from byte ``begin`` (a line boundary) with its offset
         (a torn last line included)."""
-        raw = self.read_from(begin)
+        raw = self.read_span_raw(begin)
         offset = begin
         for line in raw.split(b"\n"):
             if line:
                 yield offset, line
             offset += len(line) + 1
-
-    def read_from(self, begin: int) -> bytes:
-        """The data file's bytes from offset ``begin`` to its end (empty when it is missing)."""
-        try:
-            fd = open_file(self.data_path, os.O_RDONLY)
-        except FileNotFoundError:
-            return b""
-        with os.fdopen(fd, "rb") as f:
-            f.seek(begin)
-            return f.read()
 
     def reindex_tail(
         self, data_bytes: int, keep: int, offsets: list[int], *, durable: bool

@@ -102,7 +102,7 @@ def recover_segment(root: StoreRoot, segment: Segment, checkpoint: int) -> int:
     kept, begin = trusted_prefix(segment, checkpoint)
     # An index the checkpoint's record did not match is rebuilt whole, whatever its length.
     distrusted = kept == 0 and checkpoint >= segment.first
-    raw = segment.log.read_from(begin)
+    raw = segment.log.read_span_raw(begin)
     lines: list[tuple[int, bytes]] = []
     offset = begin
     for piece in raw.split(b"\n"):
