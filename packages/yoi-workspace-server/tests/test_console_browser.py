@@ -301,6 +301,45 @@ def test_reload_mid_turn_resumes_with_no_gap_and_no_duplicate(ui: Any, backend: 
     assert stream_counts(ui)["max"] == 1
 
 
+def test_a_turn_seen_by_the_previous_screen_still_shows_on_the_worker_screen(
+    ui: Any, backend: Backend
+) -> None:
+    """A turn that completes after the Worker screen read the transcript but before it opened
+    its own stream (the Workers screen's stream still open, and seeing it) shows in full: a
+    new screen's stream never skips an event as already seen by another screen."""
+    worker_id = backend.create_worker(profile="fast", name="between screens")
+    row = f"[data-testid=worker-row][data-worker-id='{worker_id}']"
+    ui.wait_for_selector(row)
+    wait_state(ui, "live")
+    workers_screen = ui.query_selector("yoi-workers")
+    held: list[Any] = []
+    ui.route("**/api/runtimes/backend-internal/diagnostics?*", lambda route: held.append(route))
+    ui.click(row)
+    while not held:  # the Worker screen has read the transcript and waits for this
+        ui.wait_for_timeout(20)
+    backend.api(
+        "POST",
+        f"/api/runtimes/backend-internal/workers/{worker_id}/input",
+        {"content": "between screens"},
+    )
+    while len(backend.transcript(worker_id)) < 2:
+        ui.wait_for_timeout(20)
+    last = next(
+        w["last_activity_at"]
+        for w in backend.api("GET", "/api/workers")["workers"]
+        if w["worker_id"] == worker_id
+    )
+    # The Workers screen, now off the page, has been handed the turn's last event.
+    ui.wait_for_function(
+        "([screen, seen]) => !!screen.querySelector(seen)",
+        arg=[workers_screen, f"{row} [data-testid=last-activity][data-at='{last}']"],
+    )
+    held[0].continue_()
+    ui.unroute("**/api/runtimes/backend-internal/diagnostics?*")
+    wait_entries(ui, 2)
+    assert entries(ui) == api_entries(backend.transcript(worker_id))
+
+
 def test_two_tabs_each_keep_one_stream_and_see_the_same_turn(ui: Any, backend: Backend) -> None:
     """Two tabs on one Worker both stream the reply sent from one of them, each over a single
     event-stream connection, also after moving between screens."""

@@ -55,6 +55,11 @@ export class TabStream {
   open(view) {
     this.close();
     this.view = view;
+    // What was seen is remembered for this view's connection only (a reconnect resumes it).
+    // Another screen's stream may have delivered an event that this view, streaming from its
+    // own cursor, has not shown yet: it must not be skipped as seen.
+    this.seen = new Set();
+    this.seenOrder = [];
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries(view.params || {})) {
       if (value) query.set(key, value);
