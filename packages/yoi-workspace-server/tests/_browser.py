@@ -53,10 +53,12 @@ provider = "echo"
 
 # Browser messages that are the network's, not the console's: a handled HTTP error answer
 # (409 worker_busy, 401 before sign-in) and, where a test kills a process on purpose, the
-# refused connections while it is down.
+# refused or cut connections while it is down (which one Chromium names depends on where the
+# request was when the process died).
 _HTTP_STATUS = re.compile(r"^Failed to load resource: the server responded with a status of")
 _NET_DOWN = re.compile(
-    r"net::ERR_(CONNECTION_REFUSED|EMPTY_RESPONSE|INCOMPLETE_CHUNKED_ENCODING|CONNECTION_RESET)"
+    r"net::ERR_(CONNECTION_REFUSED|EMPTY_RESPONSE|INCOMPLETE_CHUNKED_ENCODING|CONNECTION_RESET"
+    r"|CONNECTION_CLOSED|CONNECTION_ABORTED|SOCKET_NOT_CONNECTED)"
 )
 
 
