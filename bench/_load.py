@@ -16,18 +16,37 @@ TOKEN = "bench-token-0123456789"
 
 @contextmanager
 def server(command: list[str]) -> Iterator[tuple[str, int]]:
+    """Start ``command`` (it prints its URL on its first line); yields (host, port)."""
+    with server_process(command) as (host, port, _pid):
+        yield host, port
+
+
+@contextmanager
+def server_process(command: list[str]) -> Iterator[tuple[str, int, int]]:
+    """:func:`server`, also yielding the process id (for :func:`cpu_seconds`)."""
     env = {**os.environ, "BENCH_TOKEN": TOKEN}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         match = re.search(r"http://([\d.]+):(\d+)", proc.stdout.readline())
         assert match, "the server did not start"
-        yield match.group(1), int(match.group(2))
+        yield match.group(1), int(match.group(2)), proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far; ``None`` where ``/proc`` is not
+    there to ask."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Connection:

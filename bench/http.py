@@ -9,6 +9,11 @@ server) drives, in the same run:
   concurrency 1, 8 and 32 (each connection talks to its own Worker, ``on_busy: enqueue``);
 - create+input pairs/s at concurrency 8.
 
+Both servers run side by side, and each concurrency is measured in alternating slices (the
+baseline, then the Runtime, four times), so that both see the same machine state. Where
+``/proc`` exists, each also reports the server's own CPU time per request, which leaves the
+client's share of the cores out.
+
 Targets: at concurrency 8, at least 25% of the baseline's req/s, and p99 < 10 ms.
 Run: ``uv run python bench/http.py`` (``--seconds`` per measurement, default 4).
 The server runs as a separate process; on 2 cores the client competes with it for CPU.
@@ -22,6 +27,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +37,55 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.append(str(_HERE))
 
-from _load import Connection, pct, server  # noqa: E402
+from _load import Connection, cpu_seconds, pct, server_process  # noqa: E402
 from _report import Row, report  # noqa: E402
+
+#: Slices of each measurement, alternating between the baseline and the Runtime.
+SLICES = 4
+
+
+@dataclass
+class Sample:
+    """Requests answered, wall time, latencies, non-2xx answers and the server's CPU time."""
+
+    count: int = 0
+    elapsed: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    cpu: float | None = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def cpu_us(self) -> float | None:
+        """The server's CPU time per request, in µs."""
+        return self.cpu / self.count * 1e6 if self.cpu is not None and self.count else None
+
+    def add(self, other: Sample) -> None:
+        self.count += other.count
+        self.elapsed += other.elapsed
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.cpu = None if self.cpu is None or other.cpu is None else self.cpu + other.cpu
 
 
 async def load(
-    host: str, port: int, concurrency: int, seconds: float, make_steps: Any
-) -> tuple[float, list[float], int]:
-    """Run ``concurrency`` connections for ``seconds``; each repeats the requests its
-    ``make_steps(conn)`` coroutine issues. Returns (req/s, latencies in s, non-2xx count)."""
-    latencies: list[float] = []
-    errors = 0
+    target: tuple[str, int, int], concurrency: int, seconds: float, make_steps: Any
+) -> Sample:
+    """Run ``concurrency`` connections for ``seconds`` against ``target`` (host, port, pid);
+    each repeats the requests its ``make_steps(conn)`` coroutine issues."""
+    host, port, pid = target
+    sample = Sample()
     deadline = time.perf_counter() + seconds
 
     async def timed(conn: Connection, method: str, path: str, body: bytes) -> bytes:
-        nonlocal errors
         start = time.perf_counter()
         status, payload = await conn.request(method, path, body)
-        latencies.append(time.perf_counter() - start)
+        sample.latencies.append(time.perf_counter() - start)
         if status >= 300:
-            errors += 1
+            sample.errors += 1
         return payload
 
     async def worker() -> None:
@@ -62,10 +97,30 @@ async def load(
         finally:
             conn.close()
 
+    cpu_before = cpu_seconds(pid)
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
-    return len(latencies) / elapsed, latencies, errors
+    sample.elapsed = time.perf_counter() - start
+    cpu_after = cpu_seconds(pid)
+    sample.count = len(sample.latencies)
+    sample.cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return sample
+
+
+async def alternated(
+    raw: tuple[str, int, int],
+    runtime: tuple[str, int, int],
+    concurrency: int,
+    seconds: float,
+) -> tuple[Sample, Sample]:
+    """The baseline and the input acks at ``concurrency``, measured in alternating slices
+    (``SLICES`` of each), so that both see the same machine state and their ratio does not
+    drift with it."""
+    base, acks = Sample(), Sample()
+    for _ in range(SLICES):
+        base.add(await load(raw, concurrency, seconds / SLICES, baseline_steps))
+        acks.add(await load(runtime, concurrency, seconds / SLICES, input_steps))
+    return base, acks
 
 
 async def baseline_steps(conn: Connection, timed: Any) -> Any:
@@ -103,32 +158,43 @@ async def pair_steps(conn: Connection, timed: Any) -> Any:
 async def main(seconds: float) -> None:
     here = Path(__file__).parent
     rows: list[Row] = []
-    with server([sys.executable, "-P", str(here / "_raw_server.py")]) as (host, port):
-        raw = {c: await load(host, port, c, seconds, baseline_steps) for c in (1, 8, 32)}
+    raw_cmd = [sys.executable, "-P", str(here / "_raw_server.py")]
     runtime_cmd = [
         sys.executable, "-m", "worker_runtime.cli", "--bind", "127.0.0.1:0",
         "--token-env", "BENCH_TOKEN", "--log-level", "warning",
     ]  # fmt: skip
-    with server(runtime_cmd) as (host, port):
-        acks = {c: await load(host, port, c, seconds, input_steps) for c in (1, 8, 32)}
-        pairs = await load(host, port, 8, seconds, pair_steps)
+    with server_process(raw_cmd) as raw, server_process(runtime_cmd) as runtime:
+        runs = {c: await alternated(raw, runtime, c, seconds) for c in (1, 8, 32)}
+        pairs = await load(runtime, 8, seconds, pair_steps)
     for c in (1, 8, 32):
-        rate, lat, errors = acks[c]
-        base_rate, base_lat, _ = raw[c]
+        base, acks = runs[c]
+        lat, base_lat = acks.latencies, base.latencies
         target = ">= 25% of baseline, p99 < 10 ms" if c == 8 else ""
-        ok = (rate >= 0.25 * base_rate and pct(lat, 0.99) < 10) if c == 8 else None
-        rows.append(Row(f"input acks/s, c={c}", rate, "req/s", base_rate, "raw ASGI", target, ok))
+        ok = (acks.rate >= 0.25 * base.rate and pct(lat, 0.99) < 10) if c == 8 else None
+        rows.append(
+            Row(f"input acks/s, c={c}", acks.rate, "req/s", base.rate, "raw ASGI", target, ok)
+        )
         rows.append(Row(f"  p50, c={c}", pct(lat, 0.5), "ms", pct(base_lat, 0.5), "raw ASGI p50"))
         rows.append(Row(f"  p99, c={c}", pct(lat, 0.99), "ms", pct(base_lat, 0.99), "raw ASGI p99"))
-        if errors:
-            rows.append(Row(f"  non-2xx answers, c={c}", errors, "count"))
-    rate, lat, errors = pairs
+        if acks.cpu_us is not None and base.cpu_us is not None:
+            # The server's own CPU per request: the client's share of the 2 cores left out.
+            rows.append(
+                Row(f"  server CPU per request, c={c}", acks.cpu_us, "µs", base.cpu_us, "raw ASGI")
+            )
+        if acks.errors:
+            rows.append(Row(f"  non-2xx answers, c={c}", acks.errors, "count"))
     rows.append(
-        Row("create+input pairs/s, c=8", rate / 2, "pairs/s", raw[8][0] / 2, "raw ASGI req/s ÷ 2")
+        Row(
+            "create+input pairs/s, c=8",
+            pairs.rate / 2,
+            "pairs/s",
+            runs[8][0].rate / 2,
+            "raw ASGI req/s ÷ 2",
+        )
     )
-    rows.append(Row("  p99 per request, c=8", pct(lat, 0.99), "ms"))
+    rows.append(Row("  p99 per request, c=8", pct(pairs.latencies, 0.99), "ms"))
     report("http", rows)
-    print(f"(median baseline latency c=1: {statistics.median(raw[1][1]) * 1000:.3f} ms)")
+    print(f"(median baseline latency c=1: {statistics.median(runs[1][0].latencies) * 1000:.3f} ms)")
 
 
 if __name__ == "__main__":
