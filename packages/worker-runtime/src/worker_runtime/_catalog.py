@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from functools import partial
 
 from pydantic import ValidationError
 
@@ -146,23 +147,19 @@ class Catalog:
             w.acks = IdempotencyCache(self._limits.max_idempotency_keys)
             ref, status = w.ref(self._runtime_id), state.status
             for key, body, turn_id, queued, sequence, cursor in state.input_keys:
-                ack = Deferred(_restored_ack, ref, turn_id, queued, sequence, cursor, status)
+                ack = Deferred(
+                    partial(
+                        InputAck,
+                        worker_ref=ref,
+                        turn_id=turn_id,
+                        queued=queued,
+                        transcript_sequence=sequence,
+                        cursor=cursor,
+                        status=status,
+                    )
+                )
                 w.acks.put(key, body, ack)
         if state.status != "stopped" and state.active_turn_id is not None:
             w.turn = Turn(state.active_turn_id, state.active_input_sequence, 0.0, 0)
         self._add(w)
         return w
-
-
-def _restored_ack(
-    ref: WorkerRef, turn_id: str, queued: bool, sequence: int, cursor: str, status: WorkerStatus
-) -> InputAck:
-    """The acknowledgement a restored idempotency key answers with (built when retried)."""
-    return InputAck(
-        worker_ref=ref,
-        turn_id=turn_id,
-        queued=queued,
-        transcript_sequence=sequence,
-        cursor=cursor,
-        status=status,
-    )

@@ -143,16 +143,12 @@ class IdempotencyCache(Generic[T]):
 
 
 class Deferred(Generic[T]):
-    """An answer built on first use: ``build(*args)``."""
+    """An answer built on first use, by ``build()`` (e.g. a :func:`functools.partial`)."""
 
-    __slots__ = ("_args", "_build")
+    __slots__ = ("build",)
 
-    def __init__(self, build: Callable[..., T], *args: Any) -> None:
-        self._build = build
-        self._args = args
-
-    def build(self) -> T:
-        return self._build(*self._args)
+    def __init__(self, build: Callable[[], T]) -> None:
+        self.build = build
 
 
 def fingerprint(model: InputRequest | Any) -> str:

@@ -35,6 +35,7 @@ __all__ = [
     "open_file",
     "read_bytes",
     "read_json",
+    "read_json_if_present",
 ]
 
 _OFFSET = struct.Struct(">Q")
@@ -156,6 +157,14 @@ def read_json(path: Path) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc.msg})") from None
+
+
+def read_json_if_present(path: Path) -> Any:
+    """:func:`read_json`, or ``None`` when the file does not exist."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None
 
 
 def _size(path: Path) -> int | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..events import Event
 from . import WorkerRecord
 from ._fscatalog import CatalogEntry
-from ._fsfiles import decode_id, encode_id, io_errors, read_json
+from ._fsfiles import decode_id, encode_id, io_errors, read_json, read_json_if_present
 from ._fslog import SegmentedLog
 from ._fsroot import SCHEMA_VERSION, StoreRoot
 from ._fsworkers import WorkerFiles, record_of, transcript_lines
@@ -146,10 +146,7 @@ class Projections:
                 files.record_json = raw
                 self.dirty.add(worker_id)  # its catalog line is written by the next checkpoint
                 sizes: dict[str, list[int]] | None = {"transcript": [0, 0], "events": [0, 0]}
-                try:
-                    snapshot = read_json(entry / "state.json")
-                except FileNotFoundError:
-                    snapshot = None
+                snapshot = read_json_if_present(entry / "state.json")
                 if snapshot is not None:
                     files.state = WorkerState.from_json(snapshot["state"])
                     files.checkpointed = files.state.position

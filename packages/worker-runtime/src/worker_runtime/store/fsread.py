@@ -42,7 +42,7 @@ from ..models import (
 from ..profiles import Profile
 from ..state import STATUSES, worker_detail, worker_summary
 from . import TranscriptEntry, transcript_page
-from ._fsfiles import decode_id, encode_id, io_errors, read_json
+from ._fsfiles import decode_id, encode_id, io_errors, read_json, read_json_if_present
 from ._fsroot import SCHEMA_VERSION
 from ._fsworkers import entry_of
 from ._projection import WorkerState, transcript_entry
@@ -196,10 +196,7 @@ class FsStoreReader:
             created_at=raw["created_at"],
             state=WorkerState(worker_id=worker_id),
         )
-        try:
-            snapshot = read_json(directory / "state.json")
-        except FileNotFoundError:
-            snapshot = None
+        snapshot = read_json_if_present(directory / "state.json")
         if snapshot is not None:
             worker.state = WorkerState.from_json(snapshot["state"])
             worker.base_bytes, count = snapshot["files"]["transcript"]
