@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the http-server extra is not installed")
+pytest.importorskip("starlette", reason="the http-server extra is not installed")
 pytest.importorskip("orjson", reason="the fs-store extra is not installed")
 pytest.importorskip("sse_starlette", reason="the event-stream extra is not installed")
 httpx = pytest.importorskip("httpx")

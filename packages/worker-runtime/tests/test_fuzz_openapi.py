@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the http-server extra is not installed")
+pytest.importorskip("starlette", reason="the http-server extra is not installed")
 pytest.importorskip("schemathesis", reason="schemathesis is a dev dependency")
 
 from .test_runtime_process import runtime_process

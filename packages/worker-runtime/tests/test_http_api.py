@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the http-server extra is not installed")
+pytest.importorskip("starlette", reason="the http-server extra is not installed")
 httpx = pytest.importorskip("httpx")
 
 from worker_runtime import Limits, Profile, Profiles, Runtime  # noqa: E402

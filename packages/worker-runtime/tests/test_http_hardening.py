@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the http-server extra is not installed")
+pytest.importorskip("starlette", reason="the http-server extra is not installed")
 httpx = pytest.importorskip("httpx")
 
 from worker_runtime import Runtime  # noqa: E402

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import pytest
 
-pytest.importorskip("fastapi", reason="the http-server extra is not installed")
+pytest.importorskip("starlette", reason="the http-server extra is not installed")
 pytest.importorskip("orjson", reason="the fs-store extra is not installed")
 httpx = pytest.importorskip("httpx")
 

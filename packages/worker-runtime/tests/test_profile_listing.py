@@ -51,7 +51,7 @@ async def test_a_configured_default_is_the_only_default() -> None:
 async def test_http_route_and_client_list_profiles_without_credentials() -> None:
     """GET /v1/profiles needs the token, and neither it nor the client leaks a base URL, a key
     variable or a system prompt."""
-    pytest.importorskip("fastapi", reason="the http-server extra is not installed")
+    pytest.importorskip("starlette", reason="the http-server extra is not installed")
     pytest.importorskip("httpx_sse", reason="the event-stream extra (the client) is not installed")
     import httpx
 

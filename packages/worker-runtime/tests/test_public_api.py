@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 import worker_runtime
 
 EXPECTED = {
@@ -67,7 +65,7 @@ def test_importing_the_core_pulls_in_no_web_or_server_module() -> None:
     """In a fresh interpreter, `import worker_runtime` (and its testing helpers) leaves no web,
     server, HTTP client or store-extra module in sys.modules."""
     forbidden = [
-        "fastapi", "starlette", "uvicorn", "httpx", "httpx_sse", "sse_starlette", "h11",
+        "starlette", "uvicorn", "httpx", "httpx_sse", "sse_starlette", "h11",
         "aiofiles", "sqlite3", "openai", "anthropic", "llama_cpp",
     ]  # fmt: skip
     code = (
@@ -79,31 +77,17 @@ def test_importing_the_core_pulls_in_no_web_or_server_module() -> None:
     assert result.stdout.strip() == ""
 
 
-def test_the_runtime_process_modules_do_not_import_fastapi() -> None:
-    """`yoi-runtime`'s own modules (its CLI, the HTTP app and serving, the fs store) import
-    without FastAPI, which only the Backend's app uses: half a second less at every start."""
-    pytest.importorskip("uvicorn", reason="the http-server extra is not installed")
-    pytest.importorskip("orjson", reason="the fs-store extra is not installed")
-    code = (
-        "import sys, worker_runtime.cli, worker_runtime.http, worker_runtime.store.fs\n"
-        "from worker_runtime.http import create_app, serve\n"
-        "print('fastapi' in sys.modules)\n"
-    )
-    result = run_fresh(code)
-    assert result.stdout.strip() == "False"
-
-
 def test_missing_extra_error_is_raised_when_a_dependency_is_blocked() -> None:
-    """With a dependency blocked in sys.modules, MissingExtraError still renders the pip
-    command, in a fresh interpreter."""
+    """With the web framework blocked in sys.modules, importing the HTTP layer raises
+    MissingExtraError naming the pip command of its extra, in a fresh interpreter."""
     code = (
         "import sys\n"
-        "sys.modules['fastapi'] = None\n"
+        "sys.modules['starlette'] = None\n"
         "from worker_runtime import MissingExtraError\n"
         "try:\n"
-        "    import fastapi\n"
-        "except ImportError:\n"
-        "    print(MissingExtraError('http-server'))\n"
+        "    import worker_runtime.http\n"
+        "except MissingExtraError as exc:\n"
+        "    print(exc)\n"
     )
     result = run_fresh(code)
     assert "pip install 'worker-runtime[http-server]'" in result.stdout

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the http-server extra is not installed")
+pytest.importorskip("starlette", reason="the http-server extra is not installed")
 pytest.importorskip("orjson", reason="the fs-store extra is not installed")
 httpx = pytest.importorskip("httpx")
 

@@ -1,5 +1,5 @@
-"""The JSON bodies the Backend's routes accept, as pydantic models (unknown fields refused),
-and the text rules they apply."""
+"""What the Backend's routes accept, as pydantic models: the JSON bodies (unknown fields
+refused), the text rules they apply, and the query strings."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from worker_runtime.models import WorkerStatus
+
+from ._stream import MAX_CURSOR_CHARS
+from .cursors import MAX_CHARS
 
 #: Bidirectional formatting characters (Trojan Source): they reorder how text is shown.
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -42,12 +47,31 @@ class CancelBody(_Body):
     reason: Annotated[str, Field(max_length=1000)] | None = None
 
 
-def _header_text(value: str | None) -> str | None:
-    """A header as the client sent it: Starlette decodes headers as Latin-1, browsers send
-    UTF-8."""
-    if value is None:
-        return None
-    try:
-        return value.encode("latin-1").decode("utf-8", "replace")
-    except UnicodeEncodeError:
-        return value
+class AllWorkersQuery(BaseModel):
+    limit: Annotated[int, Field(ge=1, le=1000)] = 1000
+
+
+class DiagnosticsQuery(BaseModel):
+    limit: Annotated[int, Field(ge=1)] | None = None
+
+
+class AllEventsQuery(BaseModel):
+    runtime_id: Annotated[str, Field(max_length=120)] | None = None
+    worker_id: Annotated[str, Field(max_length=120)] | None = None
+    kinds: Annotated[str, Field(max_length=1000)] | None = None
+    cursor: Annotated[str, Field(max_length=MAX_CURSOR_CHARS)] | None = None
+
+
+class WorkerEventsQuery(BaseModel):
+    cursor: Annotated[str, Field(max_length=MAX_CHARS)] | None = None
+
+
+class ListWorkersQuery(BaseModel):
+    status: WorkerStatus | None = None
+    limit: Annotated[int, Field(ge=1)] | None = None
+    after: Annotated[str, Field(max_length=200)] | None = None
+
+
+class TranscriptQuery(BaseModel):
+    start: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1)] | None = None

@@ -18,7 +18,7 @@ import re
 from importlib.resources import files
 from typing import Any
 
-from worker_runtime.http._guard import ASGIApp, Receive, Scope, Send
+from worker_runtime.http import ASGIApp, Receive, Scope, Send
 
 __all__ = ["ConsoleFiles"]
 

@@ -7,7 +7,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from worker_runtime import Unauthorized, WorkerRuntimeError
-from worker_runtime.http._guard import Message, Scope
+from worker_runtime.http import Message, Scope
 
 from .errors import TooManyRequests
 

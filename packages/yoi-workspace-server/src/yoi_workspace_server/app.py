@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Annotated
 
 import anyio
-from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import Response
-from starlette.types import ASGIApp
+from starlette.requests import Request
+from starlette.responses import Response
 
 from worker_runtime import (
     CreateWorkerRequest,
@@ -26,17 +24,34 @@ from worker_runtime import (
     InvalidInput,
     RuntimeUnavailable,
 )
-from worker_runtime.http import DirectRoute, install_error_handlers, validate_body
-from worker_runtime.http.stream import SseResponse
-from worker_runtime.models import WorkerStatus, require_id
+from worker_runtime.http import (
+    Operation,
+    OperationsApp,
+    read_body,
+    validate_body,
+    validate_query,
+)
+from worker_runtime.http.stream import SSE_RESPONSE, SseResponse, last_event_id
+from worker_runtime.models import require_id
 
 from . import __version__
-from ._bodies import CancelBody, RegisterRuntime, StopBody, _header_text
+from ._bodies import (
+    AllEventsQuery,
+    AllWorkersQuery,
+    CancelBody,
+    DiagnosticsQuery,
+    ListWorkersQuery,
+    RegisterRuntime,
+    StopBody,
+    TranscriptQuery,
+    WorkerEventsQuery,
+)
 from ._console import ConsoleFiles
-from ._openapi import body, describe
+from ._openapi import ERROR_STATUSES, PATH_PARAMS
 from ._stream import MAX_CURSOR_CHARS, CompositeCursor, merged_messages, open_sources
 from ._streamroutes import _messages, _parse_kinds, _StreamSlots
 from .cursors import (
+    MAX_CHARS,
     BrowserCancelAck,
     BrowserInputAck,
     BrowserStopAck,
@@ -65,7 +80,7 @@ from .responses import (
     WorkerBody,
     json_response,
 )
-from .session_api import install_session_routes
+from .session_api import session_operations
 from .sessions import FailedLogins, Sessions
 from .settings import BackendSettings
 from .sources import Source
@@ -75,15 +90,17 @@ __all__ = ["BackendSettings", "create_backend_app"]
 
 log = logging.getLogger("yoi_workspace_server.app")
 
-_CURSOR_PREFIX = "b1."
+_LAST_EVENT_ID = {"anyOf": [{"type": "string"}, {"type": "null"}]}
 
 
 def create_backend_app(
     registry: RuntimeRegistry, settings: BackendSettings, sessions: Sessions | None = None
-) -> ASGIApp:
+) -> TrustBoundary:
     """The Backend's ASGI app over ``registry``, behind the browser trust boundary
-    (:class:`~.trust.TrustBoundary`). ``sessions``: the session table (the control plane's
-    in ``yoi-workspace-server``; an in-memory database when ``None``)."""
+    (:class:`~.trust.TrustBoundary`): the console's files (:class:`~._console.ConsoleFiles`)
+    in front of the API (an :class:`~worker_runtime.http.OperationsApp`). ``sessions``: the
+    session table (the control plane's in ``yoi-workspace-server``; an in-memory database
+    when ``None``)."""
     if sessions is None:
         sessions = Sessions(
             sqlite3.connect(":memory:", check_same_thread=False),
@@ -97,53 +114,46 @@ def create_backend_app(
         public_url=settings.public_url,
         max_body_bytes=settings.max_body_bytes,
     )
-    app = FastAPI(
+    api = OperationsApp(
+        [*_operations(registry, settings), *session_operations(lambda: boundary)],
         title="yoi Workspace Backend",
         version=__version__,
         description="The browser-facing API over every registered Runtime.",
-        docs_url=None,
-        redoc_url=None,
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        error_statuses=ERROR_STATUSES,
+        path_params=PATH_PARAMS,
     )
-    app.router.route_class = DirectRoute
-    # No slash redirects: their Location is built from the client's Host header.
-    app.router.redirect_slashes = False
-    install_error_handlers(app)
-    describe(app, (InputRequest, RegisterRuntime, CreateWorkerRequest, StopBody, CancelBody))
+    failures = FailedLogins(budget=settings.failed_login_budget)
+    boundary = TrustBoundary(ConsoleFiles(api), trust, sessions, failures)
+    return boundary
+
+
+def _operations(registry: RuntimeRegistry, settings: BackendSettings) -> list[Operation]:
+    """The API's operations over ``registry`` (the hot route first: routes match in order)."""
     streams = _StreamSlots(settings.max_streams)
     deadline_s = registry.limits.reply.deadline_s
-    boundary = TrustBoundary(
-        ConsoleFiles(app), trust, sessions, FailedLogins(budget=settings.failed_login_budget)
-    )
-    install_session_routes(app, boundary)
 
-    def source(runtime_id: str) -> Source:
-        return registry.get(require_id(runtime_id, "runtime_id"))
+    def source(request: Request) -> Source:
+        return registry.get(require_id(request.path_params["runtime_id"], "runtime_id"))
 
-    def worker_id_of(worker_id: str) -> str:
-        return require_id(worker_id, "worker_id")
+    def worker_id_of(request: Request) -> str:
+        return require_id(request.path_params["worker_id"], "worker_id")
 
-    # The hot route first: Starlette matches routes in order.
-    @app.post(
-        "/api/runtimes/{runtime_id}/workers/{worker_id}/input", openapi_extra=body(InputRequest)
-    )
-    async def send_input(runtime_id: str, worker_id: str, request: Request) -> Response:
-        s, wid = source(runtime_id), worker_id_of(worker_id)
-        body = validate_body(InputRequest, await request.body())
-        ack = for_browser(runtime_id, await s.api.send_input(wid, body), BrowserInputAck)
-        return json_response(InputAckBody(ack=ack))
+    async def send_input(request: Request) -> Response:
+        s, wid = source(request), worker_id_of(request)
+        body = validate_body(InputRequest, await read_body(request))
+        ack = await s.api.send_input(wid, body)
+        return json_response(InputAckBody(ack=for_browser(s.runtime_id, ack, BrowserInputAck)))
 
-    @app.get("/healthz")
-    async def healthz() -> Response:
+    async def healthz(request: Request) -> Response:
+        """Liveness; the only route that needs no sign-in."""
         return json_response(Health())
 
-    @app.get("/api/runtimes")
-    async def list_runtimes() -> Response:
+    async def list_runtimes(request: Request) -> Response:
         return json_response(Runtimes(runtimes=[await s.info() for s in registry.sources()]))
 
-    @app.post("/api/runtimes", status_code=201, openapi_extra=body(RegisterRuntime))
     async def register_runtime(request: Request) -> Response:
-        body: RegisterRuntime = validate_body(RegisterRuntime, await request.body())
+        """Register a remote Runtime by its URL and token (kept server-side, never shown)."""
+        body = validate_body(RegisterRuntime, await read_body(request))
         record = RemoteRecord(
             runtime_id=body.runtime_id,
             display_name=body.display_name or body.runtime_id,
@@ -153,19 +163,18 @@ def create_backend_app(
         remote = await registry.add_remote(record, persist=True)
         return json_response(RuntimeBody(runtime=await remote.info()), 201)
 
-    @app.get("/api/runtimes/{runtime_id}")
-    async def get_runtime(runtime_id: str) -> Response:
-        return json_response(RuntimeBody(runtime=await source(runtime_id).info()))
+    async def get_runtime(request: Request) -> Response:
+        return json_response(RuntimeBody(runtime=await source(request).info()))
 
-    @app.delete("/api/runtimes/{runtime_id}")
-    async def remove_runtime(runtime_id: str) -> Response:
-        await registry.remove(require_id(runtime_id, "runtime_id"))
+    async def remove_runtime(request: Request) -> Response:
+        runtime_id = require_id(request.path_params["runtime_id"], "runtime_id")
+        await registry.remove(runtime_id)
         return json_response(Removed(removed=runtime_id))
 
-    @app.get("/api/workers")
-    async def all_workers(limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> Response:
+    async def all_workers(request: Request) -> Response:
         """Every Worker of every available source (up to ``limit`` per source), each row
         with its runtime_id; an unavailable source is listed in ``diagnostics`` instead."""
+        limit = validate_query(AllWorkersQuery, request.query_params).limit
         sources = registry.sources()
         results: list[list[BrowserWorkerSummary] | UnavailableRow] = [
             UnavailableRow(runtime_id=s.runtime_id, reason="timeout") for s in sources
@@ -202,43 +211,32 @@ def create_backend_app(
                 diagnostics.append(result)
         return json_response(AllWorkers(workers=rows, diagnostics=diagnostics))
 
-    @app.get("/api/runtimes/{runtime_id}/profiles")
-    async def list_profiles(runtime_id: str) -> Response:
+    async def list_profiles(request: Request) -> Response:
         """The profiles a Worker of this runtime may be created on; never a credential."""
-        profiles = await source(runtime_id).api.list_profiles()
+        profiles = await source(request).api.list_profiles()
         return json_response(Profiles(profiles=profiles))
 
-    @app.get("/api/runtimes/{runtime_id}/diagnostics")
-    async def runtime_diagnostics(
-        runtime_id: str, limit: Annotated[int | None, Query(ge=1)] = None
-    ) -> Response:
+    async def runtime_diagnostics(request: Request) -> Response:
         """The Runtime's own newest diagnostics, oldest first, each with its ``worker_id``
         (``None``: the runtime's); ``limit`` is capped by the Runtime's ``max_diagnostics``."""
-        diagnostics = await source(runtime_id).api.diagnostics(limit=limit)
-        return json_response(Diagnostics(diagnostics=diagnostics))
+        query = validate_query(DiagnosticsQuery, request.query_params)
+        s = source(request)
+        return json_response(Diagnostics(diagnostics=await s.api.diagnostics(limit=query.limit)))
 
-    @app.get("/api/events")
-    async def all_events(
-        runtime_id: Annotated[str | None, Query(max_length=120)] = None,
-        worker_id: Annotated[str | None, Query(max_length=120)] = None,
-        kinds: Annotated[str | None, Query(max_length=1000)] = None,
-        cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
-        last_event_id: Annotated[
-            str | None, Header(alias="Last-Event-ID", max_length=MAX_CURSOR_CHARS)
-        ] = None,
-    ) -> SseResponse:
+    async def all_events(request: Request) -> Response:
         """One stream over every source (or one runtime, or one Worker of it), resumable
-        from its composite cursor; see :mod:`._stream`."""
-        rid = require_id(runtime_id, "runtime_id") if runtime_id is not None else None
-        wid = worker_id_of(worker_id) if worker_id is not None else None
+        from its composite cursor; ``Last-Event-ID``, when sent, is the cursor."""
+        query = validate_query(AllEventsQuery, request.query_params)
+        wanted = last_event_id(request, MAX_CURSOR_CHARS) or query.cursor
+        rid = require_id(query.runtime_id, "runtime_id") if query.runtime_id is not None else None
+        wid = require_id(query.worker_id, "worker_id") if query.worker_id is not None else None
         if wid is not None and rid is None:
             raise InvalidInput(
                 "worker_id needs runtime_id: a worker_id is unique within its runtime only",
                 details={"field": "worker_id"},
             )
-        wanted = _header_text(last_event_id) or cursor
         start = CompositeCursor.decode(wanted) if wanted else CompositeCursor()
-        wanted_kinds = _parse_kinds(kinds)
+        wanted_kinds = _parse_kinds(query.kinds)
         opened = await open_sources(registry, rid, wid, start)
         capped = [registry.get(r) for r, _ in opened]
         try:
@@ -257,83 +255,57 @@ def create_backend_app(
 
         return SseResponse(messages, heartbeat_s=settings.heartbeat_s, on_close=close)
 
-    @app.get("/api/runtimes/{runtime_id}/workers")
-    async def list_workers(
-        runtime_id: str,
-        status: Annotated[WorkerStatus | None, Query()] = None,
-        limit: Annotated[int | None, Query(ge=1)] = None,
-        after: Annotated[str | None, Query(max_length=200)] = None,
-    ) -> Response:
-        page = await source(runtime_id).api.list_workers(status=status, limit=limit, after=after)
-        return json_response(for_browser(runtime_id, page, BrowserWorkerPage))
+    async def list_workers(request: Request) -> Response:
+        query = validate_query(ListWorkersQuery, request.query_params)
+        s = source(request)
+        page = await s.api.list_workers(status=query.status, limit=query.limit, after=query.after)
+        return json_response(for_browser(s.runtime_id, page, BrowserWorkerPage))
 
-    @app.post(
-        "/api/runtimes/{runtime_id}/workers",
-        status_code=201,
-        openapi_extra=body(CreateWorkerRequest, required=False),
-    )
-    async def create_worker(runtime_id: str, request: Request) -> Response:
-        s = source(runtime_id)
-        body = validate_body(CreateWorkerRequest, await request.body(), optional=True)
-        worker = for_browser(runtime_id, await s.api.create_worker(body), BrowserWorkerDetail)
+    async def create_worker(request: Request) -> Response:
+        s = source(request)
+        body = validate_body(CreateWorkerRequest, await read_body(request), optional=True)
+        worker = for_browser(s.runtime_id, await s.api.create_worker(body), BrowserWorkerDetail)
         return json_response(WorkerBody(worker=worker), 201)
 
-    @app.get("/api/runtimes/{runtime_id}/workers/{worker_id}")
-    async def get_worker(runtime_id: str, worker_id: str) -> Response:
-        s = source(runtime_id)
-        worker = await s.api.get_worker(worker_id_of(worker_id))
+    async def get_worker(request: Request) -> Response:
+        s = source(request)
+        worker = await s.api.get_worker(worker_id_of(request))
         return json_response(
-            WorkerBody(worker=for_browser(runtime_id, worker, BrowserWorkerDetail))
+            WorkerBody(worker=for_browser(s.runtime_id, worker, BrowserWorkerDetail))
         )
 
-    @app.post(
-        "/api/runtimes/{runtime_id}/workers/{worker_id}/stop",
-        openapi_extra=body(StopBody, required=False),
-    )
-    async def stop_worker(runtime_id: str, worker_id: str, request: Request) -> Response:
-        s, wid = source(runtime_id), worker_id_of(worker_id)
-        body: StopBody = validate_body(StopBody, await request.body(), optional=True)
+    async def stop_worker(request: Request) -> Response:
+        s, wid = source(request), worker_id_of(request)
+        body = validate_body(StopBody, await read_body(request), optional=True)
         ack = await s.api.stop_worker(wid, reason=body.reason)
-        return json_response(StopAckBody(ack=for_browser(runtime_id, ack, BrowserStopAck)))
+        return json_response(StopAckBody(ack=for_browser(s.runtime_id, ack, BrowserStopAck)))
 
-    @app.post(
-        "/api/runtimes/{runtime_id}/workers/{worker_id}/cancel",
-        openapi_extra=body(CancelBody, required=False),
-    )
-    async def cancel(runtime_id: str, worker_id: str, request: Request) -> Response:
-        s, wid = source(runtime_id), worker_id_of(worker_id)
-        body: CancelBody = validate_body(CancelBody, await request.body(), optional=True)
+    async def cancel(request: Request) -> Response:
+        s, wid = source(request), worker_id_of(request)
+        body = validate_body(CancelBody, await read_body(request), optional=True)
         ack = await s.api.cancel(wid, turn_id=body.turn_id, reason=body.reason)
-        return json_response(CancelAckBody(ack=for_browser(runtime_id, ack, BrowserCancelAck)))
+        return json_response(CancelAckBody(ack=for_browser(s.runtime_id, ack, BrowserCancelAck)))
 
-    @app.get("/api/runtimes/{runtime_id}/workers/{worker_id}/transcript")
-    async def read_transcript(
-        runtime_id: str,
-        worker_id: str,
-        start: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int | None, Query(ge=1)] = None,
-    ) -> Response:
-        s, wid = source(runtime_id), worker_id_of(worker_id)
-        page = await s.api.read_transcript(wid, start=start, limit=limit)
-        transcript = for_browser(runtime_id, page, BrowserTranscriptPage)
+    async def read_transcript(request: Request) -> Response:
+        query = validate_query(TranscriptQuery, request.query_params)
+        s, wid = source(request), worker_id_of(request)
+        page = await s.api.read_transcript(wid, start=query.start, limit=query.limit)
+        transcript = for_browser(s.runtime_id, page, BrowserTranscriptPage)
         return json_response(TranscriptBody(transcript=transcript))
 
-    @app.get("/api/runtimes/{runtime_id}/workers/{worker_id}/events")
-    async def worker_events(
-        runtime_id: str,
-        worker_id: str,
-        cursor: Annotated[str | None, Query(max_length=400)] = None,
-        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=400)] = None,
-    ) -> SseResponse:
-        s, wid = source(runtime_id), worker_id_of(worker_id)
-        wanted = _header_text(last_event_id) or cursor
-        inner = unwrap_cursor(runtime_id, wanted) if wanted else None
+    async def worker_events(request: Request) -> Response:
+        """One Worker's events after ``cursor`` (new events only without); ``Last-Event-ID``,
+        when sent, is the cursor."""
+        query = validate_query(WorkerEventsQuery, request.query_params)
+        wanted = last_event_id(request, MAX_CHARS) or query.cursor
+        s, wid = source(request), worker_id_of(request)
+        inner = unwrap_cursor(s.runtime_id, wanted) if wanted else None
         streams.acquire(s)
         try:
             events = await s.open_events(wid, inner)  # errors here are plain HTTP errors
         except BaseException as exc:
             streams.release(s)
-            wrap_error_cursors(runtime_id, exc)
+            wrap_error_cursors(s.runtime_id, exc)
             raise
 
         async def close() -> None:
@@ -343,7 +315,59 @@ def create_backend_app(
                 streams.release(s)
 
         return SseResponse(
-            _messages(runtime_id, wid, events), heartbeat_s=settings.heartbeat_s, on_close=close
+            _messages(s.runtime_id, wid, events), heartbeat_s=settings.heartbeat_s, on_close=close
         )
 
-    return boundary
+    runtime = "/api/runtimes/{runtime_id}"
+    worker = f"{runtime}/workers/{{worker_id}}"
+    last_event = (("Last-Event-ID", _LAST_EVENT_ID),)
+    return [
+        Operation(
+            "POST", f"{worker}/input", send_input, "workers", InputAckBody, body=InputRequest
+        ),
+        Operation("GET", "/healthz", healthz, "health", Health),
+        Operation("GET", "/api/runtimes", list_runtimes, "runtimes", Runtimes),
+        Operation(
+            "POST", "/api/runtimes", register_runtime, "runtimes", RuntimeBody, 201,
+            body=RegisterRuntime,
+        ),
+        Operation("GET", runtime, get_runtime, "runtimes", RuntimeBody),
+        Operation("DELETE", runtime, remove_runtime, "runtimes", Removed),
+        Operation(
+            "GET", "/api/workers", all_workers, "workers", AllWorkers, query=AllWorkersQuery
+        ),
+        Operation("GET", f"{runtime}/profiles", list_profiles, "runtimes", Profiles),
+        Operation(
+            "GET", f"{runtime}/diagnostics", runtime_diagnostics, "runtimes", Diagnostics,
+            query=DiagnosticsQuery,
+        ),
+        Operation(
+            "GET", "/api/events", all_events, "events",
+            query=AllEventsQuery, headers=last_event, stream=SSE_RESPONSE,
+        ),
+        Operation(
+            "GET", f"{runtime}/workers", list_workers, "workers", BrowserWorkerPage,
+            query=ListWorkersQuery,
+        ),
+        Operation(
+            "POST", f"{runtime}/workers", create_worker, "workers", WorkerBody, 201,
+            body=CreateWorkerRequest, body_required=False,
+        ),
+        Operation("GET", worker, get_worker, "workers", WorkerBody),
+        Operation(
+            "POST", f"{worker}/stop", stop_worker, "workers", StopAckBody,
+            body=StopBody, body_required=False,
+        ),
+        Operation(
+            "POST", f"{worker}/cancel", cancel, "workers", CancelAckBody,
+            body=CancelBody, body_required=False,
+        ),
+        Operation(
+            "GET", f"{worker}/transcript", read_transcript, "workers", TranscriptBody,
+            query=TranscriptQuery,
+        ),
+        Operation(
+            "GET", f"{worker}/events", worker_events, "events",
+            query=WorkerEventsQuery, headers=last_event, stream=SSE_RESPONSE,
+        ),
+    ]  # fmt: skip

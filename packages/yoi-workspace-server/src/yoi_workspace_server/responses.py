@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from fastapi.responses import Response
 from pydantic import BaseModel
+from starlette.responses import Response
 
 from worker_runtime import Diagnostic, ProfileEntry
 

@@ -14,19 +14,19 @@ Each answers ``{"authenticated", "method", "expires_at"}`` (``method``: ``"cooki
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Literal
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
-from worker_runtime.http import validate_body
+from worker_runtime.http import Operation, json_response, read_body, validate_body
 
 from .trust import SESSION_COOKIE, Auth, TrustBoundary, error_headers, session_ids
 
-__all__ = ["SignIn", "install_session_routes"]
+__all__ = ["SessionState", "SignIn", "session_operations"]
 
 
 class SignIn(BaseModel):
@@ -35,63 +35,76 @@ class SignIn(BaseModel):
     token: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
+class SessionState(BaseModel):
+    """Whether the caller is signed in, how, and when its session ends unless used again."""
+
+    authenticated: bool
+    method: Literal["cookie", "bearer"] | None
+    expires_at: str | None
+
+
 def _iso(at: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
-def _answer(body: dict[str, Any], status_code: int = 200, cookie: str | None = None) -> Response:
-    response = Response(
-        json.dumps(body, separators=(",", ":")), status_code, media_type="application/json"
-    )
-    if cookie is not None:
-        response.headers.append("set-cookie", cookie)
-    return response
+def session_operations(trust: Callable[[], TrustBoundary]) -> list[Operation]:
+    """The three ``/api/session`` operations, served behind the boundary ``trust()`` returns
+    (the boundary wraps the app they are part of, so it is looked up per request)."""
 
-
-def install_session_routes(app: FastAPI, boundary: TrustBoundary) -> None:
-    """Add the three ``/api/session`` routes to ``app``, served behind ``boundary``."""
-    sessions = boundary.sessions
-
-    def describe(auth: Auth) -> dict[str, Any]:
+    def answer(
+        request: Request, auth: Auth, status: int = 200, cookie: tuple[str, int] | None = None
+    ) -> Response:
+        boundary = trust()
         expires = None
         if auth.session is not None:
+            sessions = boundary.sessions
             expires = _iso(auth.session.expires_at(sessions.idle_s, sessions.max_s))
-        return {
-            "authenticated": auth.method is not None,
-            "method": auth.method,
-            "expires_at": expires,
-        }
+        method = auth.method if auth.method in ("cookie", "bearer") else None
+        body = SessionState(authenticated=method is not None, method=method, expires_at=expires)
+        response = json_response(body, status)
+        if cookie is not None:
+            value, max_age = cookie
+            secure = boundary.settings.secure_cookies or request.url.scheme == "https"
+            response.headers.append(
+                "set-cookie",
+                f"{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
+                + ("; Secure" if secure else ""),
+            )
+        return response
 
-    def cookie(value: str, max_age: int, request: Request) -> str:
-        secure = boundary.settings.secure_cookies or request.url.scheme == "https"
-        return f"{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}" + (
-            "; Secure" if secure else ""
-        )
-
-    @app.post("/api/session", status_code=201)
     async def sign_in(request: Request) -> Response:
-        body = validate_body(SignIn, await request.body())
+        """Check the token (in constant time) and start a session: 201 with its cookie."""
+        boundary = trust()
+        body = validate_body(SignIn, await read_body(request))
         if not boundary.token_matches(body.token):
             refusal = boundary.note_failure(request.scope, "a failed sign-in")
-            response = _answer(refusal.to_envelope(), refusal.status)
+            response = JSONResponse(refusal.to_envelope(), refusal.status)
             for name, value in error_headers(refusal):
                 response.headers.append(name.decode(), value.decode())
             return response
         for old in session_ids(request.scope):  # a new sign-in replaces the browser's session
             boundary.end_session(old)
+        sessions = boundary.sessions
         session_id, info = sessions.create()
-        auth = Auth("cookie", session_id, info)
-        return _answer(describe(auth), 201, cookie(session_id, int(sessions.max_s), request))
+        return answer(
+            request, Auth("cookie", session_id, info), 201, (session_id, int(sessions.max_s))
+        )
 
-    @app.get("/api/session")
     async def who_am_i(request: Request) -> Response:
+        """Whether the caller is signed in, and how."""
         auth: Auth = request.state.auth
-        return _answer(describe(auth))
+        return answer(request, auth)
 
-    @app.delete("/api/session")
     async def sign_out(request: Request) -> Response:
+        """End the caller's session at once (and every stream still open under it)."""
         for session_id in session_ids(request.scope):
-            boundary.end_session(session_id)
+            trust().end_session(session_id)
         auth: Auth = request.state.auth
         after = Auth("bearer") if auth.method == "bearer" else Auth()
-        return _answer(describe(after), cookie=cookie("", 0, request))
+        return answer(request, after, cookie=("", 0))
+
+    return [
+        Operation("POST", "/api/session", sign_in, "session", SessionState, 201, body=SignIn),
+        Operation("GET", "/api/session", who_am_i, "session", SessionState),
+        Operation("DELETE", "/api/session", sign_out, "session", SessionState),
+    ]

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import anyio
 
 from worker_runtime import Unauthorized, WorkerRuntimeError
-from worker_runtime.http._guard import (
+from worker_runtime.http import (
     ASGIApp,
     Message,
     Receive,

@@ -9,6 +9,13 @@
   until a stop event is set; :func:`run` (sync) owns the event loop and SIGTERM/SIGINT of a
   process. Both ``yoi-runtime`` and ``yoi-workspace-server`` use them, with
   :func:`bind_socket` and :func:`configure_logging`.
+- :class:`Operation` and :class:`OperationsApp` build such an app from endpoints and their
+  pydantic models (the Workspace Backend's API is one), with :func:`openapi_document`
+  generated from the same models; :func:`read_body`, :func:`validate_body`, :func:`validate_query`
+  and :func:`json_response` are what an endpoint reads, parses and answers with.
+- :class:`Guard` (the bearer token, then the body cap) is the Runtime's layer in front of its
+  app; :func:`call_with_capped_body`, :func:`content_length` and :func:`send_error` (the one
+  envelope, before any app runs) are its parts other layers reuse, with the ASGI types.
 - :class:`HttpSettings` and :class:`ServingLimits` (:mod:`worker_runtime.http.settings`) are
   how the app and its connections are served.
 
@@ -16,8 +23,6 @@ Trust boundary: a Runtime's HTTP API is for the Workspace Backend and for operat
 browsers. Browsers talk to the Workspace Backend, which talks to Runtimes; a browser never
 learns a Runtime's URL or token. Every route but ``/healthz`` needs the bearer token.
 """
-
-from typing import TYPE_CHECKING, Any
 
 try:
     import starlette  # noqa: F401
@@ -27,44 +32,49 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
     raise MissingExtraError("http-server") from exc
 
-from ._app import RuntimeApp, create_app, json_response, validate_body, validate_query
-from ._guard import Guard
+from ._app import RuntimeApp, create_app
+from ._guard import Guard, call_with_capped_body, content_length, send_error
 from ._logs import configure_logging
+from ._openapi import (
+    ErrorEnvelope,
+    Operation,
+    OperationsApp,
+    json_response,
+    openapi_document,
+    read_body,
+    validate_body,
+    validate_query,
+)
 from ._process import BindError, bind_socket, run
 from ._serve import serve
+from ._types import ASGIApp, Message, Receive, Scope, Send
 from .settings import HttpSettings, ServingLimits
 
-if TYPE_CHECKING:
-    from ._fastapi import DirectRoute, install_error_handlers
-
 __all__ = [
+    "ASGIApp",
     "BindError",
-    "DirectRoute",
+    "ErrorEnvelope",
     "Guard",
     "HttpSettings",
+    "Message",
+    "Operation",
+    "OperationsApp",
+    "Receive",
     "RuntimeApp",
+    "Scope",
+    "Send",
     "ServingLimits",
     "bind_socket",
+    "call_with_capped_body",
     "configure_logging",
+    "content_length",
     "create_app",
-    "install_error_handlers",
     "json_response",
+    "openapi_document",
+    "read_body",
     "run",
+    "send_error",
     "serve",
     "validate_body",
     "validate_query",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """The FastAPI helpers are imported on first use: the Runtime's own app is plain Starlette,
-    so ``yoi-runtime`` starts without importing FastAPI (about half a second)."""
-    if name in ("DirectRoute", "install_error_handlers"):
-        try:
-            from . import _fastapi
-        except ImportError as exc:  # pragma: no cover - the extra names FastAPI
-            from ..errors import MissingExtraError
-
-            raise MissingExtraError("http-server") from exc
-        return getattr(_fastapi, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

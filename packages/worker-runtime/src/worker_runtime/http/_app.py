@@ -11,18 +11,14 @@ Browsers must never call a Runtime: they go through the Workspace Backend.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Annotated, Any, Literal, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 
 from .. import (
     CancelAck,
@@ -30,25 +26,26 @@ from .. import (
     Diagnostic,
     InputAck,
     InputRequest,
-    InternalError,
-    InvalidInput,
-    MethodNotAllowed,
     MissingExtraError,
-    NotFound,
     ProfileEntry,
     Runtime,
     RuntimeSummary,
     StopAck,
     TranscriptPage,
     WorkerDetail,
-    WorkerRuntimeError,
     WorkerSummary,
     __version__,
 )
-from ..errors import invalid_input_from
 from ._guard import Guard
-from ._openapi import Operation, openapi_document
-from ._types import Receive, Scope, Send
+from ._openapi import (
+    ErrorEnvelope,
+    Operation,
+    OperationsApp,
+    json_response,
+    read_body,
+    validate_body,
+    validate_query,
+)
 from .settings import HttpSettings
 
 __all__ = [
@@ -61,8 +58,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("worker_runtime.http")
-
-M = TypeVar("M", bound=BaseModel)
 
 
 class _Body(BaseModel):
@@ -91,16 +86,6 @@ class TranscriptQuery(BaseModel):
 
 class DiagnosticsQuery(BaseModel):
     limit: Annotated[int, Field(ge=1)] | None = None
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any]
-
-
-class ErrorEnvelope(BaseModel):
-    error: ErrorBody
 
 
 class HealthResponse(BaseModel):
@@ -142,42 +127,6 @@ class ProfilesResponse(BaseModel):
 
 class DiagnosticsResponse(BaseModel):
     diagnostics: list[Diagnostic]
-
-
-def json_response(model: BaseModel, status_code: int = 200) -> Response:
-    """``model`` as a JSON response: pydantic's own JSON bytes, serialized once."""
-    return Response(
-        model.__pydantic_serializer__.to_json(model), status_code, media_type="application/json"
-    )
-
-
-def validate_body(model: type[M], raw: bytes, *, optional: bool = False) -> M:
-    """Validate a JSON body with pydantic's JSON validator, straight from the raw bytes;
-    failures are ``invalid_input`` naming the field. An empty optional body is ``{}``."""
-    if optional and not raw.strip():
-        raw = b"{}"
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        raise invalid_input_from(exc.errors()) from None
-
-
-async def read_body(request: Request) -> bytes:
-    """The request body: the :class:`Guard` has read it whole, under its cap, and hands it to
-    the app as one message (one receive, where ``request.body()`` streams it)."""
-    message = await request.receive()
-    body: bytes = message.get("body", b"")
-    return body
-
-
-def validate_query(model: type[M], params: Mapping[str, str]) -> M:
-    """Validate a query string with ``model``; failures are ``invalid_input`` naming the
-    parameter (``query.<name>``)."""
-    try:
-        return model.model_validate(params)
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("query", *e["loc"])} for e in exc.errors()]
-        raise invalid_input_from(errors) from None
 
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -276,51 +225,27 @@ def _operations(runtime: Runtime) -> list[Operation]:
     ]  # fmt: skip
 
 
-class RuntimeApp:
-    """The ASGI app of one Runtime's REST API (see :func:`create_app`): a Starlette app behind
-    the :class:`Guard`. ``openapi()`` is its OpenAPI document, served at ``/openapi.json``."""
+class RuntimeApp(OperationsApp):
+    """The ASGI app of one Runtime's REST API (see :func:`create_app`): its operations served
+    behind the :class:`Guard`. ``openapi()`` is its OpenAPI document, served at
+    ``/openapi.json``."""
 
     def __init__(self, runtime: Runtime, settings: HttpSettings) -> None:
         operations = _operations(runtime)
         if settings.event_stream is not False:
             operations += _event_stream(runtime, settings)
-        self.operations = tuple(operations)
-        self._document: dict[str, Any] | None = None
-
-        async def openapi(request: Request) -> Response:
-            return Response(_json_bytes(self.openapi()), media_type="application/json")
-
-        self.app = Starlette(
-            routes=[*(op.route() for op in operations), Route("/openapi.json", openapi)],
+        super().__init__(
+            operations,
+            title="yoi Runtime",
+            version=__version__,
+            description=(
+                "REST command API of one yoi Runtime. For the Workspace Backend and "
+                "operators only: browsers must never call a Runtime."
+            ),
             middleware=[
                 Middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
             ],
-            exception_handlers={
-                WorkerRuntimeError: _runtime_error,
-                HTTPException: _http_error,
-                Exception: _unexpected,
-            },
         )
-        # No slash redirects: their Location is built from the client's Host header.
-        self.app.router.redirect_slashes = False
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
-
-    def openapi(self) -> dict[str, Any]:
-        """The OpenAPI document of the served operations (built once)."""
-        if self._document is None:
-            self._document = openapi_document(
-                self.operations,
-                title="yoi Runtime",
-                version=__version__,
-                description=(
-                    "REST command API of one yoi Runtime. For the Workspace Backend and "
-                    "operators only: browsers must never call a Runtime."
-                ),
-                error_model=ErrorEnvelope,
-            )
-        return self._document
 
 
 def create_app(runtime: Runtime, settings: HttpSettings) -> RuntimeApp:
@@ -342,37 +267,3 @@ def _event_stream(runtime: Runtime, settings: HttpSettings) -> list[Operation]:
         log.info("event stream not served: the event-stream extra is not installed")
         return []
     return stream_operations(runtime, settings)
-
-
-def _json_bytes(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode()
-
-
-def _envelope(error: WorkerRuntimeError) -> Response:
-    return JSONResponse(error.to_envelope(), error.status)
-
-
-async def _runtime_error(request: Request, exc: Exception) -> Response:
-    if not isinstance(exc, WorkerRuntimeError):  # pragma: no cover - registered for it only
-        return await _unexpected(request, exc)
-    return _envelope(exc)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own refusals (unknown route, wrong method) in the one envelope."""
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    error: WorkerRuntimeError
-    if status == 404:
-        error = NotFound("no such route")
-    elif status == 405:
-        error = MethodNotAllowed("this route does not take that method")
-    elif status < 500:
-        error = InvalidInput("the request is not valid")
-    else:
-        error = InternalError("the server failed to answer")
-    return _envelope(error)
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error while serving a request", exc_info=exc)
-    return _envelope(InternalError("the server failed to answer"))

@@ -16,7 +16,7 @@ own subscriptions, in a router of its own so that a Runtime can serve commands w
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 try:
     from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
 
     raise MissingExtraError("event-stream") from exc
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -33,14 +33,20 @@ from starlette.types import Receive, Scope, Send
 from .. import Runtime, RuntimeUnavailable, Subscription
 from ..errors import invalid_input_from
 from ..sse import encode_event, retry_hint
-from ._openapi import Operation
+from ._openapi import Operation, validate_query
 from .settings import HttpSettings
 
-__all__ = ["SseResponse", "encode_event", "stream_operations"]
+__all__ = ["SSE_RESPONSE", "SseResponse", "encode_event", "last_event_id", "stream_operations"]
 
 #: Cursors are short; anything longer is not one (and is not worth parsing).
 _MAX_CURSOR_CHARS = 200
 _CURSOR_SCHEMA = {"anyOf": [{"type": "string", "maxLength": _MAX_CURSOR_CHARS}, {"type": "null"}]}
+
+#: The OpenAPI response of a route that streams Server-Sent Events.
+SSE_RESPONSE: dict[str, Any] = {
+    "description": "A Server-Sent Events stream (`text/event-stream`).",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
 
 
 class EventsQuery(BaseModel):
@@ -119,31 +125,34 @@ async def _messages(subscription: Subscription) -> AsyncIterator[bytes]:
             yield b"".join([encode_event(event), *map(encode_event, ready)])
 
 
+def last_event_id(request: Request, max_chars: int) -> str | None:
+    """The ``Last-Event-ID`` header as the client sent it (browsers send UTF-8; Starlette
+    decodes headers as Latin-1), or ``None``; over ``max_chars`` it is ``invalid_input``."""
+    value = request.headers.get("last-event-id")
+    if value is None:
+        return None
+    if len(value) > max_chars:
+        raise invalid_input_from(
+            [{"type": "string_too_long", "loc": ("header", "Last-Event-ID"),
+              "msg": f"String should have at most {max_chars} characters"}]
+        )  # fmt: skip
+    try:
+        return value.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # pragma: no cover - Starlette's headers are Latin-1 text
+        return value
+
+
 def _cursor(request: Request) -> str | None:
     """The cursor to resume after: ``Last-Event-ID`` when sent (a reconnecting EventSource
     resumes from what it saw last), else the ``cursor`` query parameter."""
-    try:
-        query = EventsQuery.model_validate(request.query_params)
-    except ValidationError as exc:
-        raise invalid_input_from(
-            [{**e, "loc": ("query", *e["loc"])} for e in exc.errors()]
-        ) from None
-    last_event_id = request.headers.get("last-event-id")
-    if last_event_id is not None and len(last_event_id) > _MAX_CURSOR_CHARS:
-        raise invalid_input_from(
-            [{"type": "string_too_long", "loc": ("header", "Last-Event-ID"),
-              "msg": f"String should have at most {_MAX_CURSOR_CHARS} characters"}]
-        )  # fmt: skip
-    return last_event_id or query.cursor
+    query = validate_query(EventsQuery, request.query_params)
+    return last_event_id(request, _MAX_CURSOR_CHARS) or query.cursor
 
 
 def stream_operations(runtime: Runtime, settings: HttpSettings) -> list[Operation]:
     """The two SSE routes of contract §7 over ``runtime``'s subscriptions."""
     streams = _Streams(settings.max_streams)
-    sse = {
-        "description": "A Server-Sent Events stream (`text/event-stream`).",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    }
+    sse = SSE_RESPONSE
 
     def open_stream(request: Request, worker_id: str | None) -> SseResponse:
         cursor = _cursor(request)
