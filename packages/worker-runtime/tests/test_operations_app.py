@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-import httpx
 import pytest
 
 pytest.importorskip("starlette", reason="the http-server extra is not installed")
+pytest.importorskip("httpx", reason="the event-stream extra is not installed")
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
