@@ -1,5 +1,7 @@
-"""What the Backend's routes accept, as pydantic models: the JSON bodies (unknown fields
-refused), the text rules they apply, and the query strings."""
+"""What the Backend's routes accept beyond the Runtime's own request models
+(:mod:`worker_runtime.http`: stop, cancel, the Worker list, transcript and diagnostics
+queries), as pydantic models: the JSON bodies (unknown fields refused), the text rules they
+apply, and the query strings."""
 
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
-from worker_runtime.models import WorkerStatus
 
 from ._stream import MAX_CURSOR_CHARS
 from .cursors import MAX_CHARS
@@ -38,21 +38,8 @@ class RegisterRuntime(_Body):
     token: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
 
 
-class StopBody(_Body):
-    reason: Annotated[str, Field(max_length=1000)] | None = None
-
-
-class CancelBody(_Body):
-    turn_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    reason: Annotated[str, Field(max_length=1000)] | None = None
-
-
 class AllWorkersQuery(BaseModel):
     limit: Annotated[int, Field(ge=1, le=1000)] = 1000
-
-
-class DiagnosticsQuery(BaseModel):
-    limit: Annotated[int, Field(ge=1)] | None = None
 
 
 class AllEventsQuery(BaseModel):
@@ -64,14 +51,3 @@ class AllEventsQuery(BaseModel):
 
 class WorkerEventsQuery(BaseModel):
     cursor: Annotated[str, Field(max_length=MAX_CHARS)] | None = None
-
-
-class ListWorkersQuery(BaseModel):
-    status: WorkerStatus | None = None
-    limit: Annotated[int, Field(ge=1)] | None = None
-    after: Annotated[str, Field(max_length=200)] | None = None
-
-
-class TranscriptQuery(BaseModel):
-    start: Annotated[int, Field(ge=0)] = 0
-    limit: Annotated[int, Field(ge=1)] | None = None

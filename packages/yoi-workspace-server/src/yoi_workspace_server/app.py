@@ -25,8 +25,13 @@ from worker_runtime import (
     RuntimeUnavailable,
 )
 from worker_runtime.http import (
+    CancelRequest,
+    DiagnosticsQuery,
+    ListWorkersQuery,
     Operation,
     OperationsApp,
+    StopRequest,
+    TranscriptQuery,
     read_body,
     validate_body,
     validate_query,
@@ -38,12 +43,7 @@ from . import __version__
 from ._bodies import (
     AllEventsQuery,
     AllWorkersQuery,
-    CancelBody,
-    DiagnosticsQuery,
-    ListWorkersQuery,
     RegisterRuntime,
-    StopBody,
-    TranscriptQuery,
     WorkerEventsQuery,
 )
 from ._console import ConsoleFiles
@@ -276,13 +276,13 @@ def _operations(registry: RuntimeRegistry, settings: BackendSettings) -> list[Op
 
     async def stop_worker(request: Request) -> Response:
         s, wid = source(request), worker_id_of(request)
-        body = validate_body(StopBody, await read_body(request), optional=True)
+        body = validate_body(StopRequest, await read_body(request), optional=True)
         ack = await s.api.stop_worker(wid, reason=body.reason)
         return json_response(StopAckBody(ack=for_browser(s.runtime_id, ack, BrowserStopAck)))
 
     async def cancel(request: Request) -> Response:
         s, wid = source(request), worker_id_of(request)
-        body = validate_body(CancelBody, await read_body(request), optional=True)
+        body = validate_body(CancelRequest, await read_body(request), optional=True)
         ack = await s.api.cancel(wid, turn_id=body.turn_id, reason=body.reason)
         return json_response(CancelAckBody(ack=for_browser(s.runtime_id, ack, BrowserCancelAck)))
 
@@ -356,11 +356,11 @@ def _operations(registry: RuntimeRegistry, settings: BackendSettings) -> list[Op
         Operation("GET", worker, get_worker, "workers", WorkerBody),
         Operation(
             "POST", f"{worker}/stop", stop_worker, "workers", StopAckBody,
-            body=StopBody, body_required=False,
+            body=StopRequest, body_required=False,
         ),
         Operation(
             "POST", f"{worker}/cancel", cancel, "workers", CancelAckBody,
-            body=CancelBody, body_required=False,
+            body=CancelRequest, body_required=False,
         ),
         Operation(
             "GET", f"{worker}/transcript", read_transcript, "workers", TranscriptBody,

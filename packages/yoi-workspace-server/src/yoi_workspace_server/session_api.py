@@ -59,8 +59,9 @@ def session_operations(trust: Callable[[], TrustBoundary]) -> list[Operation]:
         if auth.session is not None:
             sessions = boundary.sessions
             expires = _iso(auth.session.expires_at(sessions.idle_s, sessions.max_s))
-        method = auth.method if auth.method in ("cookie", "bearer") else None
-        body = SessionState(authenticated=method is not None, method=method, expires_at=expires)
+        body = SessionState(
+            authenticated=auth.method is not None, method=auth.method, expires_at=expires
+        )
         response = json_response(body, status)
         if cookie is not None:
             value, max_age = cookie

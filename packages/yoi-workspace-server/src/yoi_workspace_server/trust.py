@@ -33,6 +33,7 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import anyio
 
@@ -99,7 +100,7 @@ class Auth:
     """How a request is signed in (in ``request.state.auth``): ``method`` ``"bearer"`` or
     ``"cookie"`` (with its ``session``), or ``None`` when it is not."""
 
-    method: str | None = None
+    method: Literal["bearer", "cookie"] | None = None
     session_id: str | None = None
     session: SessionInfo | None = None
 

@@ -12,7 +12,9 @@
 - :class:`Operation` and :class:`OperationsApp` build such an app from endpoints and their
   pydantic models (the Workspace Backend's API is one), with :func:`openapi_document`
   generated from the same models; :func:`read_body`, :func:`validate_body`, :func:`validate_query`
-  and :func:`json_response` are what an endpoint reads, parses and answers with.
+  and :func:`json_response` are what an endpoint reads, parses and answers with; the command
+  routes' bodies and queries (:class:`StopRequest`, :class:`ListWorkersQuery` …) are the
+  Backend's too.
 - :class:`Guard` (the bearer token, then the body cap) is the Runtime's layer in front of its
   app; :func:`call_with_capped_body`, :func:`content_length` and :func:`send_error` (the one
   envelope, before any app runs) are its parts other layers reuse, with the ASGI types.
@@ -32,7 +34,15 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
     raise MissingExtraError("http-server") from exc
 
-from ._app import RuntimeApp, create_app
+from ._app import (
+    CancelRequest,
+    DiagnosticsQuery,
+    ListWorkersQuery,
+    RuntimeApp,
+    StopRequest,
+    TranscriptQuery,
+    create_app,
+)
 from ._guard import Guard, call_with_capped_body, content_length, send_error
 from ._logs import configure_logging
 from ._openapi import (
@@ -53,9 +63,12 @@ from .settings import HttpSettings, ServingLimits
 __all__ = [
     "ASGIApp",
     "BindError",
+    "CancelRequest",
+    "DiagnosticsQuery",
     "ErrorEnvelope",
     "Guard",
     "HttpSettings",
+    "ListWorkersQuery",
     "Message",
     "Operation",
     "OperationsApp",
@@ -64,6 +77,8 @@ __all__ = [
     "Scope",
     "Send",
     "ServingLimits",
+    "StopRequest",
+    "TranscriptQuery",
     "bind_socket",
     "call_with_capped_body",
     "configure_logging",

@@ -12,8 +12,7 @@ Browsers must never call a Runtime: they go through the Workspace Backend.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware import Middleware
@@ -127,9 +126,6 @@ class ProfilesResponse(BaseModel):
 
 class DiagnosticsResponse(BaseModel):
     diagnostics: list[Diagnostic]
-
-
-Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 def _operations(runtime: Runtime) -> list[Operation]:

@@ -10,6 +10,7 @@ Workspace Backend's API are both built this way.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -273,7 +274,8 @@ class OperationsApp:
         path_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.operations = tuple(operations)
-        self._describe: Callable[[], dict[str, Any]] = lambda: openapi_document(
+        self._describe = functools.partial(
+            openapi_document,
             self.operations,
             title=title,
             version=version,
@@ -282,10 +284,12 @@ class OperationsApp:
             path_params=path_params,
         )
         self._document: dict[str, Any] | None = None
+        self._served: bytes | None = None
 
         async def openapi(request: Request) -> Response:
-            body = json.dumps(self.openapi(), separators=(",", ":")).encode()
-            return Response(body, media_type="application/json")
+            if self._served is None:
+                self._served = json.dumps(self.openapi(), separators=(",", ":")).encode()
+            return Response(self._served, media_type="application/json")
 
         self.app = Starlette(
             routes=[*(op.route() for op in self.operations), Route("/openapi.json", openapi)],

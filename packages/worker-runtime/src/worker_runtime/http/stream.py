@@ -136,10 +136,7 @@ def last_event_id(request: Request, max_chars: int) -> str | None:
             [{"type": "string_too_long", "loc": ("header", "Last-Event-ID"),
               "msg": f"String should have at most {max_chars} characters"}]
         )  # fmt: skip
-    try:
-        return value.encode("latin-1").decode("utf-8", "replace")
-    except UnicodeEncodeError:  # pragma: no cover - Starlette's headers are Latin-1 text
-        return value
+    return value.encode("latin-1").decode("utf-8", "replace")
 
 
 def _cursor(request: Request) -> str | None:
@@ -152,7 +149,6 @@ def _cursor(request: Request) -> str | None:
 def stream_operations(runtime: Runtime, settings: HttpSettings) -> list[Operation]:
     """The two SSE routes of contract §7 over ``runtime``'s subscriptions."""
     streams = _Streams(settings.max_streams)
-    sse = SSE_RESPONSE
 
     def open_stream(request: Request, worker_id: str | None) -> SseResponse:
         cursor = _cursor(request)
@@ -187,10 +183,10 @@ def stream_operations(runtime: Runtime, settings: HttpSettings) -> list[Operatio
     return [
         Operation(
             "GET", "/v1/events", runtime_events, "events",
-            query=EventsQuery, headers=last_event_id, stream=sse,
+            query=EventsQuery, headers=last_event_id, stream=SSE_RESPONSE,
         ),
         Operation(
             "GET", "/v1/workers/{worker_id}/events", worker_events, "events",
-            query=EventsQuery, headers=last_event_id, stream=sse,
+            query=EventsQuery, headers=last_event_id, stream=SSE_RESPONSE,
         ),
     ]  # fmt: skip
