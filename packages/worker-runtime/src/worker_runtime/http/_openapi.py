@@ -56,7 +56,22 @@ log = logging.getLogger("worker_runtime.http")
 ERROR_STATUSES = (400, 401, 404, 409, 410, 413, 500, 501, 503)
 
 _REF = "#/components/schemas/{model}"
+
 _PATH_PARAM = re.compile(r"{(\w+)}")
+
+#: RFC 9110's names for the statuses Python 3.13 renamed: the document must not depend on the
+#: interpreter that generates it.
+_RFC9110_PHRASES = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+
+
+def _phrase(status: int) -> str:
+    """A status's reason phrase, as RFC 9110 names it."""
+    return _RFC9110_PHRASES.get(status) or HTTPStatus(status).phrase
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -198,7 +213,7 @@ def _operation(
         responses[str(op.status)] = op.stream
     elif op.response is not None:
         responses[str(op.status)] = {
-            "description": HTTPStatus(op.status).phrase,
+            "description": _phrase(op.status),
             "content": {
                 "application/json": {"schema": {"$ref": _REF.format(model=op.response.__name__)}}
             },
@@ -207,7 +222,7 @@ def _operation(
         if op.path == "/healthz" and status != 500:
             continue  # the open liveness route answers 200 or fails
         responses[str(status)] = {
-            "description": HTTPStatus(status).phrase,
+            "description": _phrase(status),
             "content": {
                 "application/json": {"schema": {"$ref": _REF.format(model="ErrorEnvelope")}}
             },
