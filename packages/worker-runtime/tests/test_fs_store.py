@@ -389,7 +389,9 @@ async def test_a_full_disk_is_a_typed_error_and_the_store_stays_consistent(
         "from worker_runtime.store.fs import FsRuntimeStore\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "async def main():\n"
-        f"    async with Runtime(runtime_id='full', store=FsRuntimeStore({str(root)!r})) as rt:\n"
+        # The root comes in argv, not in the code: a traceback that quotes this line (Python
+        # 3.13 shows the lines of `-c` code) must not count as a message naming the path.
+        "    async with Runtime(runtime_id='full', store=FsRuntimeStore(sys.argv[1])) as rt:\n"
         "        w = await rt.create_worker()\n"
         "        print('worker', w.worker_id, flush=True)\n"
         "        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
@@ -412,7 +414,11 @@ async def test_a_full_disk_is_a_typed_error_and_the_store_stays_consistent(
         "anyio.run(main)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     lines = result.stdout.splitlines()
     worker_id = lines[0].split()[1]

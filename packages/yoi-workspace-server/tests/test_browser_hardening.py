@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import httpx
@@ -154,9 +154,10 @@ def test_html_responses_get_the_csp_whatever_the_app_set() -> None:
 
     inner = Starlette(routes=[Route("/", page), Route("/app.js", script)])
     settings = TrustSettings(token="t" * 32)
-    sessions = Sessions(sqlite3.connect(":memory:"), idle_s=60, max_s=600)
+    db = sqlite3.connect(":memory:")
+    sessions = Sessions(db, idle_s=60, max_s=600)
     boundary = TrustBoundary(inner, settings, sessions, FailedLogins())
-    with serve(boundary) as url, httpx.Client(base_url=url) as c:
+    with closing(db), serve(boundary) as url, httpx.Client(base_url=url) as c:
         r = c.get("/")
         assert r.status_code == 200
         assert_secured(r, api=False, html=True)
