@@ -14,6 +14,7 @@ import anyio
 from yoi_workspace_server._openapi import document
 from yoi_workspace_server.app import BackendSettings, create_backend_app
 from yoi_workspace_server.registry import ControlPlane, RuntimeRegistry
+from yoi_workspace_server.sessions import Sessions
 
 OUT = Path(__file__).parents[1] / "docs" / "api" / "backend-openapi.json"
 
@@ -25,7 +26,9 @@ async def backend_document() -> dict[str, Any]:
         try:
             async with anyio.create_task_group() as tg:
                 registry = RuntimeRegistry(control, tg)
-                boundary = create_backend_app(registry, BackendSettings(token="x" * 32))
+                settings = BackendSettings(token="x" * 32)
+                sessions = Sessions(control.db, idle_s=60, max_s=600)
+                boundary = create_backend_app(registry, settings, sessions)
                 return document(boundary.app.app)  # the boundary, the console files, the API
         finally:
             control.close()

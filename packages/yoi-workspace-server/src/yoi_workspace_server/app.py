@@ -12,7 +12,6 @@ a remote runtime. Nothing here ever returns a store path, a runtime URL or a tok
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 import anyio
 from starlette.requests import Request
@@ -94,19 +93,13 @@ _LAST_EVENT_ID = {"anyOf": [{"type": "string"}, {"type": "null"}]}
 
 
 def create_backend_app(
-    registry: RuntimeRegistry, settings: BackendSettings, sessions: Sessions | None = None
+    registry: RuntimeRegistry, settings: BackendSettings, sessions: Sessions
 ) -> TrustBoundary:
     """The Backend's ASGI app over ``registry``, behind the browser trust boundary
     (:class:`~.trust.TrustBoundary`): the console's files (:class:`~._console.ConsoleFiles`)
     in front of the API (an :class:`~worker_runtime.http.OperationsApp`). ``sessions``: the
-    session table (the control plane's in ``yoi-workspace-server``; an in-memory database
-    when ``None``)."""
-    if sessions is None:
-        sessions = Sessions(
-            sqlite3.connect(":memory:", check_same_thread=False),
-            idle_s=settings.session_idle_s,
-            max_s=settings.session_max_s,
-        )
+    session table, in the database of the registry's control plane (whoever owns that
+    database closes it)."""
     trust = TrustSettings(
         token=settings.token,
         bound_host=settings.bound_host,
