@@ -8,10 +8,20 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 TOKEN = "bench-token-0123456789"
+
+
+def runtime_command(*extra: str) -> list[str]:
+    """A ``yoi-runtime`` on a free port of 127.0.0.1 with the bench token (memory store, echo
+    profile), plus ``extra`` arguments."""
+    return [
+        sys.executable, "-m", "worker_runtime.cli", "--bind", "127.0.0.1:0",
+        "--token-env", "BENCH_TOKEN", "--log-level", "warning", *extra,
+    ]  # fmt: skip
 
 
 @contextmanager

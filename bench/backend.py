@@ -30,7 +30,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.append(str(_HERE))
 
-from _load import TOKEN, Connection, pct, server  # noqa: E402
+from _load import TOKEN, Connection, pct, runtime_command, server  # noqa: E402
 from _report import Row, report  # noqa: E402
 from stream import END  # noqa: E402
 
@@ -124,10 +124,7 @@ async def interleaved(
 
 async def main(seconds: float, rounds: int, store: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        runtime_cmd = [
-            sys.executable, "-m", "worker_runtime.cli", "--bind", "127.0.0.1:0",
-            "--token-env", "BENCH_TOKEN", "--log-level", "warning", "--runtime-id", "direct",
-        ]  # fmt: skip
+        runtime_cmd = runtime_command("--runtime-id", "direct")
         runtime_cmd += ["--store", "fs", "--data-dir", f"{tmp}/direct"] if store == "fs" else []
         backend_cmd = [
             sys.executable, "-m", "yoi_workspace_server.cli", "--bind", "127.0.0.1:0",

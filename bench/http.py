@@ -37,7 +37,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.append(str(_HERE))
 
-from _load import Connection, cpu_seconds, pct, server_process  # noqa: E402
+from _load import Connection, cpu_seconds, pct, runtime_command, server_process  # noqa: E402
 from _report import Row, report  # noqa: E402
 
 #: Slices of each measurement, alternating between the baseline and the Runtime.
@@ -159,10 +159,7 @@ async def main(seconds: float) -> None:
     here = Path(__file__).parent
     rows: list[Row] = []
     raw_cmd = [sys.executable, "-P", str(here / "_raw_server.py")]
-    runtime_cmd = [
-        sys.executable, "-m", "worker_runtime.cli", "--bind", "127.0.0.1:0",
-        "--token-env", "BENCH_TOKEN", "--log-level", "warning",
-    ]  # fmt: skip
+    runtime_cmd = runtime_command()
     with server_process(raw_cmd) as raw, server_process(runtime_cmd) as runtime:
         runs = {c: await alternated(raw, runtime, c, seconds) for c in (1, 8, 32)}
         pairs = await load(runtime, 8, seconds, pair_steps)

@@ -32,15 +32,8 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.append(str(_HERE))
 
-from _load import server_process  # noqa: E402
+from _load import runtime_command, server_process  # noqa: E402
 from _report import Row, report  # noqa: E402
-
-
-def _runtime_command() -> list[str]:
-    return [
-        sys.executable, "-m", "worker_runtime.cli", "--bind", "127.0.0.1:0",
-        "--token-env", "BENCH_TOKEN", "--log-level", "warning",
-    ]  # fmt: skip
 
 
 def _load_module() -> Any:
@@ -66,10 +59,10 @@ async def main(other: Path | None, rounds: int, slice_s: float, concurrency: int
         src = other.resolve() / "packages" / "worker-runtime" / "src"
         if not (src / "worker_runtime").is_dir():
             raise SystemExit(f"--other: {other} has no packages/worker-runtime/src")
-    with server_process(_runtime_command()) as a:
+    with server_process(runtime_command()) as a:
         if src is not None:
             os.environ["PYTHONPATH"] = str(src)
-        with server_process(_runtime_command()) as b:
+        with server_process(runtime_command()) as b:
             os.environ.pop("PYTHONPATH", None)
             for target in (a, b):  # warm both (imports, first Workers)
                 await load(target, concurrency, 1.0, steps)
@@ -87,7 +80,7 @@ async def main(other: Path | None, rounds: int, slice_s: float, concurrency: int
     rate_ratio = med(b / a for a, b in zip(rates["A"], rates["B"], strict=True))
     rows = [
         Row(f"A: input acks/s, c={concurrency}", med(rates["A"]), "req/s"),
-        Row(f"{label}: input acks/s", med(rates["B"]), "req/s", med(rates["A"]), "A", "", None),
+        Row(f"{label}: input acks/s", med(rates["B"]), "req/s", med(rates["A"]), "A"),
         Row("  B/A, the median of the rounds' ratios", rate_ratio * 100, "%"),
     ]
     if cpus["A"] and cpus["B"]:

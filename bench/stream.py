@@ -30,7 +30,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.append(str(_HERE))
 
-from _load import Connection, pct, server  # noqa: E402
+from _load import Connection, pct, runtime_command, server  # noqa: E402
 from _report import Row, report  # noqa: E402
 
 END = b"event: turn_completed"
@@ -142,10 +142,7 @@ def best(values: list[float]) -> float:
 
 async def main(repeats: int, rounds: int) -> None:
     raw_cmd = [sys.executable, "-P", str(_HERE / "_raw_server.py")]
-    runtime_cmd = [
-        sys.executable, "-m", "worker_runtime.cli", "--bind", "127.0.0.1:0",
-        "--token-env", "BENCH_TOKEN", "--log-level", "warning",
-    ]  # fmt: skip
+    runtime_cmd = runtime_command()
     one_n, fan_subs, fan_n = 20_000, 50, 2_000
     with server(raw_cmd) as (host, port):
         raw_one = best([await raw_fanout(host, port, 1, one_n) for _ in range(repeats)])
