@@ -27,7 +27,9 @@ async def backend_document() -> dict[str, Any]:
             async with anyio.create_task_group() as tg:
                 registry = RuntimeRegistry(control, tg)
                 settings = BackendSettings(token="x" * 32)
-                sessions = Sessions(control.db, idle_s=60, max_s=600)
+                sessions = Sessions(
+                    control.db, idle_s=settings.session_idle_s, max_s=settings.session_max_s
+                )
                 boundary = create_backend_app(registry, settings, sessions)
                 return document(boundary.app.app)  # the boundary, the console files, the API
         finally:

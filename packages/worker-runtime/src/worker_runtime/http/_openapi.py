@@ -56,7 +56,6 @@ log = logging.getLogger("worker_runtime.http")
 ERROR_STATUSES = (400, 401, 404, 409, 410, 413, 500, 501, 503)
 
 _REF = "#/components/schemas/{model}"
-
 _PATH_PARAM = re.compile(r"{(\w+)}")
 
 #: RFC 9110's names for the statuses Python 3.13 renamed: the document must not depend on the
